@@ -1,0 +1,122 @@
+"""The optimizer base class: parameters, state that lives for the whole run, the step counter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from optrun.schema import Section, validate
+
+
+def flat_buffer(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The 1-D array that ``arrays`` tile exactly, in order, or None.
+
+    Parameters created as consecutive views into one flat buffer (as optrun's
+    networks create them) can then be updated with a few whole-array
+    operations instead of a Python loop over tensors.
+    """
+    if not arrays:
+        return None
+    base = arrays[0].base
+    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    address = base.__array_interface__["data"][0]
+    for a in arrays:
+        if a.base is not base or not a.flags.c_contiguous or a.__array_interface__["data"][0] != address:
+            return None
+        address += a.nbytes
+    return base if address == base.__array_interface__["data"][0] + base.nbytes else None
+
+
+class Optimizer:
+    """Updates a list of parameter arrays in place from a list of gradients.
+
+    Subclasses set ``name``, ``Spec`` (the validated hyperparameters, the same
+    schema as the YAML ``optimizer:`` section), ``state_names`` (buffers that
+    start at zero and persist across steps and epochs) and implement
+    ``_update(p, g, state)`` for one array. ``self.t`` counts steps from 1 over
+    the whole run.
+    """
+
+    name: ClassVar[str]
+    Spec: ClassVar[type[Section]]
+    state_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: Sequence[np.ndarray], **hyperparameters: Any) -> None:
+        self.hyper = validate(self.Spec, {"name": self.name, **hyperparameters}, prefix="optimizer")
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("optimizer got an empty parameter list")
+        for p in self.params:
+            if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
+                raise TypeError("parameters must be floating-point numpy arrays")
+        flat = flat_buffer(self.params)
+        # The arrays actually updated: the one flat buffer when there is one.
+        self._targets = [flat] if flat is not None else self.params
+        self._state = [{k: np.zeros_like(p) for k in self.state_names} for p in self._targets]
+        self._grad_buffer = np.empty_like(flat) if flat is not None else None
+        self.t = 0
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.hyper.learning_rate)
+
+    def step(self, grads: Sequence[np.ndarray]) -> None:
+        """Apply one update; ``grads[i]`` is the gradient of ``params[i]``."""
+        if len(grads) != len(self.params):
+            raise ValueError(f"expected {len(self.params)} gradients, got {len(grads)}")
+        self.t += 1
+        for p, g, state in zip(self._targets, self._gradient_targets(grads), self._state, strict=True):
+            self._update(p, g, state)
+
+    def _gradient_targets(self, grads: Sequence[np.ndarray]) -> list[np.ndarray]:
+        for p, g in zip(self.params, grads, strict=True):
+            if g.shape != p.shape:
+                raise ValueError(f"gradient of shape {g.shape} for a parameter of shape {p.shape}")
+        if self._grad_buffer is None:
+            return list(grads)
+        flat = flat_buffer(grads)
+        if flat is not None and flat.dtype == self._grad_buffer.dtype:
+            return [flat]
+        np.concatenate([np.ravel(g) for g in grads], out=self._grad_buffer, casting="same_kind")
+        return [self._grad_buffer]
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _per_param(self, name: str) -> list[np.ndarray]:
+        """State buffer ``name`` as one array per parameter (views, not copies)."""
+        if len(self._targets) == len(self.params) and self._targets[0] is self.params[0]:
+            return [s[name] for s in self._state]
+        flat, out, start = self._state[0][name], [], 0
+        for p in self.params:
+            out.append(flat[start : start + p.size].reshape(p.shape))
+            start += p.size
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{'name', 'step', 'state': {buffer: [one array per parameter]}}``, as copies."""
+        return {
+            "name": self.name,
+            "step": self.t,
+            "state": {k: [a.copy() for a in self._per_param(k)] for k in self.state_names},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned, checking that it fits these parameters."""
+        if state_dict.get("name") != self.name:
+            raise ValueError(f"state of optimizer {state_dict.get('name')!r} cannot load into {self.name!r}")
+        if set(state_dict["state"]) != set(self.state_names):
+            raise ValueError(f"state buffers {sorted(state_dict['state'])} != {sorted(self.state_names)}")
+        for k in self.state_names:
+            for dst, src in zip(self._per_param(k), state_dict["state"][k], strict=True):
+                if dst.shape != np.shape(src):
+                    raise ValueError(f"state {k!r} of shape {np.shape(src)} for a parameter of shape {dst.shape}")
+                np.copyto(dst, src)
+        self.t = int(state_dict["step"])
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyper.model_dump().items() if k != "name")
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,173 @@
+"""Validation building blocks shared by every config section.
+
+Each section of a config (dataset, model, train, optimizer) is a pydantic model
+declared next to the code that uses it; this module holds what they share: a
+strict base class that rejects unknown keys with a suggestion, range
+constraints whose messages state the allowed interval, and the translation of
+pydantic's errors into one line per problem (``optimizer.mu: must be in [0, 1),
+got 1.5``).
+
+pydantic v2 is used because it reports the exact location of every error in a
+nested, tagged structure (``optimizer`` is a union chosen by ``name``), which a
+hand-written validator would have to reimplement.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+
+class ConfigError(ValueError):
+    """A user's config is wrong; the message is one line meant for them."""
+
+
+class Section(BaseModel):
+    """A config section: strict types, no unknown keys, frozen once validated."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            allowed = list(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    close = difflib.get_close_matches(str(key), allowed, n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    raise PydanticCustomError(
+                        "unknown_key",
+                        "unknown key{hint}; allowed keys: {allowed}",
+                        {"key": str(key), "hint": hint, "allowed": ", ".join(allowed)},
+                    )
+        return data
+
+
+def _fmt(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{x:g}"
+
+
+def interval(
+    lo: float = -math.inf, hi: float = math.inf, *, lo_open: bool = False, hi_open: bool = False
+) -> AfterValidator:
+    """A constraint ``value in [lo, hi]`` (either end open) with a message naming the interval."""
+    if lo == -math.inf and hi == math.inf:
+        raise ValueError("interval needs at least one bound")
+    if hi == math.inf:
+        allowed = f"> {_fmt(lo)}" if lo_open else f">= {_fmt(lo)}"
+    elif lo == -math.inf:
+        allowed = f"< {_fmt(hi)}" if hi_open else f"<= {_fmt(hi)}"
+    else:
+        allowed = f"in {'(' if lo_open else '['}{_fmt(lo)}, {_fmt(hi)}{')' if hi_open else ']'}"
+
+    def check(value: float) -> float:
+        above = value > lo if lo_open else value >= lo
+        below = value < hi if hi_open else value <= hi
+        if not (above and below):
+            raise PydanticCustomError("range", "must be {allowed}, got {got}", {"allowed": allowed, "got": value})
+        return value
+
+    return AfterValidator(check)
+
+
+PositiveFloat = Annotated[float, interval(0, lo_open=True)]
+NonNegativeFloat = Annotated[float, interval(0)]
+PositiveInt = Annotated[int, interval(1)]
+NonNegativeInt = Annotated[int, interval(0)]
+UnitOpenFloat = Annotated[float, interval(0, 1, hi_open=True)]  # [0, 1)
+Fraction = Annotated[float, interval(0, 1, lo_open=True, hi_open=True)]  # (0, 1)
+
+_TYPE_MESSAGES = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping of keys to values",
+    "model_type": "must be a mapping of keys to values",
+    "model_attributes_type": "must be a mapping of keys to values",
+    "finite_number": "must be a finite number",
+}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value!r} ({type(value).__name__})" if isinstance(value, str) else repr(value)
+
+
+def _strip_tags(loc: Sequence[Any], data: Any) -> list[Any]:
+    """Drop the union tags pydantic inserts into locations, by walking the input."""
+    path: list[Any] = []
+    for part in loc:
+        if isinstance(data, Mapping) and part in data:
+            data = data[part]
+            path.append(part)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+            path.append(part)
+        elif isinstance(data, Mapping):
+            continue  # a tag such as 'adam' that pydantic adds to the path
+        else:
+            path.append(part)
+    return path
+
+
+def _dotted(path: Sequence[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind == "union_tag_not_found":
+        return f"needs a {ctx['discriminator']} key"
+    if kind == "union_tag_invalid":
+        allowed = ctx["expected_tags"].replace("'", "")
+        return f"unknown {ctx['discriminator'].strip(chr(39))} '{ctx['tag']}'; choose from: {allowed}"
+    if kind == "literal_error":
+        return f"must be one of {ctx['expected'].replace(chr(39), '')}, got {_describe(err['input'])}"
+    if kind in _TYPE_MESSAGES:
+        return f"{_TYPE_MESSAGES[kind]}, got {_describe(err['input'])}"
+    msg = str(err["msg"])
+    return msg[0].lower() + msg[1:]
+
+
+def format_errors(error: ValidationError, data: Any, prefix: str = "") -> str:
+    """One line for the first error (and how many more there are)."""
+    errors = error.errors()
+    first = errors[0]
+    path = _strip_tags(first["loc"], data)
+    if first["type"] == "unknown_key":
+        path.append(first["ctx"]["key"])
+    where = _dotted([prefix, *path] if prefix else path)
+    line = f"{where}: {_message(first)}" if where else _message(first)
+    if len(errors) > 1:
+        line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return line
+
+
+def validate(model: Any, data: Any, prefix: str = "") -> Any:
+    """Validate ``data`` with a pydantic model or TypeAdapter, raising ConfigError."""
+    try:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return model.model_validate(data)
+        return model.validate_python(data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, data, prefix)) from None
