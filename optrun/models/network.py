@@ -1,0 +1,136 @@
+"""Networks: a stack of layers whose parameters and gradients live in two flat buffers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from optrun.models.layers import ACTIVATIONS, Dense, Layer
+from optrun.models.loss import cross_entropy_sum_and_correct, softmax_cross_entropy
+from optrun.schema import NonNegativeFloat, PositiveInt, Section
+
+Init = Literal["he", "xavier"]
+DType = Literal["float32", "float64"]
+
+
+class LogisticSpec(Section):
+    """Softmax regression: one Dense layer from the inputs to the class scores."""
+
+    type: Literal["logistic"]
+    init: Init = "xavier"
+    weight_decay: NonNegativeFloat = 0.0
+    dtype: DType = "float32"
+
+
+class MLPSpec(Section):
+    """A multilayer perceptron: Dense layers with an activation between them."""
+
+    type: Literal["mlp"]
+    hidden: Annotated[list[PositiveInt], Field(min_length=1)] = [64]
+    activation: Literal["relu", "tanh", "sigmoid", "leaky_relu"] = "relu"
+    init: Init | None = None  # None: he for relu and leaky_relu, xavier for tanh and sigmoid
+    weight_decay: NonNegativeFloat = 0.0
+    dtype: DType = "float32"
+
+    @model_validator(mode="after")
+    def _default_init(self) -> MLPSpec:
+        if self.init is None:
+            object.__setattr__(self, "init", "he" if "relu" in self.activation else "xavier")
+        return self
+
+
+ModelSpec = Annotated[Union[LogisticSpec, MLPSpec], Field(discriminator="type")]  # noqa: UP007
+MODEL_TYPES = ("logistic", "mlp")
+
+
+class Network:
+    """Layers applied in order to a batch of rows, ending in class scores (logits).
+
+    The training objective is J(θ) = (1/N) Σ_n −log softmax(f(x_n; θ))_{y_n} + (λ/2) Σ_W ‖W‖²,
+    the L2 penalty (``weight_decay`` λ) taken over weight matrices, not biases.
+    ``params`` and ``grads`` are lists of views into one flat buffer each.
+    """
+
+    def __init__(self, layers: list[Layer], dtype: str = "float32", weight_decay: float = 0.0) -> None:
+        self.layers = layers
+        self.dtype = np.dtype(dtype)
+        self.weight_decay = weight_decay
+        shapes = [s for layer in layers for s in layer.shapes]
+        sizes = [int(np.prod(s)) for s in shapes]
+        self.flat_params = np.zeros(sum(sizes), dtype=self.dtype)
+        self.flat_grads = np.zeros(sum(sizes), dtype=self.dtype)
+        self.params: list[np.ndarray] = []
+        self.grads: list[np.ndarray] = []
+        offset = 0
+        for layer in layers:
+            ps, gs = [], []
+            for shape in layer.shapes:
+                size = int(np.prod(shape))
+                ps.append(self.flat_params[offset : offset + size].reshape(shape))
+                gs.append(self.flat_grads[offset : offset + size].reshape(shape))
+                offset += size
+            layer.bind(ps, gs)
+            self.params += ps
+            self.grads += gs
+        self.dense = [layer for layer in layers if isinstance(layer, Dense)]
+
+    @property
+    def n_params(self) -> int:
+        return self.flat_params.size
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def penalty(self) -> float:
+        """(λ/2) Σ_W ‖W‖²."""
+        if not self.weight_decay:
+            return 0.0
+        return 0.5 * self.weight_decay * sum(float(np.vdot(d.W, d.W)) for d in self.dense)
+
+    def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
+        """J on the batch (x, y); fills ``grads`` with ∂J/∂θ."""
+        loss, dy = softmax_cross_entropy(self.forward(x), y)
+        for i, layer in enumerate(reversed(self.layers)):
+            dy = layer.backward(dy, need_dx=i < len(self.layers) - 1)
+        if self.weight_decay:
+            for d in self.dense:
+                d.dW += self.weight_decay * d.W
+        return loss + self.penalty()
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, chunk: int = 8192) -> tuple[float, float]:
+        """(J, accuracy) on a whole set, in chunks so memory stays bounded."""
+        total, correct = 0.0, 0
+        for start in range(0, len(y), chunk):
+            s, c = cross_entropy_sum_and_correct(self.forward(x[start : start + chunk]), y[start : start + chunk])
+            total += s
+            correct += c
+        return total / len(y) + self.penalty(), correct / len(y)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x).argmax(axis=1)
+
+
+def _init_weights(net: Network, scheme: str, rng: np.random.Generator) -> None:
+    """Weights ~ N(0, σ²): he σ² = 2/fan_in, xavier σ² = 2/(fan_in + fan_out); biases 0."""
+    for d in net.dense:
+        var = 2.0 / d.fan_in if scheme == "he" else 2.0 / (d.fan_in + d.fan_out)
+        d.W[...] = rng.standard_normal(d.W.shape) * np.sqrt(var)
+
+
+def build_model(spec: Any, n_features: int, n_classes: int, rng: np.random.Generator) -> Network:
+    """The network a validated model spec describes, initialised from ``rng``."""
+    if spec.type == "logistic":
+        layers: list[Layer] = [Dense(n_features, n_classes)]
+    else:
+        widths = [n_features, *spec.hidden]
+        layers = []
+        for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [Dense(fan_in, fan_out), ACTIVATIONS[spec.activation]()]
+        layers.append(Dense(widths[-1], n_classes))
+    net = Network(layers, dtype=spec.dtype, weight_decay=spec.weight_decay)
+    _init_weights(net, spec.init, rng)
+    return net
