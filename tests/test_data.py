@@ -1,0 +1,75 @@
+"""Datasets: determinism, stratified splits, standardization with train statistics only."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib.resources import files
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
+
+from optrun.data import DATASETS, DatasetSpec, load_dataset, stratified_split
+
+SPEC = TypeAdapter(DatasetSpec)
+
+
+def load(spec: dict, seed: int = 0, dtype: str = "float32"):
+    return load_dataset(SPEC.validate_python(spec), np.random.default_rng(seed), dtype)
+
+
+def test_shipped_digits_file_is_the_documented_copy() -> None:
+    data = files("optrun.data").joinpath("digits.csv.gz").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
+    ds = load({"name": "digits", "test_fraction": 0.25})
+    assert len(ds.y_train) + len(ds.y_test) == 1797
+    assert ds.n_features == 64 and ds.n_classes == 10
+    assert len(ds.y_test) == pytest.approx(0.25 * 1797, abs=10)
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_datasets_are_deterministic_typed_and_standardized_on_train(name: str) -> None:
+    a, b, c = load({"name": name}, 3), load({"name": name}, 3), load({"name": name}, 4)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(a.y_train, c.y_train) or not np.array_equal(a.x_train, c.x_train)
+    assert a.x_train.dtype == np.float32 and a.y_train.dtype.kind == "i"
+    assert set(np.unique(a.y_train)) == set(range(a.n_classes))
+    varying = a.x_train.std(axis=0) > 0
+    np.testing.assert_allclose(a.x_train.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(a.x_train.std(axis=0)[varying], 1, rtol=1e-4)
+    # The test split is transformed with the train statistics, so its own are not exactly 0 and 1.
+    assert np.abs(a.x_test.mean(axis=0)).max() > 1e-4
+
+
+def test_float64_dataset_matches_float32_up_to_rounding() -> None:
+    a, b = load({"name": "moons"}, dtype="float64"), load({"name": "moons"}, dtype="float32")
+    assert a.x_train.dtype == np.float64
+    np.testing.assert_allclose(a.x_train, b.x_train, rtol=1e-5, atol=1e-6)
+
+
+def test_blobs_has_the_requested_shape() -> None:
+    ds = load({"name": "blobs", "n_samples": 500, "n_features": 30, "n_classes": 5})
+    assert ds.n_features == 30 and ds.n_classes == 5 and len(ds.y_train) + len(ds.y_test) == 500
+
+
+def test_spirals_arms() -> None:
+    ds = load({"name": "spirals", "n_classes": 5, "n_samples": 500})
+    assert ds.n_classes == 5 and np.all(np.bincount(ds.y_test) == 20)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(2, 60), min_size=2, max_size=8),
+    fraction=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_stratified_split_partitions_every_class_in_proportion(counts, fraction, seed) -> None:
+    y = np.repeat(np.arange(len(counts)), counts)
+    train, test = stratified_split(y, fraction, np.random.default_rng(seed))
+    assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(len(y)))
+    per_class_test = np.bincount(y[test], minlength=len(counts))
+    expected = np.clip(np.rint(np.array(counts) * fraction), 1, np.array(counts) - 1)
+    np.testing.assert_array_equal(per_class_test, expected)
