@@ -39,7 +39,7 @@ class Section(BaseModel):
             allowed = list(cls.model_fields)
             for key in data:
                 if key not in allowed:
-                    close = difflib.get_close_matches(str(key), allowed, n=1)
+                    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.7)
                     hint = f" (did you mean '{close[0]}'?)" if close else ""
                     raise PydanticCustomError(
                         "unknown_key",
@@ -102,7 +102,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list | tuple):
-        return "a list"
+        return "an empty list" if not value else "a list"
     if isinstance(value, bool):
         return str(value).lower()
     return f"{value!r} ({type(value).__name__})" if isinstance(value, str) else repr(value)
@@ -143,6 +143,8 @@ def _message(err: Mapping[str, Any]) -> str:
         return f"unknown {ctx['discriminator'].strip(chr(39))} '{ctx['tag']}'; choose from: {allowed}"
     if kind == "literal_error":
         return f"must be one of {ctx['expected'].replace(chr(39), '')}, got {_describe(err['input'])}"
+    if kind == "too_short":
+        return f"must have at least {ctx['min_length']} item{'s' if ctx['min_length'] > 1 else ''}, got {_describe(err['input'])}"
     if kind in _TYPE_MESSAGES:
         return f"{_TYPE_MESSAGES[kind]}, got {_describe(err['input'])}"
     msg = str(err["msg"])
@@ -154,7 +156,7 @@ def format_errors(error: ValidationError, data: Any, prefix: str = "") -> str:
     errors = error.errors()
     first = errors[0]
     path = _strip_tags(first["loc"], data)
-    if first["type"] == "unknown_key":
+    if "key" in (first.get("ctx") or {}):  # a section-level check about one of its keys
         path.append(first["ctx"]["key"])
     where = _dotted([prefix, *path] if prefix else path)
     line = f"{where}: {_message(first)}" if where else _message(first)

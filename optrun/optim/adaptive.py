@@ -25,7 +25,7 @@ class AdaGrad(Optimizer):
 
     class Spec(Section):
         name: Literal["adagrad"]
-        learning_rate: PositiveFloat = 0.05
+        learning_rate: PositiveFloat = 0.03
         eps: PositiveFloat = EPS
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
@@ -74,7 +74,7 @@ class Adam(Optimizer):
 
     class Spec(Section):
         name: Literal["adam"]
-        learning_rate: PositiveFloat = 0.001
+        learning_rate: PositiveFloat = 0.003
         beta1: UnitOpenFloat = 0.9
         beta2: UnitOpenFloat = 0.999
         eps: PositiveFloat = EPS

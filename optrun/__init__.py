@@ -1,0 +1,22 @@
+"""optrun: train vectorized NumPy networks and compare gradient-descent optimizers.
+
+The library a notebook imports; the ``optrun`` command is a thin layer over it.
+"""
+
+from optrun.config import Config, load_config, parse_config
+from optrun.optim import OPTIMIZERS, Optimizer, build_optimizer
+from optrun.runs import run
+from optrun.train import EpochRecord, TrainResult, train
+
+__all__ = [
+    "OPTIMIZERS",
+    "Config",
+    "EpochRecord",
+    "Optimizer",
+    "TrainResult",
+    "build_optimizer",
+    "load_config",
+    "parse_config",
+    "run",
+    "train",
+]

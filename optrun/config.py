@@ -1,0 +1,190 @@
+"""Configs: read YAML, apply ``--set`` overrides, validate into a ``Config``.
+
+This is the only module that knows YAML. Every section's schema lives beside the
+code that uses it (``optrun.data``, ``optrun.models``, ``optrun.optim``); this
+module composes them and turns every mistake into one ``ConfigError`` line that
+names the file, the dotted key, what is wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, model_validator
+from pydantic_core import PydanticCustomError
+
+from optrun.data import DatasetSpec
+from optrun.models import MLPSpec, ModelSpec
+from optrun.optim import OptimizerSpec
+from optrun.schema import ConfigError, NonNegativeInt, PositiveInt, Section, validate
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise PydanticCustomError(
+            "name", "must start with a letter or digit and contain only letters, digits, '.', '_' and '-', got '{got}'",
+            {"got": value},
+        )
+    return value
+
+
+class TrainSpec(Section):
+    """The training loop: epochs over the train split in shuffled minibatches."""
+
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 32
+    max_samples: PositiveInt | None = None  # use at most this many train and test samples (None: all)
+
+
+class Config(Section):
+    """A whole experiment: what to train, on what, with which optimizer."""
+
+    name: Annotated[str, AfterValidator(_check_name)] = "run"
+    seed: NonNegativeInt = 0
+    dataset: DatasetSpec
+    model: ModelSpec = MLPSpec(type="mlp")
+    train: TrainSpec = TrainSpec()
+    optimizer: OptimizerSpec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_type_defaults_to_mlp(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping) and "type" not in data["model"]:
+            return {**data, "model": {"type": "mlp", **data["model"]}}
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every key with its value, defaults filled in: what ``config.yaml`` in a run directory holds."""
+        return self.model_dump(mode="json")
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that reads 1e-3 as a number (as YAML 1.2 does) and rejects duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        return f"line {mark.line + 1}, column {mark.column + 1}: YAML syntax error: {problem}"
+    return f"YAML syntax error: {exc}"
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The parsed contents of a YAML file, or ConfigError naming the file and the problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected UTF-8 YAML)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: {_describe_yaml_error(exc)}") from None
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``'optimizer.mu=0.95'`` -> (['optimizer', 'mu'], 0.95); the value is read as a YAML scalar."""
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(p.strip() for p in parts):
+        raise ConfigError(f"--set {item}: expected KEY=VALUE with a dotted KEY, e.g. optimizer.mu=0.95")
+    try:
+        value = yaml.load(raw, Loader=_Loader)  # noqa: S506
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item}: cannot read the value: {_describe_yaml_error(exc)}") from None
+    return [p.strip() for p in parts], value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``data`` with each ``KEY=VALUE`` set, creating mappings along the path."""
+    out = _deep_copy(data)
+    for item in overrides:
+        parts, value = parse_override(item)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(f"--set {item}: {where} is not a mapping, so it has no key '{parts[i + 1]}'")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def parse_config(data: Any, source: str = "config") -> Config:
+    """Validate a config mapping; errors read ``<source>: <dotted.key>: <problem>``."""
+    if data is None:
+        raise ConfigError(f"{source}: the config is empty; it needs at least 'dataset' and 'optimizer'")
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+        raise ConfigError(f"{source}: the top level must be a mapping of keys to values, got {kind}")
+    try:
+        return validate(Config, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def default_name(path: str | Path) -> str:
+    """The file's stem, made safe for a directory name."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-._")
+    return name[:100] or "run"
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Read, override and validate the config at ``path``."""
+    data = read_yaml(path)
+    if isinstance(data, dict):
+        data = apply_overrides(data, overrides)
+        data.setdefault("name", default_name(path))
+    return parse_config(data, source=str(path))
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    """YAML for a resolved config, keys in schema order."""
+    return yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=None, allow_unicode=True)
+
+
+SMOKE_SAMPLES = 256
+
+
+def smoke(config: Config) -> Config:
+    """The config cut down for a smoke test: one epoch on at most 256 train and 256 test samples."""
+    limit = min(config.train.max_samples or SMOKE_SAMPLES, SMOKE_SAMPLES)
+    return config.model_copy(update={"train": config.train.model_copy(update={"epochs": 1, "max_samples": limit})})

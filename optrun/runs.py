@@ -1,0 +1,152 @@
+"""Run directories: create one, write config, metrics and summary, read them back.
+
+A run directory ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>[-N]/`` holds
+
+- ``config.yaml``: the fully resolved config (every default filled in); training on it reproduces the run;
+- ``metrics.csv``: one row per epoch from 0 (columns ``optrun.train.COLUMNS``), flushed row by row;
+- ``summary.json``: status, epochs, final and best metrics, timings, seed and versions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optrun.config import Config, dump_yaml
+from optrun.train import COLUMNS, EpochRecord, TrainResult, fit, prepare
+
+
+class RunDirError(OSError):
+    """The runs directory cannot be created or written."""
+
+
+def create_run_dir(runs_dir: str | Path, name: str, now: datetime | None = None) -> Path:
+    """Make a new, empty run directory; never reuse an existing one (a ``-N`` suffix is added)."""
+    runs_dir = Path(runs_dir)
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        for n in range(10_000):
+            path = runs_dir / (f"{name}-{stamp}" if n == 0 else f"{name}-{stamp}-{n}")
+            try:
+                path.mkdir()  # atomic: two processes can never both create the same directory
+                return path
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise RunDirError(f"{runs_dir}: cannot create a run directory: {exc.strerror or exc}") from None
+    raise RunDirError(f"{runs_dir}: too many runs named {name}-{stamp}")
+
+
+def _versions() -> dict[str, str]:
+    try:
+        optrun_version = version("optrun")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        optrun_version = "unknown"
+    return {"optrun": optrun_version, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def _number(x: float) -> str:
+    return repr(float(x))  # the shortest text that reads back as the same float
+
+
+class MetricsWriter:
+    """Appends rows to metrics.csv, flushing each so a reader never sees a torn row."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("w", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._file, lineterminator="\n")
+        self._csv.writerow(COLUMNS)
+        self._file.flush()
+
+    def write(self, row: EpochRecord) -> None:
+        values = asdict(row)
+        self._csv.writerow(
+            [values["epoch"], *(_number(values[c]) for c in COLUMNS[1:-1]), f"{values['seconds']:.6f}"]
+        )
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def summarize(config: Config, result: TrainResult, wall_seconds: float) -> dict[str, Any]:
+    """The figures summary.json holds."""
+    rows = result.records
+    last = rows[-1]
+    best = max(rows, key=lambda r: (r.test_accuracy, -r.epoch))  # the earliest epoch reaching the best accuracy
+    return {
+        "name": config.name,
+        "status": result.status,
+        "reason": result.reason,
+        "epochs": last.epoch,
+        "epochs_planned": config.train.epochs,
+        "final": {k: getattr(last, k) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
+        "best": {"test_accuracy": best.test_accuracy, "epoch": best.epoch},
+        "train_seconds": sum(r.seconds for r in rows),
+        "wall_seconds": wall_seconds,
+        "seed": config.seed,
+        "dataset": config.dataset.name,
+        "model": config.model.type,
+        "optimizer": config.optimizer.name,
+        "versions": _versions(),
+    }
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass
+class RunOutcome:
+    path: Path
+    result: TrainResult
+    summary: dict[str, Any]
+
+
+def run(config: Config, runs_dir: str | Path = "runs", on_epoch: Callable[[EpochRecord], None] | None = None) -> RunOutcome:
+    """Train ``config`` and record it in a new run directory under ``runs_dir``.
+
+    Data and model are built first, so a failure there leaves no directory behind.
+    """
+    start = time.perf_counter()
+    experiment = prepare(config)
+    path = create_run_dir(runs_dir, config.name)
+    (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
+    writer = MetricsWriter(path / "metrics.csv")
+
+    def record(row: EpochRecord) -> None:
+        writer.write(row)
+        if on_epoch is not None:
+            on_epoch(row)
+
+    try:
+        result = fit(experiment, record)
+    finally:
+        writer.close()
+    summary = summarize(config, result, time.perf_counter() - start)
+    _write_json(path / "summary.json", summary)
+    return RunOutcome(path, result, summary)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """metrics.csv of a run directory as a list of rows (numbers parsed)."""
+    with (Path(path) / "metrics.csv").open(newline="", encoding="utf-8") as fh:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def read_summary(path: str | Path) -> dict[str, Any]:
+    return json.loads((Path(path) / "summary.json").read_text(encoding="utf-8"))

@@ -1,0 +1,132 @@
+"""The training loop: seeded data, initial weights and batch order; per-epoch evaluation; divergence.
+
+No file I/O and no printing here: progress goes out through the ``on_epoch`` callback.
+
+Fairness: the seed is split into three independent streams (data, initial
+weights, batch order), none of which the optimizer touches, so every optimizer
+given the same seed starts from the same parameters and sees the same
+minibatches in the same order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from optrun.config import Config
+from optrun.data import Dataset, load_dataset
+from optrun.models import Network, build_model
+from optrun.optim import Optimizer, build_optimizer
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One row of metrics.csv: evaluation on the full splits after ``epoch`` epochs (0: before training)."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    learning_rate: float
+    seconds: float  # wall time of this epoch's optimization steps, evaluation excluded
+
+
+COLUMNS = tuple(f.name for f in fields(EpochRecord))
+
+
+@dataclass
+class Experiment:
+    """Everything a run needs, built before anything is written."""
+
+    config: Config
+    data: Dataset
+    model: Network
+    optimizer: Optimizer
+    batch_order: np.random.Generator
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed" or "diverged"
+    records: list[EpochRecord] = field(default_factory=list)
+    reason: str | None = None  # why a diverged run stopped
+
+    @property
+    def epochs_completed(self) -> int:
+        return self.records[-1].epoch if self.records else 0
+
+
+def prepare(config: Config) -> Experiment:
+    """Load the data, initialise the network and build the optimizer for ``config``."""
+    data_rng, init_rng, order_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3))
+    data = load_dataset(config.dataset, data_rng, dtype=config.model.dtype)
+    if config.train.max_samples is not None:
+        data = data.head(config.train.max_samples)
+    model = build_model(config.model, data.n_features, data.n_classes, init_rng)
+    return Experiment(config, data, model, build_optimizer(config.optimizer, model.params), order_rng)
+
+
+def _evaluate(exp: Experiment, epoch: int, seconds: float) -> EpochRecord:
+    train_loss, train_acc = exp.model.evaluate(exp.data.x_train, exp.data.y_train)
+    test_loss, test_acc = exp.model.evaluate(exp.data.x_test, exp.data.y_test)
+    return EpochRecord(epoch, train_loss, train_acc, test_loss, test_acc, exp.optimizer.learning_rate, seconds)
+
+
+def _run_epoch(exp: Experiment, epoch: int) -> str | None:
+    """One pass over the train split in a fresh random order; the reason if it diverged."""
+    x, y = exp.data.x_train, exp.data.y_train
+    batch = min(exp.config.train.batch_size, len(y))
+    x_buf, y_buf = np.empty((batch, x.shape[1]), dtype=x.dtype), np.empty(batch, dtype=y.dtype)
+    order = exp.batch_order.permutation(len(y))
+    for step, start in enumerate(range(0, len(y), batch), start=1):
+        idx = order[start : start + batch]  # the last batch may be smaller: it is kept
+        xb = np.take(x, idx, axis=0, out=x_buf[: len(idx)], mode="clip")
+        yb = np.take(y, idx, out=y_buf[: len(idx)], mode="clip")
+        loss = exp.model.loss_and_grad(xb, yb)
+        if not math.isfinite(loss):
+            return f"non-finite minibatch loss at epoch {epoch}, step {step}"
+        exp.optimizer.step(exp.model.grads)
+    return None
+
+
+def fit(exp: Experiment, on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+    """Train for ``config.train.epochs`` epochs, evaluating before the first and after every epoch.
+
+    A non-finite minibatch loss ends the run as diverged, keeping the rows of the
+    epochs before it; a non-finite evaluation or parameter ends it after that row.
+    """
+    result = TrainResult(status="completed")
+
+    def record(row: EpochRecord) -> bool:
+        result.records.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        if not (math.isfinite(row.train_loss) and math.isfinite(row.test_loss)):
+            result.reason = f"non-finite loss after epoch {row.epoch}"
+        elif not np.isfinite(exp.model.flat_params).all():
+            result.reason = f"non-finite parameters after epoch {row.epoch}"
+        return result.reason is None
+
+    with np.errstate(all="ignore"):  # overflow is detected and reported as divergence, not warned about
+        healthy = record(_evaluate(exp, 0, 0.0))
+        for epoch in range(1, exp.config.train.epochs + 1):
+            if not healthy:
+                break
+            start = time.perf_counter()
+            result.reason = _run_epoch(exp, epoch)
+            if result.reason is not None:
+                break
+            healthy = record(_evaluate(exp, epoch, time.perf_counter() - start))
+    if result.reason is not None:
+        result.status = "diverged"
+    return result
+
+
+def train(config: Config, on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+    """``fit(prepare(config))``: the whole run, in memory."""
+    return fit(prepare(config), on_epoch)
