@@ -21,7 +21,9 @@ SEEDS = range(3)
 
 
 def final(name: str, lr: float, seed: int) -> tuple[float, float]:
-    config = parse_config({"seed": seed, "dataset": {"name": "digits"}, "optimizer": {"name": name, "learning_rate": lr}})
+    config = parse_config(
+        {"seed": seed, "dataset": {"name": "digits"}, "optimizer": {"name": name, "learning_rate": lr}}
+    )
     result = train(config)
     last = result.records[-1]
     return (last.test_accuracy, last.test_loss) if result.status == "completed" else (np.nan, np.nan)

@@ -45,7 +45,10 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 set_option = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Override a config key by its dotted path, e.g. --set optimizer.mu=0.95 (repeatable; VALUE is YAML).",
 )
 
@@ -70,7 +73,10 @@ def _progress(console: Console, epochs: int, quiet: bool) -> Iterator[Callable[[
         yield lambda row: console.print(f"epoch {row.epoch:>{width}}/{epochs}  {_stats(row)}", highlight=False)
     else:
         columns = (
-            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
+            TextColumn("epoch"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=console, transient=True) as bar:
@@ -88,8 +94,13 @@ def _metrics_table(rows: Sequence[EpochRecord], limit: int = 25) -> Table:
         table.add_column(name, justify="right")
     for r in rows:
         table.add_row(
-            str(r.epoch), f"{r.train_loss:.4f}", f"{r.train_accuracy:.2%}", f"{r.test_loss:.4f}",
-            f"{r.test_accuracy:.2%}", f"{r.learning_rate:g}", f"{r.seconds:.3f}",
+            str(r.epoch),
+            f"{r.train_loss:.4f}",
+            f"{r.train_accuracy:.2%}",
+            f"{r.test_loss:.4f}",
+            f"{r.test_accuracy:.2%}",
+            f"{r.learning_rate:g}",
+            f"{r.seconds:.3f}",
         )
     return table
 
@@ -159,8 +170,11 @@ def optimizers() -> None:
     table.add_column("update rule (g: gradient, t: step from 1)")
     for name, cls in OPTIMIZERS.items():
         fields = cls.Spec.model_fields
-        hyper = "\n".join(f"{k} = {f.default:g}" if isinstance(f.default, float) else f"{k} = {str(f.default).lower()}"
-                          for k, f in fields.items() if k != "name")
+        hyper = "\n".join(
+            f"{k} = {f.default:g}" if isinstance(f.default, float) else f"{k} = {str(f.default).lower()}"
+            for k, f in fields.items()
+            if k != "name"
+        )
         table.add_row(name, hyper, update_rule(cls))
     Console(highlight=False).print(table)
 

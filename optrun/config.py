@@ -28,7 +28,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 def _check_name(value: str) -> str:
     if not _NAME.fullmatch(value):
         raise PydanticCustomError(
-            "name", "must start with a letter or digit and contain only letters, digits, '.', '_' and '-', got '{got}'",
+            "name",
+            "must start with a letter or digit and contain only letters, digits, '.', '_' and '-', got '{got}'",
             {"got": value},
         )
     return value
@@ -106,7 +107,7 @@ def read_yaml(path: str | Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: {_describe_yaml_error(exc)}") from None
 
@@ -118,7 +119,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not sep or not all(p.strip() for p in parts):
         raise ConfigError(f"--set {item}: expected KEY=VALUE with a dotted KEY, e.g. optimizer.mu=0.95")
     try:
-        value = yaml.load(raw, Loader=_Loader)  # noqa: S506
+        value = yaml.load(raw, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {item}: cannot read the value: {_describe_yaml_error(exc)}") from None
     return [p.strip() for p in parts], value

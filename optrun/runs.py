@@ -72,9 +72,7 @@ class MetricsWriter:
 
     def write(self, row: EpochRecord) -> None:
         values = asdict(row)
-        self._csv.writerow(
-            [values["epoch"], *(_number(values[c]) for c in COLUMNS[1:-1]), f"{values['seconds']:.6f}"]
-        )
+        self._csv.writerow([values["epoch"], *(_number(values[c]) for c in COLUMNS[1:-1]), f"{values['seconds']:.6f}"])
         self._file.flush()
 
     def close(self) -> None:
@@ -117,7 +115,9 @@ class RunOutcome:
     summary: dict[str, Any]
 
 
-def run(config: Config, runs_dir: str | Path = "runs", on_epoch: Callable[[EpochRecord], None] | None = None) -> RunOutcome:
+def run(
+    config: Config, runs_dir: str | Path = "runs", on_epoch: Callable[[EpochRecord], None] | None = None
+) -> RunOutcome:
     """Train ``config`` and record it in a new run directory under ``runs_dir``.
 
     Data and model are built first, so a failure there leaves no directory behind.

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -47,6 +47,16 @@ class Section(BaseModel):
                         {"key": str(key), "hint": hint, "allowed": ", ".join(allowed)},
                     )
         return data
+
+
+_TAGS: set[str] = set()  # every tag of every tagged union, so error locations can drop them
+
+
+def tagged_union(members: Iterable[type[Section]], key: str) -> Any:
+    """A field type that is one of ``members``, chosen by the value of ``key`` (e.g. an optimizer's name)."""
+    members = tuple(members)
+    _TAGS.update(tag for m in members for tag in m.model_fields[key].annotation.__args__)
+    return Annotated[Union[members], Field(discriminator=key)]  # noqa: UP007 (built at run time)
 
 
 def _fmt(x: float) -> str:
@@ -112,14 +122,13 @@ def _strip_tags(loc: Sequence[Any], data: Any) -> list[Any]:
     """Drop the union tags pydantic inserts into locations, by walking the input."""
     path: list[Any] = []
     for part in loc:
-        if isinstance(data, Mapping) and part in data:
+        if (isinstance(data, Mapping) and part in data) or (
+            isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        ):
             data = data[part]
             path.append(part)
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
-            data = data[part]
-            path.append(part)
-        elif isinstance(data, Mapping):
-            continue  # a tag such as 'adam' that pydantic adds to the path
+        elif isinstance(data, Mapping) and part in _TAGS:
+            continue  # the tag pydantic adds to the path of a union member
         else:
             path.append(part)
     return path
@@ -134,6 +143,7 @@ def _dotted(path: Sequence[Any]) -> str:
 
 def _message(err: Mapping[str, Any]) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
+    got = _describe(err.get("input"))
     if kind == "missing":
         return "is required"
     if kind == "union_tag_not_found":
@@ -142,11 +152,11 @@ def _message(err: Mapping[str, Any]) -> str:
         allowed = ctx["expected_tags"].replace("'", "")
         return f"unknown {ctx['discriminator'].strip(chr(39))} '{ctx['tag']}'; choose from: {allowed}"
     if kind == "literal_error":
-        return f"must be one of {ctx['expected'].replace(chr(39), '')}, got {_describe(err['input'])}"
+        return f"must be one of {ctx['expected'].replace(chr(39), '')}, got {got}"
     if kind == "too_short":
-        return f"must have at least {ctx['min_length']} item{'s' if ctx['min_length'] > 1 else ''}, got {_describe(err['input'])}"
+        return f"must have at least {ctx['min_length']} item{'s' if ctx['min_length'] > 1 else ''}, got {got}"
     if kind in _TYPE_MESSAGES:
-        return f"{_TYPE_MESSAGES[kind]}, got {_describe(err['input'])}"
+        return f"{_TYPE_MESSAGES[kind]}, got {got}"
     msg = str(err["msg"])
     return msg[0].lower() + msg[1:]
 

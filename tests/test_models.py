@@ -106,8 +106,9 @@ def test_network_gradient_matches_finite_differences(spec) -> None:
 def test_weight_decay_adds_half_lambda_squared_norm_of_weights_only() -> None:
     rng = np.random.default_rng(4)
     plain = build_model(MLPSpec(type="mlp", hidden=[3], dtype="float64"), 2, 2, np.random.default_rng(0))
-    decayed = build_model(MLPSpec(type="mlp", hidden=[3], dtype="float64", weight_decay=0.5), 2, 2,
-                          np.random.default_rng(0))
+    decayed = build_model(
+        MLPSpec(type="mlp", hidden=[3], dtype="float64", weight_decay=0.5), 2, 2, np.random.default_rng(0)
+    )
     plain.flat_params[:] = decayed.flat_params[:] = rng.standard_normal(plain.n_params)
     x, y = rng.standard_normal((5, 2)), rng.integers(0, 2, 5)
     weights = np.concatenate([d.W.ravel() for d in decayed.dense])
@@ -123,4 +124,3 @@ def test_init_defaults_follow_activation_and_scale() -> None:
     xavier = build_model(MLPSpec(type="mlp", hidden=[2000], activation="tanh"), 500, 10, np.random.default_rng(0))
     assert xavier.dense[0].W.std() == pytest.approx(np.sqrt(2 / 2500), rel=0.01)
     assert np.all(net.dense[0].b == 0)
-

@@ -77,17 +77,17 @@ def make_params(layout: str, rng: np.random.Generator) -> list[np.ndarray]:
     values = rng.standard_normal(sum(sizes))
     if layout == "flat":
         buf, out, start = values.copy(), [], 0
-        for shape, size in zip(SHAPES, sizes):
+        for shape, size in zip(SHAPES, sizes, strict=True):
             out.append(buf[start : start + size].reshape(shape))
             start += size
         assert flat_buffer(out) is buf
         return out
-    return [a.reshape(s).copy() for a, s in zip(np.split(values, np.cumsum(sizes)[:-1]), SHAPES)]
+    return [a.reshape(s).copy() for a, s in zip(np.split(values, np.cumsum(sizes)[:-1]), SHAPES, strict=True)]
 
 
 def split(vector: np.ndarray) -> list[np.ndarray]:
     sizes = [int(np.prod(s)) for s in SHAPES]
-    return [a.reshape(s) for a, s in zip(np.split(vector, np.cumsum(sizes)[:-1]), SHAPES)]
+    return [a.reshape(s) for a, s in zip(np.split(vector, np.cumsum(sizes)[:-1]), SHAPES, strict=True)]
 
 
 @pytest.mark.parametrize("layout", ["separate", "flat"])
@@ -201,7 +201,7 @@ def test_state_persists_and_round_trips(name: str) -> None:
     second.load_state_dict(saved)
     for g in G[50:100]:
         second.step(split(g.copy()))
-    for a, b in zip(whole, resumed):
+    for a, b in zip(whole, resumed, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
 
 

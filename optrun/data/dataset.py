@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Union
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from optrun.data import synthetic
 from optrun.data.digits import DigitsSpec, digits
+from optrun.schema import tagged_union
 
 GENERATORS: dict[str, tuple[type, Callable[..., tuple[np.ndarray, np.ndarray]]]] = {
     "digits": (DigitsSpec, digits),
@@ -20,7 +20,7 @@ GENERATORS: dict[str, tuple[type, Callable[..., tuple[np.ndarray, np.ndarray]]]]
     "xor": (synthetic.XorSpec, synthetic.xor),
     "blobs": (synthetic.BlobsSpec, synthetic.blobs),
 }
-DatasetSpec = Annotated[Union[tuple(spec for spec, _ in GENERATORS.values())], Field(discriminator="name")]  # noqa: UP007
+DatasetSpec = tagged_union((spec for spec, _ in GENERATORS.values()), "name")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ class SyntheticSpec(Section):
         need = 4 * getattr(self, "n_classes", 2)  # moons, circles and xor have two classes
         if self.n_samples < need:
             raise PydanticCustomError(
-                "too_few", "must be at least {need} (4 per class), got {got}", {"key": "n_samples", "need": need, "got": self.n_samples}
+                "too_few",
+                "must be at least {need} (4 per class), got {got}",
+                {"key": "n_samples", "need": need, "got": self.n_samples},
             )
         return self
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+import itertools
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from optrun.models.layers import ACTIVATIONS, Dense, Layer
 from optrun.models.loss import cross_entropy_sum_and_correct, softmax_cross_entropy
-from optrun.schema import NonNegativeFloat, PositiveInt, Section
+from optrun.schema import NonNegativeFloat, PositiveInt, Section, tagged_union
 
 Init = Literal["he", "xavier"]
 DType = Literal["float32", "float64"]
@@ -28,7 +29,7 @@ class MLPSpec(Section):
     """A multilayer perceptron: Dense layers with an activation between them."""
 
     type: Literal["mlp"]
-    hidden: Annotated[list[PositiveInt], Field(min_length=1)] = [64]
+    hidden: Annotated[list[PositiveInt], Field(min_length=1)] = Field(default_factory=lambda: [64])
     activation: Literal["relu", "tanh", "sigmoid", "leaky_relu"] = "relu"
     init: Init | None = None  # None: he for relu and leaky_relu, xavier for tanh and sigmoid
     weight_decay: NonNegativeFloat = 0.0
@@ -41,7 +42,7 @@ class MLPSpec(Section):
         return self
 
 
-ModelSpec = Annotated[Union[LogisticSpec, MLPSpec], Field(discriminator="type")]  # noqa: UP007
+ModelSpec = tagged_union((LogisticSpec, MLPSpec), "type")
 MODEL_TYPES = ("logistic", "mlp")
 
 
@@ -128,7 +129,7 @@ def build_model(spec: Any, n_features: int, n_classes: int, rng: np.random.Gener
     else:
         widths = [n_features, *spec.hidden]
         layers = []
-        for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+        for fan_in, fan_out in itertools.pairwise(widths):
             layers += [Dense(fan_in, fan_out), ACTIVATIONS[spec.activation]()]
         layers.append(Dense(widths[-1], n_classes))
     net = Network(layers, dtype=spec.dtype, weight_decay=spec.weight_decay)

@@ -5,24 +5,19 @@ from __future__ import annotations
 import inspect
 import textwrap
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Union
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
-from optrun.optim.adaptive import Adam, AdaGrad, RMSprop
+from optrun.optim.adaptive import AdaGrad, Adam, RMSprop
 from optrun.optim.base import Optimizer, flat_buffer
 from optrun.optim.momentum import SGD, Momentum, Nesterov
-from optrun.schema import validate
+from optrun.schema import tagged_union, validate
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)
-}
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)}
 
-OptimizerSpec = Annotated[
-    Union[tuple(cls.Spec for cls in OPTIMIZERS.values())],  # noqa: UP007 (a runtime-built union)
-    Field(discriminator="name"),
-]
+OptimizerSpec = tagged_union((cls.Spec for cls in OPTIMIZERS.values()), "name")
 _SPEC = TypeAdapter(OptimizerSpec)
 
 

@@ -1,0 +1,259 @@
+"""The optrun command as a user meets it: exit codes, one-line errors, run directories."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from optrun.cli import cli
+from optrun.train import COLUMNS
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+GOOD = "seed: 0\ndataset: {name: digits}\ntrain: {epochs: 2}\noptimizer: {name: adam}\n"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def write(tmp_path: Path, text: str, name: str = "my.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def invoke(runner: CliRunner, *args: str):
+    return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+BAD_INPUTS = [
+    ("missing file", None, [], "Error: {path}: no such file"),
+    (
+        "yaml syntax",
+        "dataset: {name: digits\noptimizer: x\n",
+        [],
+        "Error: {path}: line 2, column 10: YAML syntax error",
+    ),
+    ("empty file", "", [], "Error: {path}: the config is empty; it needs at least 'dataset' and 'optimizer'"),
+    ("comments only", "# nothing\n", [], "Error: {path}: the config is empty"),
+    ("not a mapping", "- 1\n- 2\n", [], "Error: {path}: the top level must be a mapping of keys to values, got a list"),
+    ("wrong type", GOOD, ["train.epochs=two"], "Error: {path}: train.epochs: must be an integer, got 'two' (str)"),
+    ("float for int", GOOD, ["train.batch_size=3.5"], "Error: {path}: train.batch_size: must be an integer, got 3.5"),
+    (
+        "out of range",
+        GOOD.replace("adam}", "momentum, mu: 1.5}"),
+        [],
+        "Error: {path}: optimizer.mu: must be in [0, 1), got 1.5",
+    ),
+    (
+        "negative lr",
+        GOOD,
+        ["optimizer.learning_rate=-0.1"],
+        "Error: {path}: optimizer.learning_rate: must be > 0, got -0.1",
+    ),
+    (
+        "unknown optimizer",
+        GOOD,
+        ["optimizer.name=adamax"],
+        "Error: {path}: optimizer: unknown name 'adamax'; choose from: sgd, momentum, nesterov, adagrad, rmsprop, adam",
+    ),
+    (
+        "unknown dataset",
+        GOOD,
+        ["dataset.name=mnist"],
+        "Error: {path}: dataset: unknown name 'mnist'; choose from: digits, spirals, moons, circles, xor, blobs",
+    ),
+    ("unknown model", GOOD, ["model.type=cnn"], "Error: {path}: model: unknown type 'cnn'; choose from: logistic, mlp"),
+    (
+        "unknown activation",
+        GOOD,
+        ["model.activation=gelu"],
+        "Error: {path}: model.activation: must be one of relu, tanh, sigmoid or leaky_relu, got 'gelu' (str)",
+    ),
+    (
+        "typo in a key",
+        GOOD.replace("adam}", "adam, learning_rte: 0.1}"),
+        [],
+        "Error: {path}: optimizer.learning_rte: unknown key (did you mean 'learning_rate'?); allowed keys: name,",
+    ),
+    ("key of another optimizer", GOOD, ["optimizer.mu=0.9"], "Error: {path}: optimizer.mu: unknown key; allowed keys:"),
+    ("unknown top-level key", GOOD + "epochs: 3\n", [], "Error: {path}: epochs: unknown key; allowed keys: name, seed"),
+    ("missing optimizer", "dataset: {name: digits}\n", [], "Error: {path}: optimizer: is required"),
+    (
+        "missing dataset name",
+        "dataset: {test_fraction: 0.3}\noptimizer: {name: sgd}\n",
+        [],
+        "Error: {path}: dataset: needs a 'name' key",
+    ),
+    ("bad list item", GOOD, ["model.hidden=[64, 0]"], "Error: {path}: model.hidden[1]: must be >= 1, got 0"),
+    (
+        "bad fraction",
+        GOOD,
+        ["dataset.test_fraction=1"],
+        "Error: {path}: dataset.test_fraction: must be in (0, 1), got 1",
+    ),
+    (
+        "duplicate key",
+        GOOD + "seed: 1\n",
+        [],
+        "Error: {path}: line 5, column 1: YAML syntax error: duplicate key 'seed'",
+    ),
+    ("set without =", GOOD, ["optimizer.mu"], "Error: --set optimizer.mu: expected KEY=VALUE with a dotted KEY"),
+    ("set through a scalar", GOOD, ["seed.x=1"], "Error: --set seed.x=1: seed is not a mapping, so it has no key 'x'"),
+]
+
+
+@pytest.mark.parametrize("text, overrides, expected", [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(runner, tmp_path, text, overrides, expected) -> None:
+    path = tmp_path / "my.yaml" if text is None else write(tmp_path, text)
+    runs = tmp_path / "runs"
+    args = ["train", path, "--runs-dir", runs] + [a for o in overrides for a in ("--set", o)]
+    result = invoke(runner, *args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith(expected.format(path=path)), lines[0]
+    assert "Traceback" not in result.output
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_train_writes_a_complete_run_directory(runner, tmp_path) -> None:
+    result = invoke(runner, "train", write(tmp_path, GOOD), "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.startswith("my-") and f"run directory: {run_dir}" in result.output
+    with (run_dir / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert float(rows[0]["seconds"]) == 0 and all(float(r["seconds"]) > 0 for r in rows[1:])
+    assert all(0 <= float(r[c]) <= 1 for r in rows for c in ("train_accuracy", "test_accuracy"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs"] == 2 and summary["seed"] == 0
+    assert summary["final"]["test_accuracy"] == float(rows[-1]["test_accuracy"])
+    assert set(summary["versions"]) == {"optrun", "numpy", "python"}
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["optimizer"] == {"name": "adam", "learning_rate": 0.003, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    assert resolved["model"]["init"] == "he" and resolved["name"] == "my"
+
+
+def _metrics_without_timing(run_dir: Path) -> list[list[str]]:
+    with (run_dir / "metrics.csv").open() as fh:
+        return [row[:-1] for row in csv.reader(fh)]
+
+
+def test_resolved_config_reproduces_the_run_and_directories_never_collide(runner, tmp_path) -> None:
+    runs = tmp_path / "runs"
+    assert invoke(runner, "train", write(tmp_path, GOOD), "--runs-dir", runs, "-q").exit_code == 0
+    (first,) = runs.iterdir()
+    result = invoke(runner, "train", first / "config.yaml", "--runs-dir", runs, "-q")
+    assert result.exit_code == 0
+    second = Path(result.output.strip())
+    assert second != first and second.parent == runs and len(list(runs.iterdir())) == 2
+    assert _metrics_without_timing(first) == _metrics_without_timing(second)
+
+
+def test_quiet_prints_only_the_path(runner, tmp_path) -> None:
+    result = invoke(runner, "train", write(tmp_path, GOOD), "--runs-dir", tmp_path / "r", "--quiet")
+    assert result.exit_code == 0
+    assert result.output.strip() == str(next((tmp_path / "r").iterdir()))
+
+
+def test_plain_lines_when_not_a_terminal(runner, tmp_path) -> None:
+    result = invoke(runner, "train", write(tmp_path, GOOD), "--runs-dir", tmp_path / "r")
+    lines = result.output.splitlines()
+    assert lines[0].startswith("epoch 0/2  loss ") and lines[2].startswith("epoch 2/2  loss ")
+    assert "\x1b[" not in result.output  # no terminal escapes in logs
+
+
+def test_set_overrides_and_smoke(runner, tmp_path) -> None:
+    config = write(tmp_path, GOOD)
+    result = invoke(
+        runner,
+        "train",
+        config,
+        "--runs-dir",
+        tmp_path / "r",
+        "-q",
+        "--smoke",
+        "--set",
+        "optimizer.name=momentum",
+        "--set",
+        "optimizer.mu=0.5",
+        "--set",
+        "train.epochs=9",
+    )
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.output.strip())
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["optimizer"]["mu"] == 0.5 and resolved["optimizer"]["name"] == "momentum"
+    assert resolved["train"]["epochs"] == 1 and resolved["train"]["max_samples"] == 256
+    assert len(_metrics_without_timing(run_dir)) == 3  # header, epoch 0, epoch 1
+
+
+def test_divergence_exits_3_and_keeps_the_rows_before_it(runner, tmp_path) -> None:
+    config = write(tmp_path, GOOD.replace("{name: adam}", "{name: sgd, learning_rate: 1.0e+6}").replace("2}", "5}"))
+    result = invoke(runner, "train", config, "--runs-dir", tmp_path / "r")
+    assert result.exit_code == 3, result.output
+    assert "diverged" in result.output and "Traceback" not in result.output and "Warning" not in result.output
+    run_dir = next((tmp_path / "r").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "diverged" and "non-finite" in summary["reason"]
+    rows = _metrics_without_timing(run_dir)[1:]
+    assert rows[0][0] == "0" and len(rows) == summary["epochs"] + 1
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_validates_and_smoke_runs(runner, tmp_path, config: Path) -> None:
+    result = invoke(runner, "validate", config)
+    assert result.exit_code == 0 and result.output.startswith(f"ok: {config}")
+    result = invoke(runner, "train", config, "--smoke", "--runs-dir", tmp_path, "-q")
+    assert result.exit_code == 0, result.output
+
+
+def test_validate_reports_every_bad_file(runner, tmp_path) -> None:
+    good, bad = write(tmp_path, GOOD, "good.yaml"), write(tmp_path, "seed: -1\n", "bad.yaml")
+    result = runner.invoke(cli, ["validate", str(good), str(bad), str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2
+    assert f"ok: {good}" in result.output
+    assert f"error: {bad}: seed: must be >= 0, got -1" in result.output
+    assert f"error: {tmp_path / 'none.yaml'}: no such file" in result.output
+
+
+def test_optimizers_lists_every_rule_and_default(runner) -> None:
+    result = invoke(runner, "optimizers")
+    assert result.exit_code == 0
+    for text in (
+        "sgd",
+        "momentum",
+        "nesterov",
+        "adagrad",
+        "rmsprop",
+        "adam",
+        "decay_rate = 0.9",
+        "beta2 = 0.999",
+        "nesterov = false",
+        "c ← c + g²",
+    ):
+        assert text in result.output, text
+
+
+def test_every_command_has_help(runner) -> None:
+    for name, command in cli.commands.items():
+        assert command.help, name
+        assert invoke(runner, name, "--help").exit_code == 0
+
+
+def test_runs_dir_that_cannot_be_created_is_a_clear_error(runner, tmp_path) -> None:
+    blocker = write(tmp_path, "x", "blocker")
+    result = invoke(runner, "train", write(tmp_path, GOOD), "--runs-dir", blocker / "runs")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: {blocker / 'runs'}: cannot create a run directory")
+    assert np.all([p.name in ("blocker", "my.yaml") for p in tmp_path.iterdir()])
