@@ -167,7 +167,7 @@ def optimizers() -> None:
     table = Table(show_lines=True)
     table.add_column("name", style="bold")
     table.add_column("hyperparameters (default)")
-    table.add_column("update rule (g: gradient, t: step from 1)")
+    table.add_column("update rule (g: gradient; t: step, from 1)")
     for name, cls in OPTIMIZERS.items():
         fields = cls.Spec.model_fields
         hyper = "\n".join(

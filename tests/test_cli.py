@@ -240,7 +240,7 @@ def test_optimizers_lists_every_rule_and_default(runner) -> None:
         "decay_rate = 0.9",
         "beta2 = 0.999",
         "nesterov = false",
-        "c ← c + g²",
+        "c ← c + g²", "θ ← θ − (mu·v + lr·g)",
     ):
         assert text in result.output, text
 

@@ -15,7 +15,8 @@ EPS = 1e-8  # one documented default for every optimizer (the reference code mix
 class AdaGrad(Optimizer):
     """AdaGrad (Duchi, Hazan and Singer, 2011): the sum of squared gradients scales each step.
 
-        c ← c + g²;  θ ← θ − lr·g / (√c + eps)
+        c ← c + g²
+        θ ← θ − lr·g / (√c + eps)
 
     Operations are elementwise; c starts at zero and only grows, so steps shrink.
     """
@@ -37,7 +38,8 @@ class AdaGrad(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop (Tieleman and Hinton, 2012): a decaying average of squared gradients scales each step.
 
-        c ← decay_rate·c + (1 − decay_rate)·g²;  θ ← θ − lr·g / (√c + eps)
+        c ← decay_rate·c + (1 − decay_rate)·g²
+        θ ← θ − lr·g / (√c + eps)
 
     Operations are elementwise; c starts at zero.
     """
@@ -61,8 +63,10 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma and Ba, 2015): momentum on the gradient and on its square, bias-corrected.
 
-        m ← β1·m + (1 − β1)·g;  s ← β2·s + (1 − β2)·g²
-        θ ← θ − lr·m̂ / (√ŝ + eps),  m̂ = m / (1 − β1ᵗ),  ŝ = s / (1 − β2ᵗ)
+        m ← β1·m + (1 − β1)·g
+        s ← β2·s + (1 − β2)·g²
+        m̂ = m / (1 − β1ᵗ),  ŝ = s / (1 − β2ᵗ)
+        θ ← θ − lr·m̂ / (√ŝ + eps)
 
     Operations are elementwise; m and s start at zero and t counts steps from 1
     over the whole run (never reset between epochs). eps is added outside the

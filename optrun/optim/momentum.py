@@ -31,7 +31,9 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """SGD with momentum (the heavy ball), optionally Nesterov's look-ahead form.
 
-        v ← mu·v + lr·g;  θ ← θ − v        (nesterov: θ ← θ − (mu·v + lr·g), v already updated)
+        v ← mu·v + lr·g
+        θ ← θ − v
+        with nesterov: θ ← θ − (mu·v + lr·g)
 
     Convention: the learning rate sits inside the velocity, as in the reference
     texts (v_t = γ·v_{t−1} + η·∇J(θ_t), θ_{t+1} = θ_t − v_t); PyTorch puts it
@@ -70,7 +72,8 @@ class Momentum(Optimizer):
 class Nesterov(Momentum):
     """Nesterov's accelerated gradient: momentum with ``nesterov: true``.
 
-        v ← mu·v + lr·g;  θ ← θ − (mu·v + lr·g)
+        v ← mu·v + lr·g
+        θ ← θ − (mu·v + lr·g)
 
     The reformulated look-ahead rule: the stored θ is the point φ − mu·v at which
     the reference texts evaluate the gradient (see ``momentum``).
