@@ -240,7 +240,8 @@ def test_optimizers_lists_every_rule_and_default(runner) -> None:
         "decay_rate = 0.9",
         "beta2 = 0.999",
         "nesterov = false",
-        "c ← c + g²", "θ ← θ − (mu·v + lr·g)",
+        "c ← c + g²",
+        "θ ← θ − (mu·v + lr·g)",
     ):
         assert text in result.output, text
 
