@@ -105,10 +105,12 @@ def _metrics_table(rows: Sequence[EpochRecord], limit: int = 25) -> Table:
     return table
 
 
-@cli.command()
+@cli.command(short_help="Train the network a config describes; write a run directory.")
 @click.argument("config_path", metavar="CONFIG")
 @set_option
-@click.option("--runs-dir", default="runs", show_default=True, help="Folder in which to create the run directory.")
+@click.option(
+    "--runs-dir", default="runs", metavar="DIR", show_default=True, help="Folder in which to create the run directory."
+)
 @click.option("--smoke", is_flag=True, help="One epoch on at most 256 samples: a quick check that a config runs.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the run directory's path.")
 @user_errors
@@ -143,7 +145,7 @@ def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bo
         sys.exit(EXIT_DIVERGED)
 
 
-@cli.command()
+@cli.command(short_help="Check configs without training.")
 @click.argument("config_paths", metavar="CONFIG...", nargs=-1, required=True)
 @set_option
 def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
@@ -161,7 +163,7 @@ def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
         sys.exit(2)
 
 
-@cli.command()
+@cli.command(short_help="List optimizers, their defaults and update rules.")
 def optimizers() -> None:
     """List the optimizers with their hyperparameters, defaults and update rules."""
     table = Table(show_lines=True)
