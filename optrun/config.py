@@ -8,6 +8,7 @@ names the file, the dotted key, what is wrong and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
@@ -127,7 +128,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """A copy of ``data`` with each ``KEY=VALUE`` set, creating mappings along the path."""
-    out = _deep_copy(data)
+    out = copy.deepcopy(data)
     for item in overrides:
         parts, value = parse_override(item)
         node = out
@@ -139,14 +140,6 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             node = child
         node[parts[-1]] = value
     return out
-
-
-def _deep_copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _deep_copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_deep_copy(v) for v in data]
-    return data
 
 
 def parse_config(data: Any, source: str = "config") -> Config:

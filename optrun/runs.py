@@ -1,4 +1,4 @@
-"""Run directories: create one, write config, metrics and summary, read them back.
+"""Run directories: create one, write its config, metrics and summary.
 
 A run directory ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>[-N]/`` holds
 
@@ -15,7 +15,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -71,8 +71,7 @@ class MetricsWriter:
         self._file.flush()
 
     def write(self, row: EpochRecord) -> None:
-        values = asdict(row)
-        self._csv.writerow([values["epoch"], *(_number(values[c]) for c in COLUMNS[1:-1]), f"{values['seconds']:.6f}"])
+        self._csv.writerow([row.epoch, *(_number(getattr(row, c)) for c in COLUMNS[1:-1]), f"{row.seconds:.6f}"])
         self._file.flush()
 
     def close(self) -> None:
@@ -140,13 +139,3 @@ def run(
     summary = summarize(config, result, time.perf_counter() - start)
     _write_json(path / "summary.json", summary)
     return RunOutcome(path, result, summary)
-
-
-def read_metrics(path: str | Path) -> list[dict[str, float]]:
-    """metrics.csv of a run directory as a list of rows (numbers parsed)."""
-    with (Path(path) / "metrics.csv").open(newline="", encoding="utf-8") as fh:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def read_summary(path: str | Path) -> dict[str, Any]:
-    return json.loads((Path(path) / "summary.json").read_text(encoding="utf-8"))

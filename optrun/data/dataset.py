@@ -51,8 +51,9 @@ def stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Generat
     counts = np.bincount(y)
     n_test = np.clip(np.rint(counts * test_fraction).astype(np.int64), counts > 1, np.maximum(counts - 1, 0))
     perm = rng.permutation(len(y))
-    by_class = np.argsort(y[perm], kind="stable")  # grouped by class, random order within each class
-    labels = y[perm][by_class]
+    shuffled = y[perm]
+    by_class = np.argsort(shuffled, kind="stable")  # grouped by class, random order within each class
+    labels = shuffled[by_class]
     rank = np.arange(len(y)) - (np.cumsum(counts) - counts)[labels]  # position within its class
     is_test = np.empty(len(y), dtype=bool)
     is_test[by_class] = rank < n_test[labels]

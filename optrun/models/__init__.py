@@ -2,11 +2,10 @@
 
 from optrun.models.layers import ACTIVATIONS, Dense, Layer
 from optrun.models.loss import log_softmax, softmax_cross_entropy
-from optrun.models.network import MODEL_TYPES, LogisticSpec, MLPSpec, ModelSpec, Network, build_model
+from optrun.models.network import LogisticSpec, MLPSpec, ModelSpec, Network, build_model
 
 __all__ = [
     "ACTIVATIONS",
-    "MODEL_TYPES",
     "Dense",
     "Layer",
     "LogisticSpec",

@@ -43,7 +43,6 @@ class MLPSpec(Section):
 
 
 ModelSpec = tagged_union((LogisticSpec, MLPSpec), "type")
-MODEL_TYPES = ("logistic", "mlp")
 
 
 class Network:
@@ -110,9 +109,6 @@ class Network:
             total += s
             correct += c
         return total / len(y) + self.penalty(), correct / len(y)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x).argmax(axis=1)
 
 
 def _init_weights(net: Network, scheme: str, rng: np.random.Generator) -> None:
