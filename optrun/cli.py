@@ -1,14 +1,17 @@
 """The ``optrun`` command: parse arguments, call the library, print with rich.
 
-Exit codes: 0 completed, 2 bad config or usage, 3 diverged.
+Exit codes: 0 completed, 2 bad config or usage, 3 diverged (``train``) or every
+run diverged or failed (``compare``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -17,9 +20,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from optrun import config as configs
+from optrun import report as reports
+from optrun.compare import PlannedRun, compare, select
 from optrun.optim import OPTIMIZERS, update_rule
-from optrun.runs import RunDirError, run
+from optrun.parallel import ExecutorError, available_cores
+from optrun.runs import RunDirError, RunOutcome, create_run_dir, is_run_dir, read_run, run
 from optrun.schema import ConfigError
+from optrun.tables import comparison_table, metrics_table, run_overview
 from optrun.train import EpochRecord
 
 EXIT_DIVERGED = 3
@@ -38,12 +45,19 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, RunDirError) as exc:
+        except (ConfigError, RunDirError, ExecutorError) as exc:
             raise UserError(str(exc)) from None
 
     return wrapper
 
 
+runs_dir_option = click.option(
+    "--runs-dir", default="runs", metavar="DIR", show_default=True, help="Folder in which to create the run directory."
+)
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print only the path of the directory written.")
+smoke_option = click.option(
+    "--smoke", is_flag=True, help="One epoch on at most 256 samples (one seed): a quick check that a config runs."
+)
 set_option = click.option(
     "--set",
     "overrides",
@@ -57,6 +71,14 @@ set_option = click.option(
 @click.version_option(package_name="optrun")
 def cli() -> None:
     """Train vectorized NumPy networks and compare gradient-descent optimizers."""
+
+
+def _console() -> Console:
+    """stdout for rich; 120 columns when it is not a terminal (a log, a pipe), so tables are not squeezed."""
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, soft_wrap=True, width=120)
+    return console
 
 
 def _stats(row: EpochRecord) -> str:
@@ -84,35 +106,12 @@ def _progress(console: Console, epochs: int, quiet: bool) -> Iterator[Callable[[
             yield lambda row: bar.update(task, completed=row.epoch, stats=_stats(row))
 
 
-def _metrics_table(rows: Sequence[EpochRecord], limit: int = 25) -> Table:
-    """Per-epoch metrics; long runs show evenly spaced epochs and always the last."""
-    if len(rows) > limit:
-        step = -(-len(rows) // (limit - 1))
-        rows = [*rows[:-1:step], rows[-1]]
-    table = Table(title="per-epoch metrics", title_justify="left")
-    for name in ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds"):
-        table.add_column(name, justify="right")
-    for r in rows:
-        table.add_row(
-            str(r.epoch),
-            f"{r.train_loss:.4f}",
-            f"{r.train_accuracy:.2%}",
-            f"{r.test_loss:.4f}",
-            f"{r.test_accuracy:.2%}",
-            f"{r.learning_rate:g}",
-            f"{r.seconds:.3f}",
-        )
-    return table
-
-
 @cli.command(short_help="Train the network a config describes; write a run directory.")
 @click.argument("config_path", metavar="CONFIG")
 @set_option
-@click.option(
-    "--runs-dir", default="runs", metavar="DIR", show_default=True, help="Folder in which to create the run directory."
-)
-@click.option("--smoke", is_flag=True, help="One epoch on at most 256 samples: a quick check that a config runs.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the run directory's path.")
+@runs_dir_option
+@smoke_option
+@quiet_option
 @user_errors
 def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bool, quiet: bool) -> None:
     """Train the network that CONFIG describes and write a run directory.
@@ -122,7 +121,7 @@ def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bo
     config = configs.load_config(config_path, overrides)
     if smoke:
         config = configs.smoke(config)
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console()
     with _progress(console, config.train.epochs, quiet) as on_epoch:
         outcome = run(config, runs_dir, on_epoch)
     if quiet:
@@ -130,7 +129,7 @@ def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bo
     else:
         result, summary = outcome.result, outcome.summary
         if console.is_terminal:
-            console.print(_metrics_table(result.records))
+            console.print(metrics_table(result.records))
         final, best = summary["final"], summary["best"]
         if result.status == "completed":
             console.print(
@@ -145,20 +144,178 @@ def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bo
         sys.exit(EXIT_DIVERGED)
 
 
+def _run_line(planned: PlannedRun, outcome: RunOutcome, width: int) -> str:
+    result, final = outcome.result, outcome.summary["final"]
+    head = f"{planned.label:<{width}} seed {planned.seed}"
+    if result.status == "completed":
+        return (
+            f"[green]completed[/] {head}  test acc {final['test_accuracy']:.2%}  "
+            f"train loss {final['train_loss']:.4g}  ({outcome.summary['wall_seconds']:.1f} s)"
+        )
+    return f"[red]{result.status}[/]  {head}  {result.reason}"
+
+
+@contextmanager
+def _compare_progress(
+    console: Console, runs: int, width: int, quiet: bool
+) -> Iterator[Callable[[PlannedRun, RunOutcome], None]]:
+    """A callback for each finished run: a line, under one overall bar on a terminal."""
+    if quiet:
+        yield lambda planned, outcome: None
+    elif not console.is_terminal:
+        yield lambda planned, outcome: console.print(_run_line(planned, outcome, width))
+    else:
+        columns = (TextColumn("runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("compare", total=runs)
+
+            def show(planned: PlannedRun, outcome: RunOutcome) -> None:
+                bar.console.print(_run_line(planned, outcome, width))
+                bar.advance(task)
+
+            yield show
+
+
+def _split_labels(only: tuple[str, ...]) -> list[str]:
+    return [label.strip() for item in only for label in item.split(",") if label.strip()]
+
+
+@cli.command("compare", short_help="Compare optimizers over seeds; write a comparison directory.")
+@click.argument("config_path", metavar="CONFIG")
+@set_option
+@click.option("--seeds", type=click.IntRange(min=1), metavar="N", help="Train each optimizer with N seeds.")
+@click.option(
+    "--only", multiple=True, metavar="LABEL", help="Compare only these labels (repeatable or comma-separated)."
+)
+@click.option(
+    "--jobs", "-j", type=click.IntRange(min=1), metavar="N", help="Worker processes [default: the number of cores]."
+)
+@click.option("--dask-scheduler", metavar="ADDRESS", help="Run on the Dask cluster at ADDRESS, e.g. tcp://host:8786.")
+@runs_dir_option
+@smoke_option
+@quiet_option
+@user_errors
+def compare_command(
+    config_path: str,
+    overrides: tuple[str, ...],
+    seeds: int | None,
+    only: tuple[str, ...],
+    jobs: int | None,
+    dask_scheduler: str | None,
+    runs_dir: str,
+    smoke: bool,
+    quiet: bool,
+) -> None:
+    """Train every optimizer in CONFIG once per seed on the same data, initial weights and batches; compare them.
+
+    CONFIG is a train config plus an optional `optimizers:` mapping of labels to
+    optimizer specs (default: sgd, momentum, nesterov, adagrad, rmsprop, adam at
+    their defaults) and `seeds:` (a count or a list). Writes one run directory per
+    label and seed, comparison.csv, curves.png/svg and summary.json.
+
+    Exits 0 when at least one run completed, 3 when every run diverged or failed, 2 for a bad config.
+    """
+    if jobs is not None and dask_scheduler is not None:
+        raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
+    if seeds is not None:
+        overrides = (*overrides, f"seeds={seeds}")
+    config = select(configs.load_config(config_path, overrides, configs.CompareConfig), _split_labels(only))
+    if smoke:
+        config = configs.smoke(config).model_copy(update={"seeds": config.seed_list[:1]})
+    console = _console()
+    if config.optimizer is not None and not quiet:
+        console.print(
+            f"note: {config_path} has one 'optimizer:'; compare ignores it and compares the 'optimizers:' "
+            f"({', '.join(config.optimizers)})",
+            style="yellow",
+        )
+    n_runs = len(config.optimizers) * len(config.seed_list)
+    width = max(map(len, config.optimizers))
+    with _compare_progress(console, n_runs, width, quiet) as on_run:
+        outcome = compare(config, runs_dir, jobs or available_cores(), dask_scheduler, on_run)
+    if quiet:
+        click.echo(outcome.path)
+    else:
+        console.print(comparison_table(outcome.comparison))
+        console.print(f"comparison directory: {outcome.path}")
+    if outcome.all_failed:
+        sys.exit(EXIT_DIVERGED)
+
+
+@cli.command(short_help="Rebuild a comparison's table and plots from run directories.")
+@click.argument("paths", metavar="RUN_DIR...", nargs=-1, required=True)
+@click.option(
+    "--out",
+    metavar="DIR",
+    help="Write comparison.csv, curves.png/svg and summary.json here [default: a new report-* run directory].",
+)
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(0, 1, min_open=True),
+    metavar="X",
+    help="Accuracy for 'epochs to target' [default: the compare config's, else 95% of the best final accuracy].",
+)
+@runs_dir_option
+@quiet_option
+@user_errors
+def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | None, runs_dir: str, quiet: bool) -> None:
+    """Compare finished runs: any mix of compare directories and single train run directories.
+
+    Runs of one label in a compare directory are aggregated over their seeds;
+    each train run directory is a row of its own.
+    """
+    collection = reports.collect(paths)
+    for warning in collection.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if differ := reports.problem_differences(collection.groups):
+        click.echo(f"warning: the runs differ in {', '.join(differ)}, not only in optimizer and seed", err=True)
+    comparison = reports.build(collection.groups, collection.name, target_accuracy or collection.target)
+    out_dir = Path(out) if out else create_run_dir(runs_dir, "report")
+    reports.write(comparison, out_dir, {"sources": [str(Path(p)) for p in paths]})
+    if quiet:
+        click.echo(out_dir)
+    else:
+        console = _console()
+        console.print(comparison_table(comparison))
+        console.print(f"report directory: {out_dir}")
+
+
+@cli.command(short_help="Print a run's settings and per-epoch table, or a comparison's table.")
+@click.argument("path", metavar="RUN_DIR")
+@user_errors
+def show(path: str) -> None:
+    """Print a run directory's settings, outcome and every epoch's metrics; for a compare directory, its table."""
+    console = _console()
+    if is_run_dir(Path(path)):
+        run_record = read_run(path)
+        console.print(run_overview(run_record))
+        console.print(metrics_table(run_record.records, limit=None))
+        return
+    collection = reports.collect([path])
+    comparison = reports.build(collection.groups, collection.name, collection.target)
+    console.print(comparison_table(comparison))
+
+
 @cli.command(short_help="Check configs without training.")
 @click.argument("config_paths", metavar="CONFIG...", nargs=-1, required=True)
 @set_option
 def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    """Check configs without training: one line per file; exit 2 if any is bad."""
+    """Check train and compare configs without training: one line per file; exit 2 if any is bad."""
     bad = 0
     for path in config_paths:
         try:
-            c = configs.load_config(path, overrides)
+            c = configs.load_any_config(path, overrides)
         except ConfigError as exc:
             bad += 1
             click.echo(f"error: {exc}", err=True)
+            continue
+        problem = f"on {c.dataset.name}, {c.model.type}, {c.train.epochs} epochs"
+        if isinstance(c, configs.CompareConfig):
+            n = len(c.seed_list)
+            what = f"compare {len(c.optimizers)} optimizers x {n} seed{'s' if n > 1 else ''}"
         else:
-            click.echo(f"ok: {path} ({c.optimizer.name} on {c.dataset.name}, {c.model.type}, {c.train.epochs} epochs)")
+            what = c.optimizer.name
+        click.echo(f"ok: {path} ({what} {problem})")
     if bad:
         sys.exit(2)
 

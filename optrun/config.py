@@ -12,16 +12,16 @@ import copy
 import re
 from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, Field, PlainValidator, model_validator
 from pydantic_core import PydanticCustomError
 
 from optrun.data import DatasetSpec
 from optrun.models import MLPSpec, ModelSpec
-from optrun.optim import OptimizerSpec
-from optrun.schema import ConfigError, NonNegativeInt, PositiveInt, Section, validate
+from optrun.optim import OPTIMIZERS, REFERENCE_OPTIMIZERS, OptimizerSpec
+from optrun.schema import ConfigError, NonNegativeInt, PositiveInt, Section, describe, interval, validate
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -36,6 +36,9 @@ def _check_name(value: str) -> str:
     return value
 
 
+Name = Annotated[str, AfterValidator(_check_name)]  # safe as a directory name
+
+
 class TrainSpec(Section):
     """The training loop: epochs over the train split in shuffled minibatches."""
 
@@ -44,15 +47,14 @@ class TrainSpec(Section):
     max_samples: PositiveInt | None = None  # use at most this many train and test samples (None: all)
 
 
-class Config(Section):
-    """A whole experiment: what to train, on what, with which optimizer."""
+class _Experiment(Section):
+    """What every config shares: the problem, the network and how long to train it."""
 
-    name: Annotated[str, AfterValidator(_check_name)] = "run"
+    name: Name = "run"
     seed: NonNegativeInt = 0
     dataset: DatasetSpec
     model: ModelSpec = MLPSpec(type="mlp")
     train: TrainSpec = TrainSpec()
-    optimizer: OptimizerSpec
 
     @model_validator(mode="before")
     @classmethod
@@ -64,6 +66,100 @@ class Config(Section):
     def to_dict(self) -> dict[str, Any]:
         """Every key with its value, defaults filled in: what ``config.yaml`` in a run directory holds."""
         return self.model_dump(mode="json")
+
+
+class Config(_Experiment):
+    """A whole experiment: what to train, on what, with which optimizer."""
+
+    optimizer: OptimizerSpec
+
+
+def _check_seeds(value: Any) -> int | list[int]:
+    """A count of seeds (>= 1) or a non-empty list of distinct seeds (>= 0)."""
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if is_int(value) and value >= 1:
+        return value
+    if isinstance(value, list) and value and all(is_int(v) and v >= 0 for v in value) and len(set(value)) == len(value):
+        return value
+    raise PydanticCustomError(
+        "seeds",
+        "must be a number of seeds (>= 1) or a list of distinct seeds (>= 0), got {got}",
+        {"got": describe(value)},
+    )
+
+
+Seeds = Annotated[int | list[int], PlainValidator(_check_seeds)]
+
+
+def _named_by_label(label: Any, spec: Any) -> Any:
+    """``adam: {learning_rate: 0.001}`` or ``adam:`` alone: a spec whose label is an optimizer's name."""
+    if label in OPTIMIZERS and spec is None:
+        return {"name": label}
+    if label in OPTIMIZERS and isinstance(spec, Mapping) and "name" not in spec:
+        return {"name": label, **spec}
+    return spec
+
+
+COMPARE_KEYS = ("optimizers", "seeds", "target_accuracy")  # the keys that make a config a compare config
+
+
+class CompareConfig(_Experiment):
+    """Several optimizers, each trained once per seed on the same problem.
+
+    ``optimizers`` maps a label (a run's directory and legend name) to an
+    optimizer spec; without it, the six reference optimizers at their defaults.
+    A spec's ``name`` defaults to its label, so ``adam: {learning_rate: 0.001}``
+    works. ``seeds: N`` means seeds ``seed, seed+1, ..., seed+N-1``.
+    """
+
+    optimizer: OptimizerSpec | None = None  # a train config's optimizer: accepted, but not compared
+    optimizers: Annotated[dict[Name, OptimizerSpec], Field(min_length=1)]
+    seeds: Seeds = 1
+    target_accuracy: Annotated[float, interval(0, 1, lo_open=True)] | None = None  # None: 95% of the best
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_optimizers(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        if "optimizers" not in data:
+            return {**data, "optimizers": {name: {"name": name} for name in REFERENCE_OPTIMIZERS}}
+        if data.get("optimizer") is not None:
+            raise PydanticCustomError(
+                "both", "give either 'optimizer' (one) or 'optimizers' (labels), not both", {"key": "optimizer"}
+            )
+        specs = data["optimizers"]
+        if isinstance(specs, Mapping):
+            specs = {label: _named_by_label(label, spec) for label, spec in specs.items()}
+        return {**data, "optimizers": specs}
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds every optimizer is trained with, in order."""
+        if isinstance(self.seeds, int):
+            return list(range(self.seed, self.seed + self.seeds))
+        return list(self.seeds)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved compare config: seeds listed, ``optimizer`` left out (it is not compared)."""
+        return {**self.model_dump(mode="json", exclude={"optimizer"}), "seeds": self.seed_list}
+
+    def run_config(self, label: str, seed: int) -> Config:
+        """The train config of one run: this problem, optimizer ``label``, ``seed``; named by its label."""
+        return Config(
+            name=label,
+            seed=seed,
+            dataset=self.dataset,
+            model=self.model,
+            train=self.train,
+            optimizer=self.optimizers[label],
+        )
+
+
+AnyConfig = TypeVar("AnyConfig", Config, CompareConfig)
 
 
 class _Loader(yaml.SafeLoader):
@@ -87,7 +183,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+def describe_yaml_error(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -110,7 +206,7 @@ def read_yaml(path: str | Path) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: {_describe_yaml_error(exc)}") from None
+        raise ConfigError(f"{path}: {describe_yaml_error(exc)}") from None
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -122,7 +218,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     try:
         value = yaml.load(raw, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item}: cannot read the value: {_describe_yaml_error(exc)}") from None
+        raise ConfigError(f"--set {item}: cannot read the value: {describe_yaml_error(exc)}") from None
     return [p.strip() for p in parts], value
 
 
@@ -142,15 +238,22 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return out
 
 
-def parse_config(data: Any, source: str = "config") -> Config:
-    """Validate a config mapping; errors read ``<source>: <dotted.key>: <problem>``."""
+def is_compare(data: Any) -> bool:
+    """Whether a config mapping is for ``optrun compare``: it has compare keys, or no single optimizer."""
+    return isinstance(data, Mapping) and (any(k in data for k in COMPARE_KEYS) or "optimizer" not in data)
+
+
+def parse_config(data: Any, source: str = "config", schema: type[AnyConfig] = Config) -> AnyConfig:
+    """Validate a config mapping as ``schema``; errors read ``<source>: <dotted.key>: <problem>``."""
     if data is None:
         raise ConfigError(f"{source}: the config is empty; it needs at least 'dataset' and 'optimizer'")
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values, got {kind}")
+    if schema is Config and (key := next((k for k in COMPARE_KEYS if k in data), None)):
+        raise ConfigError(f"{source}: {key}: this is a compare config; run it with 'optrun compare {source}'")
     try:
-        return validate(Config, data)
+        return validate(schema, data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
@@ -161,13 +264,23 @@ def default_name(path: str | Path) -> str:
     return name[:100] or "run"
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
-    """Read, override and validate the config at ``path``."""
+def _read_config(path: str | Path, overrides: Iterable[str]) -> Any:
     data = read_yaml(path)
     if isinstance(data, dict):
         data = apply_overrides(data, overrides)
         data.setdefault("name", default_name(path))
-    return parse_config(data, source=str(path))
+    return data
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = (), schema: type[AnyConfig] = Config) -> AnyConfig:
+    """Read, override and validate the config at ``path`` as ``schema`` (Config or CompareConfig)."""
+    return parse_config(_read_config(path, overrides), str(path), schema)
+
+
+def load_any_config(path: str | Path, overrides: Iterable[str] = ()) -> Config | CompareConfig:
+    """The config at ``path`` as a CompareConfig when it is one (``is_compare``), else as a Config."""
+    data = _read_config(path, overrides)
+    return parse_config(data, str(path), CompareConfig if is_compare(data) else Config)
 
 
 def dump_yaml(data: Mapping[str, Any]) -> str:
@@ -178,7 +291,7 @@ def dump_yaml(data: Mapping[str, Any]) -> str:
 SMOKE_SAMPLES = 256
 
 
-def smoke(config: Config) -> Config:
+def smoke(config: AnyConfig) -> AnyConfig:
     """The config cut down for a smoke test: one epoch on at most 256 train and 256 test samples."""
     limit = min(config.train.max_samples or SMOKE_SAMPLES, SMOKE_SAMPLES)
     return config.model_copy(update={"train": config.train.model_copy(update={"epochs": 1, "max_samples": limit})})

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from optrun.config import Config, dump_yaml
+from optrun.config import Config, dump_yaml, read_yaml
 from optrun.train import COLUMNS, EpochRecord, TrainResult, fit, prepare
 
 
 class RunDirError(OSError):
-    """The runs directory cannot be created or written."""
+    """A run directory cannot be created, written or read back."""
 
 
 def create_run_dir(runs_dir: str | Path, name: str, now: datetime | None = None) -> Path:
@@ -49,7 +49,8 @@ def create_run_dir(runs_dir: str | Path, name: str, now: datetime | None = None)
     raise RunDirError(f"{runs_dir}: too many runs named {name}-{stamp}")
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """The versions of optrun, numpy and Python, as summaries record them."""
     try:
         optrun_version = version("optrun")
     except PackageNotFoundError:  # running from a source tree that is not installed
@@ -79,29 +80,33 @@ class MetricsWriter:
 
 
 def summarize(config: Config, result: TrainResult, wall_seconds: float) -> dict[str, Any]:
-    """The figures summary.json holds."""
+    """The figures summary.json holds (``final`` and ``best`` are null when no epoch was evaluated)."""
     rows = result.records
-    last = rows[-1]
-    best = max(rows, key=lambda r: (r.test_accuracy, -r.epoch))  # the earliest epoch reaching the best accuracy
+    final = best = None
+    if rows:
+        final = {k: getattr(rows[-1], k) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
+        top = max(rows, key=lambda r: (r.test_accuracy, -r.epoch))  # the earliest epoch reaching the best accuracy
+        best = {"test_accuracy": top.test_accuracy, "epoch": top.epoch}
     return {
         "name": config.name,
         "status": result.status,
         "reason": result.reason,
-        "epochs": last.epoch,
+        "epochs": result.epochs_completed,
         "epochs_planned": config.train.epochs,
-        "final": {k: getattr(last, k) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
-        "best": {"test_accuracy": best.test_accuracy, "epoch": best.epoch},
+        "final": final,
+        "best": best,
         "train_seconds": sum(r.seconds for r in rows),
         "wall_seconds": wall_seconds,
         "seed": config.seed,
         "dataset": config.dataset.name,
         "model": config.model.type,
         "optimizer": config.optimizer.name,
-        "versions": _versions(),
+        "versions": versions(),
     }
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON, atomically: a reader sees the old file or the new one, never half of one."""
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -114,18 +119,29 @@ class RunOutcome:
     summary: dict[str, Any]
 
 
+def _start(path: Path, config: Config) -> MetricsWriter:
+    (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
+    return MetricsWriter(path / "metrics.csv")
+
+
+def _finish(path: Path, config: Config, result: TrainResult, wall_seconds: float) -> RunOutcome:
+    summary = summarize(config, result, wall_seconds)
+    write_json(path / "summary.json", summary)
+    return RunOutcome(path, result, summary)
+
+
 def run(
     config: Config, runs_dir: str | Path = "runs", on_epoch: Callable[[EpochRecord], None] | None = None
 ) -> RunOutcome:
     """Train ``config`` and record it in a new run directory under ``runs_dir``.
 
     Data and model are built first, so a failure there leaves no directory behind.
+    metrics.csv grows row by row as training goes.
     """
     start = time.perf_counter()
     experiment = prepare(config)
     path = create_run_dir(runs_dir, config.name)
-    (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
-    writer = MetricsWriter(path / "metrics.csv")
+    writer = _start(path, config)
 
     def record(row: EpochRecord) -> None:
         writer.write(row)
@@ -136,6 +152,68 @@ def run(
         result = fit(experiment, record)
     finally:
         writer.close()
-    summary = summarize(config, result, time.perf_counter() - start)
-    _write_json(path / "summary.json", summary)
-    return RunOutcome(path, result, summary)
+    return _finish(path, config, result, time.perf_counter() - start)
+
+
+def write_run(path: Path, config: Config, result: TrainResult, wall_seconds: float) -> RunOutcome:
+    """Record a run trained elsewhere (another process or machine) in the new directory ``path``."""
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot create the run directory: {exc.strerror or exc}") from None
+    writer = _start(path, config)
+    try:
+        for row in result.records:
+            writer.write(row)
+    finally:
+        writer.close()
+    return _finish(path, config, result, wall_seconds)
+
+
+@dataclass
+class RunRecord:
+    """A run directory read back: its resolved config, summary and per-epoch rows."""
+
+    path: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    records: list[EpochRecord]
+
+    @property
+    def status(self) -> str:
+        return str(self.summary["status"])
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "metrics.csv").is_file()
+
+
+def _read_metrics(path: Path) -> list[EpochRecord]:
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = tuple(next(reader, ()))
+        if header != COLUMNS:
+            raise RunDirError(
+                f"{path}: unexpected columns {', '.join(header) or '(none)'}; expected {', '.join(COLUMNS)}"
+            )
+        try:
+            return [EpochRecord(int(r[0]), *map(float, r[1:])) for r in reader]
+        except (ValueError, TypeError):
+            raise RunDirError(f"{path}: line {reader.line_num}: not a row of numbers") from None
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """Read a finished run directory; RunDirError names the file at fault."""
+    path = Path(path)
+    for name in ("config.yaml", "metrics.csv", "summary.json"):
+        if not (path / name).is_file():
+            what = "an unfinished run" if is_run_dir(path) else "not a run directory"
+            raise RunDirError(f"{path}: {what} (no {name})")
+    config = read_yaml(path / "config.yaml")
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path / 'summary.json'}: not valid JSON: {exc}") from None
+    if not isinstance(config, dict) or not isinstance(summary, dict) or "status" not in summary:
+        raise RunDirError(f"{path}: config.yaml or summary.json is not what optrun writes")
+    return RunRecord(path, config, summary, _read_metrics(path / "metrics.csv"))

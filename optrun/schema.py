@@ -106,13 +106,14 @@ _TYPE_MESSAGES = {
 }
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
+    """A value as an error message quotes it."""
     if value is None:
         return "nothing (null)"
     if isinstance(value, Mapping):
-        return "a mapping"
+        return "a mapping" if value else "an empty mapping"
     if isinstance(value, list | tuple):
-        return "an empty list" if not value else "a list"
+        return "an empty list" if not value else (repr(list(value)) if len(repr(list(value))) <= 40 else "a list")
     if isinstance(value, bool):
         return str(value).lower()
     return f"{value!r} ({type(value).__name__})" if isinstance(value, str) else repr(value)
@@ -129,6 +130,8 @@ def _strip_tags(loc: Sequence[Any], data: Any) -> list[Any]:
             path.append(part)
         elif isinstance(data, Mapping) and part in _TAGS:
             continue  # the tag pydantic adds to the path of a union member
+        elif part == "[key]":
+            continue  # the error is about the mapping key just named
         else:
             path.append(part)
     return path
@@ -143,7 +146,7 @@ def _dotted(path: Sequence[Any]) -> str:
 
 def _message(err: Mapping[str, Any]) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
-    got = _describe(err.get("input"))
+    got = describe(err.get("input"))
     if kind == "missing":
         return "is required"
     if kind == "union_tag_not_found":

@@ -16,6 +16,7 @@ from optrun.optim.momentum import SGD, Momentum, Nesterov
 from optrun.schema import tagged_union, validate
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)}
+REFERENCE_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")  # what compare runs by default
 
 OptimizerSpec = tagged_union((cls.Spec for cls in OPTIMIZERS.values()), "name")
 _SPEC = TypeAdapter(OptimizerSpec)
@@ -44,6 +45,7 @@ def update_rule(cls: type[Optimizer]) -> str:
 
 __all__ = [
     "OPTIMIZERS",
+    "REFERENCE_OPTIMIZERS",
     "Optimizer",
     "OptimizerSpec",
     "build_optimizer",

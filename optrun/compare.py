@@ -1,0 +1,136 @@
+"""``optrun compare``: every optimizer once per seed on the same problem, in parallel, then the comparison.
+
+Fairness: the runs of one seed differ only in their optimizer. Each is an
+ordinary train config (``CompareConfig.run_config``) whose seed fixes the data,
+the initial weights and the batch order (``optrun.train``), so for a given seed
+every optimizer starts from the same parameters and sees the same minibatches.
+
+A compare directory ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>/`` holds the resolved
+compare config (``config.yaml``), one ordinary run directory per label and seed
+(``<label>/seed-<k>/``) and the comparison files (``optrun.report``).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from optrun.config import CompareConfig, Config, dump_yaml
+from optrun.parallel import executor
+from optrun.report import SEED_DIR, Comparison, build, collect, write
+from optrun.runs import RunOutcome, create_run_dir, write_run
+from optrun.schema import ConfigError
+from optrun.train import EpochRecord, TrainResult, fit, prepare
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a comparison: an optimizer label and a seed."""
+
+    label: str
+    seed: int
+    config: Config
+
+    @property
+    def subdir(self) -> Path:
+        return Path(self.label) / SEED_DIR.format(self.seed)
+
+
+def select(config: CompareConfig, labels: Iterable[str]) -> CompareConfig:
+    """The comparison cut down to ``labels`` (``--only``); ConfigError names an unknown label."""
+    labels = list(dict.fromkeys(labels))
+    if not labels:
+        return config
+    unknown = [label for label in labels if label not in config.optimizers]
+    if unknown:
+        raise ConfigError(f"--only {unknown[0]}: no such label; the labels are: {', '.join(config.optimizers)}")
+    return config.model_copy(update={"optimizers": {label: config.optimizers[label] for label in labels}})
+
+
+def plan(config: CompareConfig) -> list[PlannedRun]:
+    """Every label crossed with every seed, seed-major so the first results cover every optimizer."""
+    return [
+        PlannedRun(label, seed, config.run_config(label, seed))
+        for seed in config.seed_list
+        for label in config.optimizers
+    ]
+
+
+@dataclass
+class Finished:
+    """A run trained in memory, possibly in another process or on another machine."""
+
+    result: TrainResult
+    wall_seconds: float
+    traceback: str | None = None  # for a run that failed with an exception
+
+
+def execute(config: Config) -> Finished:
+    """Train one run in memory; an exception becomes a failed run, not a lost comparison."""
+    start = time.perf_counter()
+    rows: list[EpochRecord] = []
+    try:
+        result = fit(prepare(config), rows.append)
+    except Exception as exc:
+        return Finished(_failed(exc, rows), time.perf_counter() - start, traceback.format_exc())
+    return Finished(result, time.perf_counter() - start)
+
+
+def _failed(exc: BaseException, rows: list[EpochRecord] | None = None) -> TrainResult:
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return TrainResult(status="failed", records=rows or [], reason=reason)
+
+
+def _worker_lost(exc: BaseException) -> Finished:
+    """What the executor reports for a run whose worker died or could not run it."""
+    return Finished(_failed(exc), 0.0, "".join(traceback.format_exception(exc)))
+
+
+@dataclass
+class CompareOutcome:
+    path: Path
+    comparison: Comparison
+    runs: list[RunOutcome]
+
+    @property
+    def all_failed(self) -> bool:
+        return all(r.result.status != "completed" for r in self.runs)
+
+
+def compare(
+    config: CompareConfig,
+    runs_dir: str | Path = "runs",
+    jobs: int = 1,
+    scheduler: str | None = None,
+    on_run: Callable[[PlannedRun, RunOutcome], None] | None = None,
+) -> CompareOutcome:
+    """Run every planned run (``jobs`` local processes, or the Dask cluster at ``scheduler``) and compare them.
+
+    The executor is opened (a cluster connected to) and the first run's data and
+    model built before any directory is made, so a config or a scheduler that
+    cannot work leaves nothing behind. Each finished run is written as it
+    arrives; the comparison is computed from the written directories.
+    """
+    start = time.perf_counter()
+    runs = plan(config)
+    jobs = max(1, min(jobs, len(runs)))
+    outcomes: list[RunOutcome] = []
+    with executor(jobs, scheduler) as map_unordered:
+        prepare(runs[0].config)
+        path = create_run_dir(runs_dir, config.name)
+        (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
+        for i, finished in map_unordered(execute, [r.config for r in runs], on_error=_worker_lost):
+            planned = runs[i]
+            outcome = write_run(path / planned.subdir, planned.config, finished.result, finished.wall_seconds)
+            if finished.traceback:
+                (outcome.path / "traceback.txt").write_text(finished.traceback, encoding="utf-8")
+            outcomes.append(outcome)
+            if on_run is not None:
+                on_run(planned, outcome)
+    comparison = build(collect([path]).groups, config.name, config.target_accuracy)
+    where = f"Dask cluster at {scheduler}" if scheduler else ("this process" if jobs == 1 else f"{jobs} processes")
+    write(comparison, path, {"executor": where, "wall_seconds": time.perf_counter() - start})
+    return CompareOutcome(path, comparison, outcomes)

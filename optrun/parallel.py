@@ -1,0 +1,129 @@
+"""Run independent tasks in this process, in local worker processes or on a Dask cluster.
+
+``executor(jobs, scheduler)`` opens one (connecting to the cluster, if any,
+before the caller writes anything) and gives a ``map_unordered(fn, items,
+on_error)`` that yields ``(i, fn(items[i]))`` as each task finishes.
+
+Every task runs with one BLAS thread, whichever executor runs it: parallel
+workers then do not oversubscribe the cores, and a multi-threaded matrix
+product, which adds in another order and rounds differently, never makes
+``--jobs 2`` disagree with ``--jobs 1`` in the last digit.
+
+Local workers come from the ``forkserver`` start method (``spawn`` where there is
+none): forking a process that runs threads (a live progress display, BLAS
+pools) can deadlock the child, and a fork server that has already imported the
+task's module starts each worker in milliseconds.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from threadpoolctl import threadpool_limits
+
+T = TypeVar("T")
+R = TypeVar("R")
+OnError = Callable[[BaseException], Any] | None
+
+
+class ExecutorError(RuntimeError):
+    """An executor cannot be used: a missing optional dependency, an unreachable scheduler."""
+
+
+class MapUnordered(Protocol):
+    def __call__(self, fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None) -> Iterator[tuple[int, R]]:
+        """Yield ``(i, fn(items[i]))`` for every item, in the order they finish.
+
+        ``fn`` must be a module-level function the workers can import. When a
+        task raises or its worker dies, ``on_error(exception)`` stands in for its
+        result (without ``on_error``, the exception propagates).
+        """
+        ...
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _limit_blas() -> None:
+    threadpool_limits(limits=1)  # for the rest of this worker process's life
+
+
+def _one_blas_thread(fn: Callable[[T], R], item: T) -> R:
+    _limit_blas()  # on a Dask worker: set, never restored, so a task in another thread cannot undo it mid-run
+    return fn(item)
+
+
+def _guarded(call: Callable[[], R], on_error: OnError) -> R:
+    """``call()``, or ``on_error(exception)`` when it raises and there is an ``on_error``."""
+    try:
+        return call()
+    except Exception as exc:
+        if on_error is None:
+            raise
+        return on_error(exc)
+
+
+@contextmanager
+def executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[MapUnordered]:
+    """The Dask cluster at ``scheduler``, else ``jobs`` local worker processes (1: this process)."""
+    if scheduler is not None:
+        with _connect(scheduler) as client:
+            yield partial(_dask_map, client)
+    elif jobs <= 1:
+        with threadpool_limits(limits=1):
+            yield _serial_map
+    else:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_limit_blas)
+        try:
+            yield partial(_pool_map, pool, context)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # on an early exit (Ctrl-C), drop what has not started
+
+
+def _serial_map(fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None) -> Iterator[tuple[int, R]]:
+    for i, item in enumerate(items):
+        yield i, _guarded(partial(fn, item), on_error)
+
+
+def _pool_map(
+    pool: ProcessPoolExecutor, context: Any, fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None
+) -> Iterator[tuple[int, R]]:
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload([fn.__module__])  # workers fork from a server that imported it once
+    futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+    for future in as_completed(futures):
+        yield futures[future], _guarded(future.result, on_error)
+
+
+def _connect(scheduler: str) -> Any:
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ExecutorError("--dask-scheduler needs dask.distributed: pip install 'optrun[dask]'") from None
+    try:
+        return Client(scheduler, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ExecutorError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from None
+
+
+def _dask_map(
+    client: Any, fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None
+) -> Iterator[tuple[int, R]]:
+    from distributed import as_completed as dask_completed
+
+    futures = client.map(partial(_one_blas_thread, fn), list(items), pure=False)
+    index = {future.key: i for i, future in enumerate(futures)}
+    for future in dask_completed(futures):
+        yield index[future.key], _guarded(future.result, on_error)

@@ -1,0 +1,198 @@
+"""Comparisons: gather runs from run and compare directories, and write the comparison files.
+
+A comparison directory (what ``optrun compare`` writes, and what ``optrun
+report`` rebuilds from any mix of directories) holds
+
+- ``comparison.csv``: one row per label (the columns of ``optrun.stats.LabelStats``), best first;
+- ``curves.png`` and ``curves.svg``: loss and accuracy curves (``optrun.plots``);
+- ``summary.json``: the same figures and where every run lives, for machines.
+
+Both commands compute the figures from the run directories on disk, so a
+report of a compare directory reproduces its table exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optrun.config import read_yaml
+from optrun.plots import curves_figure, save_curves
+from optrun.runs import RunDirError, RunRecord, is_run_dir, read_run, versions, write_json
+from optrun.stats import DEFAULT_TARGET_FRACTION, Group, LabelStats, default_target, ranked
+
+SEED_DIR = "seed-{}"
+
+
+def compare_run_dirs(path: Path) -> list[Path]:
+    """The ``<label>/seed-<k>`` run directories of a compare directory (none if it is not one)."""
+    return sorted(p.parent for p in path.glob("*/seed-*/metrics.csv"))
+
+
+@dataclass
+class Collection:
+    """Groups gathered from directories, the problems met on the way, and the compare configs read."""
+
+    groups: list[Group] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    compare_configs: list[Mapping[str, Any]] = field(default_factory=list)
+    run_dirs: int = 0  # single run directories given
+
+    @property
+    def name(self) -> str:
+        """The comparison's name when it is one compare directory, else ``report``."""
+        if len(self.compare_configs) == 1 and not self.run_dirs:
+            return str(self.compare_configs[0].get("name") or "report")
+        return "report"
+
+    @property
+    def target(self) -> float | None:
+        """The target accuracy the compare configs set, when they all set the same one (and there is nothing else)."""
+        targets = {c.get("target_accuracy") for c in self.compare_configs}
+        return targets.pop() if len(targets) == 1 and not self.run_dirs else None
+
+
+def _seed_of(run_dir: Path) -> int:
+    suffix = run_dir.name.removeprefix("seed-")
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def _read_compare_dir(path: Path, out: Collection) -> None:
+    config = read_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else {}
+    config = config if isinstance(config, Mapping) else {}
+    out.compare_configs.append(config)
+    by_label: dict[str, list[RunRecord]] = {label: [] for label in config.get("optimizers") or {}}
+    for run_dir in sorted(compare_run_dirs(path), key=lambda p: (p.parent.name, _seed_of(p))):
+        try:
+            by_label.setdefault(run_dir.parent.name, []).append(read_run(run_dir))
+        except RunDirError as exc:
+            out.warnings.append(f"skipped {exc}")
+    out.groups += [Group(label, runs, path) for label, runs in by_label.items() if runs]
+
+
+def collect(paths: Iterable[str | Path]) -> Collection:
+    """The groups in ``paths``: each compare directory gives one group per label, each run directory one group.
+
+    Labels that clash (the same label in two comparisons) are qualified by the directory they come from.
+    """
+    out = Collection()
+    for raw in paths:
+        path = Path(raw)
+        if is_run_dir(path):
+            run = read_run(path)
+            out.run_dirs += 1
+            out.groups.append(Group(str(run.config.get("name") or path.name), [run], path))
+        elif compare_run_dirs(path):
+            _read_compare_dir(path, out)
+        elif path.is_dir():
+            raise RunDirError(f"{path}: neither a run directory (no metrics.csv) nor a compare directory")
+        else:
+            raise RunDirError(f"{path}: no such directory")
+    clashes = Counter(g.label for g in out.groups)
+    for g in out.groups:
+        if clashes[g.label] > 1:
+            g.label = g.source.name if is_run_dir(g.source) else f"{g.source.name}/{g.label}"
+    return out
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def problem_differences(groups: list[Group]) -> list[str]:
+    """Config keys, other than name, seed and optimizer, whose values differ between the runs: unfair comparisons."""
+    configs = [_flatten({k: v for k, v in r.config.items() if k not in ("name", "seed", "optimizer")})
+               for g in groups for r in g.runs]  # fmt: skip
+    keys = sorted({k for c in configs for k in c})
+    return [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+
+
+def describe_problem(groups: list[Group]) -> str:
+    """``digits · mlp [64] relu · 20 epochs, batch 32``, or what the runs share when they differ."""
+    config = groups[0].runs[0].config if groups else {}
+    model, train = config.get("model") or {}, config.get("train") or {}
+    net = " ".join(str(x) for x in (model.get("type"), model.get("hidden"), model.get("activation")) if x is not None)
+    parts = [str((config.get("dataset") or {}).get("name", "?")), net]
+    parts.append(f"{train.get('epochs')} epochs, batch {train.get('batch_size')}")
+    differ = {k.split(".")[0] for k in problem_differences(groups)}
+    return " · ".join(p for p, key in zip(parts, ("dataset", "model", "train"), strict=True) if key not in differ)
+
+
+@dataclass
+class Comparison:
+    """The figures of a comparison, ranked best first."""
+
+    name: str
+    groups: list[Group]
+    target: float | None
+    target_rule: str
+    rows: list[LabelStats]
+
+    @property
+    def title(self) -> str:
+        problem = describe_problem(self.groups)
+        return f"{self.name}: {problem}" if problem else self.name
+
+
+def build(groups: list[Group], name: str, target: float | None = None) -> Comparison:
+    """Rank ``groups``; ``target``: the accuracy for "epochs to target" (None: 95% of the best final mean)."""
+    if not groups:
+        raise RunDirError("no finished runs to compare")
+    if target is None:
+        rule = f"{DEFAULT_TARGET_FRACTION:.0%} of the best mean final test accuracy"
+        target = default_target(groups)
+    else:
+        rule = "set explicitly"
+    return Comparison(name, groups, target, rule, ranked(groups, target))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def write(comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None = None) -> None:
+    """Write comparison.csv, curves.png, curves.svg and summary.json into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = list(LabelStats.__dataclass_fields__)
+    with (out_dir / "comparison.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_cell(getattr(row, c)) for c in columns] for row in comparison.rows)
+    save_curves(curves_figure(comparison.groups, comparison.target, comparison.title), out_dir)
+    by_label = {g.label: g for g in comparison.groups}
+    labels = []
+    for row in comparison.rows:
+        runs = [
+            {
+                "seed": r.config.get("seed"),
+                "status": r.status,
+                "reason": r.summary.get("reason"),
+                "path": os.path.relpath(r.path, out_dir),
+            }
+            for r in by_label[row.label].runs
+        ]
+        labels.append({**row.as_dict(), "runs": runs})
+    summary = {
+        "kind": "comparison",
+        "name": comparison.name,
+        "problem": describe_problem(comparison.groups),
+        "target_accuracy": comparison.target,
+        "target_rule": comparison.target_rule,
+        "labels": labels,
+        **(extra or {}),
+        "versions": versions(),
+    }
+    write_json(out_dir / "summary.json", summary)

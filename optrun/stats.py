@@ -1,0 +1,157 @@
+"""Statistics over seeds: one row of figures per label, and the mean curves the plots draw.
+
+A *group* is the runs of one label (an optimizer with its settings), one per
+seed. Means, spreads and curves are over the group's completed runs; diverged
+and failed runs are counted, and drawn, but never averaged into the figures
+(a NaN loss would otherwise erase the whole row).
+
+- final test accuracy, final train loss: mean and sample standard deviation
+  (ddof = 1; empty with fewer than two completed seeds);
+- best test accuracy and its epoch: the maximum of the mean test-accuracy curve,
+  at the earliest epoch that reaches it;
+- epochs to target: the first epoch at which the mean test-accuracy curve
+  reaches ``target`` (none when it never does);
+- seconds per epoch: the mean over every trained epoch of every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optrun.runs import RunRecord
+
+DEFAULT_TARGET_FRACTION = 0.95  # target accuracy: this fraction of the best mean final test accuracy
+
+
+@dataclass
+class Group:
+    """The runs of one label, sorted by seed; ``source`` is the directory they were read from."""
+
+    label: str
+    runs: list[RunRecord]
+    source: Path
+
+    @property
+    def optimizer(self) -> dict[str, Any]:
+        return dict(self.runs[0].config.get("optimizer") or {})
+
+    @property
+    def completed(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.status == "completed" and r.records]
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.runs)
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Per-epoch metrics of a group's completed runs, one row per run, over their common epochs."""
+
+    epochs: np.ndarray
+    train_loss: np.ndarray
+    test_accuracy: np.ndarray
+
+
+def curves(group: Group) -> Curves | None:
+    """The completed runs' curves, or None when no run completed."""
+    runs = group.completed
+    if not runs:
+        return None
+    n = min(len(r.records) for r in runs)
+
+    def column(name: str) -> np.ndarray:
+        return np.array([[getattr(row, name) for row in r.records[:n]] for r in runs], dtype=np.float64)
+
+    return Curves(np.array([row.epoch for row in runs[0].records[:n]]), column("train_loss"), column("test_accuracy"))
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    """One row of comparison.csv (None: empty, no value)."""
+
+    label: str
+    optimizer: str
+    learning_rate: float | None
+    hyperparameters: str
+    seeds: int
+    final_test_accuracy_mean: float | None
+    final_test_accuracy_std: float | None
+    final_train_loss_mean: float | None
+    final_train_loss_std: float | None
+    best_test_accuracy: float | None
+    best_epoch: int | None
+    target_accuracy: float | None
+    epochs_to_target: int | None
+    seconds_per_epoch: float | None
+    diverged: int
+    failed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _mean_std(values: np.ndarray) -> tuple[float, float | None]:
+    return float(values.mean()), (float(values.std(ddof=1)) if len(values) > 1 else None)
+
+
+def describe_hyperparameters(optimizer: dict[str, Any]) -> str:
+    """``learning_rate=0.003 beta1=0.9 ...``: an optimizer spec without its name."""
+    return " ".join(f"{k}={v}" for k, v in optimizer.items() if k != "name")
+
+
+def label_stats(group: Group, target: float | None) -> LabelStats:
+    """The figures of one group (see the module docstring for each definition)."""
+    c = curves(group)
+    acc_mean = acc_std = loss_mean = loss_std = best = best_epoch = reach = None
+    if c is not None:
+        acc_mean, acc_std = _mean_std(c.test_accuracy[:, -1])
+        loss_mean, loss_std = _mean_std(c.train_loss[:, -1])
+        mean_curve = c.test_accuracy.mean(axis=0)
+        top = int(np.argmax(mean_curve))  # the first maximum
+        best, best_epoch = float(mean_curve[top]), int(c.epochs[top])
+        if target is not None and (hits := np.flatnonzero(mean_curve >= target)).size:
+            reach = int(c.epochs[hits[0]])
+    seconds = [row.seconds for r in group.runs for row in r.records if row.epoch > 0]
+    optimizer = group.optimizer
+    return LabelStats(
+        label=group.label,
+        optimizer=str(optimizer.get("name", "?")),
+        learning_rate=optimizer.get("learning_rate"),
+        hyperparameters=describe_hyperparameters(optimizer),
+        seeds=len(group.runs),
+        final_test_accuracy_mean=acc_mean,
+        final_test_accuracy_std=acc_std,
+        final_train_loss_mean=loss_mean,
+        final_train_loss_std=loss_std,
+        best_test_accuracy=best,
+        best_epoch=best_epoch,
+        target_accuracy=target,
+        epochs_to_target=reach,
+        seconds_per_epoch=float(np.mean(seconds)) if seconds else None,
+        diverged=group.count("diverged"),
+        failed=group.count("failed"),
+    )
+
+
+def default_target(groups: list[Group]) -> float | None:
+    """95% of the best mean final test accuracy among the groups (None if no run completed)."""
+    finals = [c.test_accuracy[:, -1].mean() for g in groups if (c := curves(g)) is not None]
+    return DEFAULT_TARGET_FRACTION * float(max(finals)) if finals else None
+
+
+def ranked(groups: list[Group], target: float | None) -> list[LabelStats]:
+    """Every group's figures, best mean final test accuracy first (ties: lower train loss first); groups with no
+    completed run last."""
+    rows = [label_stats(g, target) for g in groups]
+    return sorted(
+        rows,
+        key=lambda s: (
+            s.final_test_accuracy_mean is None,
+            -round(s.final_test_accuracy_mean or 0.0, 12),  # equal means of k/n accuracies tie exactly
+            s.final_train_loss_mean if s.final_train_loss_mean is not None else 0.0,
+        ),
+    )

@@ -1,0 +1,106 @@
+"""Rich tables for the terminal: a run's per-epoch metrics and overview, and a comparison."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.table import Table
+
+from optrun.report import Comparison
+from optrun.runs import RunRecord
+from optrun.stats import LabelStats
+from optrun.train import EpochRecord
+
+
+def metrics_table(rows: Sequence[EpochRecord], limit: int | None = 25) -> Table:
+    """Per-epoch metrics; beyond ``limit`` rows, evenly spaced epochs and always the last."""
+    if limit is not None and len(rows) > limit:
+        step = -(-len(rows) // (limit - 1))
+        rows = [*rows[:-1:step], rows[-1]]
+    table = Table(title="per-epoch metrics", title_justify="left")
+    for name in ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds"):
+        table.add_column(name, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r.epoch),
+            f"{r.train_loss:.4f}",
+            f"{r.train_accuracy:.2%}",
+            f"{r.test_loss:.4f}",
+            f"{r.test_accuracy:.2%}",
+            f"{r.learning_rate:g}",
+            f"{r.seconds:.3f}",
+        )
+    return table
+
+
+def _settings(section: Mapping[str, Any], skip: str) -> str:
+    return " ".join(f"{k}={v}" for k, v in section.items() if k != skip)
+
+
+def run_overview(run: RunRecord) -> Table:
+    """What a run trained, how, and how it ended."""
+    config, summary = run.config, run.summary
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    dataset, model, optimizer = (config.get(k) or {} for k in ("dataset", "model", "optimizer"))
+    table.add_row("run", str(run.path))
+    table.add_row("dataset", f"{dataset.get('name')}  {_settings(dataset, 'name')}")
+    table.add_row("model", f"{model.get('type')}  {_settings(model, 'type')}")
+    table.add_row("optimizer", f"{optimizer.get('name')}  {_settings(optimizer, 'name')}")
+    table.add_row("train", f"{_settings(config.get('train') or {}, '')}  seed={config.get('seed')}")
+    status = f"{summary['status']} after {summary.get('epochs')} of {summary.get('epochs_planned')} epochs"
+    if summary.get("reason"):
+        status += f": {summary['reason']}"
+    table.add_row("status", status)
+    if summary.get("final"):
+        final, best = summary["final"], summary["best"]
+        table.add_row(
+            "result",
+            f"test accuracy {final['test_accuracy']:.2%} (best {best['test_accuracy']:.2%} at epoch {best['epoch']}), "
+            f"train loss {final['train_loss']:.4f}, {summary.get('wall_seconds', math.nan):.1f} s",
+        )
+    return table
+
+
+def _mean_sd(mean: float | None, sd: float | None, percent: bool) -> str:
+    if mean is None:
+        return "-"
+    if percent:
+        return f"{mean:.2%}" + (f" ± {sd * 100:.2f}" if sd is not None else "")
+    return f"{mean:.3g}" + (f" ± {sd:.2g}" if sd is not None else "")
+
+
+def _row(rank: int | None, s: LabelStats) -> list[str]:
+    broken = s.diverged + s.failed
+    return [
+        str(rank) if rank else "-",
+        s.label,
+        s.optimizer if s.learning_rate is None else f"{s.optimizer} lr={s.learning_rate:g}",
+        _mean_sd(s.final_test_accuracy_mean, s.final_test_accuracy_std, percent=True),
+        _mean_sd(s.final_train_loss_mean, s.final_train_loss_std, percent=False),
+        f"{s.best_test_accuracy:.2%} ({s.best_epoch})" if s.best_test_accuracy is not None else "-",
+        str(s.epochs_to_target) if s.epochs_to_target is not None else "-",
+        f"{s.seconds_per_epoch:.3f}" if s.seconds_per_epoch is not None else "-",
+        f"[red]{broken}/{s.seeds}[/]" if broken else f"0/{s.seeds}",
+    ]
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    """One row per label, best mean final test accuracy first."""
+    target = comparison.target
+    caption = "final test accuracy and train loss: mean ± sd over the completed seeds (accuracy sd in points)"
+    if target is not None:
+        caption += f"\nto target: first epoch the mean test accuracy reaches {target:.2%} ({comparison.target_rule})"
+    caption += "\ndiverged: runs that diverged or failed, of all seeds"
+    table = Table(title=comparison.title, title_justify="left", caption=caption, caption_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("label", style="bold")
+    table.add_column("optimizer")
+    for name in ("test acc", "train loss", "best acc (epoch)", "to target", "s/epoch", "diverged"):
+        table.add_column(name, justify="right")
+    for rank, s in enumerate(comparison.rows, start=1):
+        table.add_row(*_row(rank if s.final_test_accuracy_mean is not None else None, s))
+    return table
