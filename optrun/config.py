@@ -56,9 +56,9 @@ class _Experiment(Section):
     model: ModelSpec = MLPSpec(type="mlp")
     train: TrainSpec = TrainSpec()
 
-    @model_validator(mode="before")
     @classmethod
-    def _model_type_defaults_to_mlp(cls, data: Any) -> Any:
+    def fill_defaults(cls, data: Any) -> Any:
+        """A model without a type is an MLP."""
         if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping) and "type" not in data["model"]:
             return {**data, "model": {"type": "mlp", **data["model"]}}
         return data
@@ -103,6 +103,10 @@ def _named_by_label(label: Any, spec: Any) -> Any:
     return spec
 
 
+def _reference_optimizers() -> dict[str, Any]:
+    return {name: OPTIMIZERS[name].Spec(name=name) for name in REFERENCE_OPTIMIZERS}
+
+
 COMPARE_KEYS = ("optimizers", "seeds", "target_accuracy")  # the keys that make a config a compare config
 
 
@@ -116,25 +120,27 @@ class CompareConfig(_Experiment):
     """
 
     optimizer: OptimizerSpec | None = None  # a train config's optimizer: accepted, but not compared
-    optimizers: Annotated[dict[Name, OptimizerSpec], Field(min_length=1)]
+    optimizers: Annotated[dict[Name, OptimizerSpec], Field(min_length=1, default_factory=_reference_optimizers)]
     seeds: Seeds = 1
     target_accuracy: Annotated[float, interval(0, 1, lo_open=True)] | None = None  # None: 95% of the best
 
+    @classmethod
+    def fill_defaults(cls, data: Any) -> Any:
+        """An optimizer spec labelled with an optimizer's name is that optimizer: ``adam: {learning_rate: 0.001}``."""
+        data = super().fill_defaults(data)
+        if isinstance(data, Mapping) and isinstance(data.get("optimizers"), Mapping):
+            specs = {label: _named_by_label(label, spec) for label, spec in data["optimizers"].items()}
+            return {**data, "optimizers": specs}
+        return data
+
     @model_validator(mode="before")
     @classmethod
-    def _fill_optimizers(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        if "optimizers" not in data:
-            return {**data, "optimizers": {name: {"name": name} for name in REFERENCE_OPTIMIZERS}}
-        if data.get("optimizer") is not None:
+    def _one_kind_of_optimizer(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "optimizers" in data and data.get("optimizer") is not None:
             raise PydanticCustomError(
                 "both", "give either 'optimizer' (one) or 'optimizers' (labels), not both", {"key": "optimizer"}
             )
-        specs = data["optimizers"]
-        if isinstance(specs, Mapping):
-            specs = {label: _named_by_label(label, spec) for label, spec in specs.items()}
-        return {**data, "optimizers": specs}
+        return data
 
     @property
     def seed_list(self) -> list[int]:

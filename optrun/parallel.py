@@ -110,8 +110,17 @@ def _pool_map(
 def _connect(scheduler: str) -> Any:
     try:
         from distributed import Client
+        from distributed.comm import parse_address, parse_host_port
+        from distributed.comm.registry import backends
     except ImportError:
         raise ExecutorError("--dask-scheduler needs dask.distributed: pip install 'optrun[dask]'") from None
+    try:  # checked first: a Client given a malformed address fails slowly and untidily
+        protocol, location = parse_address(scheduler)
+        if protocol not in backends:
+            raise ValueError(f"unknown protocol {protocol}")
+        parse_host_port(location)
+    except ValueError:
+        raise ExecutorError(f"{scheduler}: not a Dask scheduler address; expected tcp://HOST:PORT") from None
     try:
         return Client(scheduler, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -125,5 +134,5 @@ def _dask_map(
 
     futures = client.map(partial(_one_blas_thread, fn), list(items), pure=False)
     index = {future.key: i for i, future in enumerate(futures)}
-    for future in dask_completed(futures):
+    for future in dask_completed(futures, loop=client.loop):
         yield index[future.key], _guarded(future.result, on_error)

@@ -32,6 +32,17 @@ class Section(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @classmethod
+    def fill_defaults(cls, data: Any) -> Any:
+        """Defaults that depend on other keys (a model's type, an optimizer named by its label), filled in
+        before validation; ``validate`` also locates errors in the filled-in data. Must be idempotent."""
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any) -> Any:
+        return cls.fill_defaults(data)
+
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown_keys(cls, data: Any) -> Any:
@@ -49,13 +60,15 @@ class Section(BaseModel):
         return data
 
 
-_TAGS: set[str] = set()  # every tag of every tagged union, so error locations can drop them
+_TAGS: dict[str, set[str]] = {}  # tag -> the keys it is the value of, so error locations can drop tags
 
 
 def tagged_union(members: Iterable[type[Section]], key: str) -> Any:
     """A field type that is one of ``members``, chosen by the value of ``key`` (e.g. an optimizer's name)."""
     members = tuple(members)
-    _TAGS.update(tag for m in members for tag in m.model_fields[key].annotation.__args__)
+    for m in members:
+        for tag in m.model_fields[key].annotation.__args__:
+            _TAGS.setdefault(tag, set()).add(key)
     return Annotated[Union[members], Field(discriminator=key)]  # noqa: UP007 (built at run time)
 
 
@@ -120,16 +133,23 @@ def describe(value: Any) -> str:
 
 
 def _strip_tags(loc: Sequence[Any], data: Any) -> list[Any]:
-    """Drop the union tags pydantic inserts into locations, by walking the input."""
+    """Drop the union tags pydantic inserts into locations, by walking the input.
+
+    A part is a tag where the mapping reached has it as the value of its
+    discriminator key (``optimizer.name: adam`` has tag ``adam``), even if the
+    mapping also has a key of that name.
+    """
     path: list[Any] = []
     for part in loc:
+        if isinstance(data, Mapping) and any(data.get(key) == part for key in _TAGS.get(part, ())):
+            continue  # the tag pydantic adds to the path of a union member
         if (isinstance(data, Mapping) and part in data) or (
             isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
         ):
             data = data[part]
             path.append(part)
         elif isinstance(data, Mapping) and part in _TAGS:
-            continue  # the tag pydantic adds to the path of a union member
+            continue  # a tag whose key is missing from the input (it failed validation)
         elif part == "[key]":
             continue  # the error is about the mapping key just named
         else:
@@ -181,6 +201,8 @@ def format_errors(error: ValidationError, data: Any, prefix: str = "") -> str:
 def validate(model: Any, data: Any, prefix: str = "") -> Any:
     """Validate ``data`` with a pydantic model or TypeAdapter, raising ConfigError."""
     try:
+        if isinstance(model, type) and issubclass(model, Section):
+            data = model.fill_defaults(data)
         if isinstance(model, type) and issubclass(model, BaseModel):
             return model.model_validate(data)
         return model.validate_python(data)

@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from optrun.cli import cli
+from optrun.config import is_compare
 from optrun.train import COLUMNS
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
@@ -214,7 +215,8 @@ def test_divergence_exits_3_and_keeps_the_rows_before_it(runner, tmp_path) -> No
 def test_every_shipped_config_validates_and_smoke_runs(runner, tmp_path, config: Path) -> None:
     result = invoke(runner, "validate", config)
     assert result.exit_code == 0 and result.output.startswith(f"ok: {config}")
-    result = invoke(runner, "train", config, "--smoke", "--runs-dir", tmp_path, "-q")
+    command = "compare" if is_compare(yaml.safe_load(config.read_text())) else "train"
+    result = invoke(runner, command, config, "--smoke", "--runs-dir", tmp_path, "-q")
     assert result.exit_code == 0, result.output
 
 
