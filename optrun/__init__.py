@@ -3,18 +3,21 @@
 The library a notebook imports; the ``optrun`` command is a thin layer over it.
 """
 
-from optrun.config import Config, load_config, parse_config
+from optrun.compare import compare
+from optrun.config import CompareConfig, Config, load_config, parse_config
 from optrun.optim import OPTIMIZERS, Optimizer, build_optimizer
 from optrun.runs import run
 from optrun.train import EpochRecord, TrainResult, train
 
 __all__ = [
     "OPTIMIZERS",
+    "CompareConfig",
     "Config",
     "EpochRecord",
     "Optimizer",
     "TrainResult",
     "build_optimizer",
+    "compare",
     "load_config",
     "parse_config",
     "run",

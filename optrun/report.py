@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from optrun.config import read_yaml
-from optrun.plots import curves_figure, save_curves
 from optrun.runs import RunDirError, RunRecord, is_run_dir, read_run, versions, write_json
 from optrun.stats import DEFAULT_TARGET_FRACTION, Group, LabelStats, default_target, ranked
 
@@ -171,6 +170,8 @@ def write(comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([_cell(getattr(row, c)) for c in columns] for row in comparison.rows)
+    from optrun.plots import curves_figure, save_curves  # here: matplotlib takes 0.4 s to import, workers never need it
+
     save_curves(curves_figure(comparison.groups, comparison.target, comparison.title), out_dir)
     by_label = {g.label: g for g in comparison.groups}
     labels = []
