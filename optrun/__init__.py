@@ -3,7 +3,6 @@
 The library a notebook imports; the ``optrun`` command is a thin layer over it.
 """
 
-from optrun.compare import compare
 from optrun.config import CompareConfig, Config, load_config, parse_config
 from optrun.optim import OPTIMIZERS, Optimizer, build_optimizer
 from optrun.runs import run
@@ -17,7 +16,6 @@ __all__ = [
     "Optimizer",
     "TrainResult",
     "build_optimizer",
-    "compare",
     "load_config",
     "parse_config",
     "run",
