@@ -164,15 +164,16 @@ def _cell(value: Any) -> str:
 
 def write(comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None = None) -> None:
     """Write comparison.csv, curves.png, curves.svg and summary.json into ``out_dir``."""
+    from optrun.plots import curves_figure, save_curves  # here: matplotlib takes 0.4 s to import, workers never need it
+
+    figure = curves_figure(comparison.groups, comparison.target, comparison.title)
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = list(LabelStats.__dataclass_fields__)
     with (out_dir / "comparison.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([_cell(getattr(row, c)) for c in columns] for row in comparison.rows)
-    from optrun.plots import curves_figure, save_curves  # here: matplotlib takes 0.4 s to import, workers never need it
-
-    save_curves(curves_figure(comparison.groups, comparison.target, comparison.title), out_dir)
+    save_curves(figure, out_dir)
     by_label = {g.label: g for g in comparison.groups}
     labels = []
     for row in comparison.rows:

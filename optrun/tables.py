@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from optrun.report import Comparison
@@ -69,19 +70,18 @@ def _mean_sd(mean: float | None, sd: float | None, percent: bool) -> str:
     if mean is None:
         return "-"
     if percent:
-        return f"{mean:.2%}" + (f" ± {sd * 100:.2f}" if sd is not None else "")
+        return f"{mean * 100:.2f}" + (f" ± {sd * 100:.2f}" if sd is not None else "")
     return f"{mean:.3g}" + (f" ± {sd:.2g}" if sd is not None else "")
 
 
-def _row(rank: int | None, s: LabelStats) -> list[str]:
+def _row(s: LabelStats) -> list[str]:
     broken = s.diverged + s.failed
     return [
-        str(rank) if rank else "-",
         s.label,
         s.optimizer if s.learning_rate is None else f"{s.optimizer} lr={s.learning_rate:g}",
         _mean_sd(s.final_test_accuracy_mean, s.final_test_accuracy_std, percent=True),
         _mean_sd(s.final_train_loss_mean, s.final_train_loss_std, percent=False),
-        f"{s.best_test_accuracy:.2%} ({s.best_epoch})" if s.best_test_accuracy is not None else "-",
+        f"{s.best_test_accuracy * 100:.2f} ({s.best_epoch})" if s.best_test_accuracy is not None else "-",
         str(s.epochs_to_target) if s.epochs_to_target is not None else "-",
         f"{s.seconds_per_epoch:.3f}" if s.seconds_per_epoch is not None else "-",
         f"[red]{broken}/{s.seeds}[/]" if broken else f"0/{s.seeds}",
@@ -91,16 +91,20 @@ def _row(rank: int | None, s: LabelStats) -> list[str]:
 def comparison_table(comparison: Comparison) -> Table:
     """One row per label, best mean final test accuracy first."""
     target = comparison.target
-    caption = "final test accuracy and train loss: mean ± sd over the completed seeds (accuracy sd in points)"
+    caption = "test acc %, train loss: final, mean ± sd over the completed seeds; best: of the mean curve (epoch)"
     if target is not None:
         caption += f"\nto target: first epoch the mean test accuracy reaches {target:.2%} ({comparison.target_rule})"
     caption += "\ndiverged: runs that diverged or failed, of all seeds"
-    table = Table(title=comparison.title, title_justify="left", caption=caption, caption_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("label", style="bold")
-    table.add_column("optimizer")
-    for name in ("test acc", "train loss", "best acc (epoch)", "to target", "s/epoch", "diverged"):
-        table.add_column(name, justify="right")
-    for rank, s in enumerate(comparison.rows, start=1):
-        table.add_row(*_row(rank if s.final_test_accuracy_mean is not None else None, s))
+    table = Table(
+        title=comparison.title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD
+    )
+    # On a narrow terminal, "mean ± sd" and "best (epoch)" wrap at their space; no number is ever cut.
+    table.add_column("label", style="bold", no_wrap=True)
+    table.add_column("optimizer", min_width=8)
+    for name in ("test acc %", "train loss", "best (epoch)"):
+        table.add_column(name, justify="right", min_width=7)
+    for name in ("to target", "s/epoch", "diverged"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for s in comparison.rows:
+        table.add_row(*_row(s))
     return table

@@ -412,3 +412,12 @@ def test_the_plot_draws_the_mean_over_seeds_on_log_loss_axes(tmp_path) -> None:
     assert len(loss_ax.collections) == 2  # one min..max band per label
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["sgd (2 seeds)", "slow-adam (2 seeds)", "target accuracy 90.0%"]
+
+
+def test_runs_of_different_lengths_share_one_plot(tmp_path) -> None:
+    short = compare(compare_config(train={"epochs": 1, "max_samples": 300}, seeds=1), tmp_path).path
+    long = compare(compare_config(train={"epochs": 6, "max_samples": 300}, seeds=1), tmp_path).path
+    groups = collect([short, long]).groups
+    fig = curves_figure(groups)
+    assert fig.axes[2].get_xlim() == (3, 6)  # the zoom covers the second half of the longest run
+    assert [len(line.get_xdata()) for line in fig.axes[0].lines] == [2, 2, 7, 7]
