@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -138,7 +139,9 @@ def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bo
                 f"(best {best['test_accuracy']:.2%} at epoch {best['epoch']}), train loss {final['train_loss']:.4f}"
             )
         else:
-            console.print(f"[red]diverged[/]: {result.reason}; metrics.csv keeps epochs 0..{summary['epochs']}")
+            console.print(
+                f"[red]diverged[/]: {escape(result.reason or '')}; metrics.csv keeps epochs 0..{summary['epochs']}"
+            )
         console.print(f"run directory: {outcome.path}")
     if outcome.result.status == "diverged":
         sys.exit(EXIT_DIVERGED)
@@ -152,7 +155,7 @@ def _run_line(planned: PlannedRun, outcome: RunOutcome, width: int) -> str:
             f"[green]completed[/] {head}  test acc {final['test_accuracy']:.2%}  "
             f"train loss {final['train_loss']:.4g}  ({outcome.summary['wall_seconds']:.1f} s)"
         )
-    return f"[red]{result.status}[/]  {head}  {result.reason}"
+    return f"[red]{result.status:<9}[/] {head}  {escape(result.reason or '')}"
 
 
 @contextmanager

@@ -130,7 +130,8 @@ def compare(
             outcomes.append(outcome)
             if on_run is not None:
                 on_run(planned, outcome)
+    runs_seconds = time.perf_counter() - start
     comparison = build(collect([path]).groups, config.name, config.target_accuracy)
     where = f"Dask cluster at {scheduler}" if scheduler else ("this process" if jobs == 1 else f"{jobs} processes")
-    write(comparison, path, {"executor": where, "wall_seconds": time.perf_counter() - start})
+    write(comparison, path, {"executor": where, "runs_wall_seconds": runs_seconds})
     return CompareOutcome(path, comparison, outcomes)

@@ -189,7 +189,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-def describe_yaml_error(exc: yaml.YAMLError) -> str:
+def _describe_yaml_error(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -212,7 +212,7 @@ def read_yaml(path: str | Path) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: {describe_yaml_error(exc)}") from None
+        raise ConfigError(f"{path}: {_describe_yaml_error(exc)}") from None
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -224,7 +224,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     try:
         value = yaml.load(raw, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item}: cannot read the value: {describe_yaml_error(exc)}") from None
+        raise ConfigError(f"--set {item}: cannot read the value: {_describe_yaml_error(exc)}") from None
     return [p.strip() for p in parts], value
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from optrun.report import Comparison
@@ -54,7 +55,7 @@ def run_overview(run: RunRecord) -> Table:
     table.add_row("train", f"{_settings(config.get('train') or {}, '')}  seed={config.get('seed')}")
     status = f"{summary['status']} after {summary.get('epochs')} of {summary.get('epochs_planned')} epochs"
     if summary.get("reason"):
-        status += f": {summary['reason']}"
+        status += f": {escape(str(summary['reason']))}"
     table.add_row("status", status)
     if summary.get("final"):
         final, best = summary["final"], summary["best"]

@@ -421,3 +421,18 @@ def test_runs_of_different_lengths_share_one_plot(tmp_path) -> None:
     fig = curves_figure(groups)
     assert fig.axes[2].get_xlim() == (3, 6)  # the zoom covers the second half of the longest run
     assert [len(line.get_xdata()) for line in fig.axes[0].lines] == [2, 2, 7, 7]
+
+
+def test_a_failed_run_shows_its_reason_verbatim(tmp_path, monkeypatch) -> None:
+    import optrun.compare
+
+    def fit(exp, on_epoch=None):
+        raise ValueError("shapes [3, 4] and [5] do not match")
+
+    monkeypatch.setattr(optrun.compare, "fit", fit)
+    data = {**SMALL, "optimizers": {"sgd": None}, "seeds": 1}
+    result = invoke("compare", write_config(tmp_path, data), "--runs-dir", tmp_path / "runs", "-j", "1")
+    assert result.exit_code == 3  # the only run failed
+    assert "failed    sgd seed 0  ValueError: shapes [3, 4] and [5] do not match" in result.output
+    run_dir = next((tmp_path / "runs").iterdir()) / "sgd" / "seed-0"
+    assert "ValueError: shapes [3, 4] and [5] do not match" in invoke("show", run_dir).output
