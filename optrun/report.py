@@ -111,8 +111,11 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def problem_differences(groups: list[Group]) -> list[str]:
     """Config keys, other than name, seed and optimizer, whose values differ between the runs: unfair comparisons."""
-    configs = [_flatten({k: v for k, v in r.config.items() if k not in ("name", "seed", "optimizer")})
-               for g in groups for r in g.runs]  # fmt: skip
+    configs = [
+        _flatten({k: v for k, v in r.config.items() if k not in ("name", "seed", "optimizer")})
+        for g in groups
+        for r in g.runs
+    ]
     keys = sorted({k for c in configs for k in c})
     return [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
 
