@@ -1,15 +1,17 @@
 """Parallel speed-up of ``optrun compare``: wall time of ``--jobs 2`` against ``--jobs 1``, same metrics.
 
 Runs the whole command (interpreter start, runs, plots) on a comparison of small
-networks, alternating ``--jobs 1`` and ``--jobs 2`` so both see the same machine
-load, and prints the median wall time of each, their ratio (target: at most
-0.6), the ratio of the time spent in the runs alone, and whether every metric
-agrees to the last digit.
+networks, alternating ``--jobs 1`` and ``--jobs 2`` so that each pair sees the
+same machine load, and prints the median over pairs of the wall-time ratio
+(target: at most 0.6), the same ratio for the runs alone (compare's
+``runs_wall_seconds``), and whether every metric agrees to the last digit.
 
-    python benchmarks/compare_jobs.py [--repeats 3] [--epochs 120] [--seeds 4]
+    python benchmarks/compare_jobs.py [--repeats 5] [--epochs 150] [--seeds 8]
 
 The default workload: the six reference optimizers on three spirals (MLP [64, 64],
-tanh), 4 seeds, 120 epochs: 24 runs of about half a second each.
+tanh), 8 seeds, 150 epochs: 48 runs of about half a second each. About 1.5 s of
+every command is serial whatever ``--jobs`` says (starting Python, imports,
+drawing the plots), so on short comparisons the whole-command ratio is higher.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ def fingerprint(compare_dir: Path) -> dict[str, list[list[str]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=120)
-    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--seeds", type=int, default=8)
     args = parser.parse_args()
     walls: dict[int, list[float]] = {1: [], 2: []}
     inner: dict[int, list[float]] = {1: [], 2: []}
@@ -65,15 +67,20 @@ def main() -> None:
                 inner[jobs].append(json.loads((compare_dir / "summary.json").read_text())["runs_wall_seconds"])
                 prints.append(fingerprint(compare_dir))
     identical = all(p == prints[0] for p in prints[1:])
-    one, two = statistics.median(walls[1]), statistics.median(walls[2])
-    in_one, in_two = statistics.median(inner[1]), statistics.median(inner[2])
+    ratio = statistics.median(two / one for one, two in zip(walls[1], walls[2], strict=True))
+    runs_ratio = statistics.median(two / one for one, two in zip(inner[1], inner[2], strict=True))
     runs = len([k for k in prints[0] if k != "comparison.csv"])
     print(f"workload: 6 optimizers x {args.seeds} seeds = {runs} runs, spirals MLP [64, 64], {args.epochs} epochs")
-    print(f"median of {args.repeats} (whole command):  --jobs 1 {one:6.2f} s   --jobs 2 {two:6.2f} s")
-    print(f"ratio jobs 2 / jobs 1: {two / one:.3f} (target <= 0.6: {'met' if two / one <= 0.6 else 'NOT met'})")
-    print(f"the runs alone (runs_wall_seconds): {in_one:.2f} s vs {in_two:.2f} s, ratio {in_two / in_one:.3f}")
+    print(
+        f"median wall time of {args.repeats}: --jobs 1 {statistics.median(walls[1]):.2f} s, "
+        f"--jobs 2 {statistics.median(walls[2]):.2f} s"
+    )
+    pairs = " ".join(f"{two / one:.3f}" for one, two in zip(walls[1], walls[2], strict=True))
+    print(f"ratio jobs 2 / jobs 1 per pair: {pairs}")
+    print(f"median ratio, whole command: {ratio:.3f} (target <= 0.6: {'met' if ratio <= 0.6 else 'NOT met'})")
+    print(f"median ratio, the runs alone (runs_wall_seconds): {runs_ratio:.3f}")
     print(f"metrics identical across all {2 * args.repeats} runs of the command: {identical}")
-    if not identical or two / one > 0.6:
+    if not identical or ratio > 0.6:
         sys.exit(1)
 
 

@@ -12,6 +12,8 @@ compare config (``config.yaml``), one ordinary run directory per label and seed
 
 from __future__ import annotations
 
+import importlib
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -117,6 +119,9 @@ def compare(
     start = time.perf_counter()
     runs = plan(config)
     jobs = max(1, min(jobs, len(runs)))
+    if jobs > 1 or scheduler is not None:
+        # While the workers start, a core is idle: import matplotlib for the plots then, not after the runs.
+        threading.Thread(target=importlib.import_module, args=("optrun.plots",), daemon=True).start()
     outcomes: list[RunOutcome] = []
     with executor(jobs, scheduler) as map_unordered:
         prepare(runs[0].config)

@@ -103,6 +103,8 @@ def _plot_broken(loss_ax: Axes, acc_ax: Axes, records: list[EpochRecord], colour
 def save_curves(fig: Figure, out_dir: Path) -> list[Path]:
     """Write ``curves.png`` and ``curves.svg`` into ``out_dir``; the SVG carries no date, so it is reproducible."""
     paths = [out_dir / "curves.png", out_dir / "curves.svg"]
+    fig.get_layout_engine().execute(fig)  # lay out once, the costliest step, and keep that layout for both files
+    fig.set_layout_engine("none")
     fig.savefig(paths[0], dpi=150)
     with rc_context({"svg.hashsalt": "optrun"}):  # fixed element ids instead of random ones
         fig.savefig(paths[1], metadata={"Date": None})
