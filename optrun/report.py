@@ -144,7 +144,9 @@ class Comparison:
     @property
     def title(self) -> str:
         problem = describe_problem(self.groups)
-        return f"{self.name}: {problem}" if problem else self.name
+        if not problem or problem.startswith(f"{self.name} ·"):  # "digits: digits · mlp ..." says it twice
+            return problem or self.name
+        return f"{self.name}: {problem}"
 
 
 def build(groups: list[Group], name: str, target: float | None = None) -> Comparison:
