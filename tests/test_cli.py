@@ -141,7 +141,16 @@ def test_train_writes_a_complete_run_directory(runner, tmp_path) -> None:
     assert summary["final"]["test_accuracy"] == float(rows[-1]["test_accuracy"])
     assert set(summary["versions"]) == {"optrun", "numpy", "python"}
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert resolved["optimizer"] == {"name": "adam", "learning_rate": 0.003, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    assert resolved["optimizer"] == {
+        "name": "adam",
+        "learning_rate": 0.003,
+        "schedule": None,
+        "clip_norm": None,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "amsgrad": False,
+    }
     assert resolved["model"]["init"] == "he" and resolved["name"] == "my"
 
 

@@ -221,7 +221,7 @@ def test_float32_parameters_stay_float32() -> None:
         ({"name": "sgd", "learning_rate": 0}, "optimizer.learning_rate: must be > 0, got 0"),
         ({"name": "adam", "learning_rte": 0.1}, "optimizer.learning_rte: unknown key (did you mean 'learning_rate'?)"),
         ({"name": "sgd", "mu": 0.9}, "optimizer.mu: unknown key"),
-        ({"name": "adamw"}, "optimizer: unknown name 'adamw'; choose from: sgd, momentum, nesterov"),
+        ({"name": "adamax"}, "optimizer: unknown name 'adamax'; choose from: sgd, momentum, nesterov"),
         ({"learning_rate": 0.1}, "optimizer: needs a 'name' key"),
         ({"name": "momentum", "nesterov": "yes"}, "optimizer.nesterov: must be true or false, got 'yes' (str)"),
         ({"name": "rmsprop", "decay_rate": "0.9"}, "optimizer.decay_rate: must be a number, got '0.9' (str)"),

@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, TypeAdapter
 
-from optrun.optim.adaptive import AdaGrad, Adam, RMSprop
+from optrun.optim.adaptive import AdaGrad, Adam, AdamW, NAdam, RMSprop
 from optrun.optim.base import Optimizer, flat_buffer
 from optrun.optim.momentum import SGD, Momentum, Nesterov
 from optrun.schema import tagged_union, validate
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)}
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam, AdamW, NAdam)
+}
 REFERENCE_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")  # what compare runs by default
 
 OptimizerSpec = tagged_union((cls.Spec for cls in OPTIMIZERS.values()), "name")

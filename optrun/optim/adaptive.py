@@ -1,13 +1,13 @@
-"""Per-parameter step sizes from running gradient statistics: AdaGrad, RMSprop, Adam."""
+"""Per-parameter step sizes from running gradient statistics: AdaGrad, RMSprop, Adam and its relatives."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from optrun.optim.base import Optimizer
-from optrun.schema import PositiveFloat, Section, UnitOpenFloat
+from optrun.optim.base import Hyperparameters, Optimizer
+from optrun.schema import NonNegativeFloat, PositiveFloat, UnitOpenFloat
 
 EPS = 1e-8  # one documented default for every optimizer (the reference code mixes 1e-8 and 1e-4)
 
@@ -18,21 +18,28 @@ class AdaGrad(Optimizer):
         c ← c + g²
         θ ← θ − lr·g / (√c + eps)
 
-    Operations are elementwise; c starts at zero and only grows, so steps shrink.
+    Operations are elementwise; c starts at ``initial_accumulator`` (0 by
+    default; TensorFlow uses 0.1) and only grows, so steps shrink.
     """
 
     name = "adagrad"
     state_names = ("cache",)
 
-    class Spec(Section):
+    class Spec(Hyperparameters):
         name: Literal["adagrad"]
         learning_rate: PositiveFloat = 0.03
         eps: PositiveFloat = EPS
+        initial_accumulator: NonNegativeFloat = 0.0
+
+    def __init__(self, params: Any, **hyperparameters: Any) -> None:
+        super().__init__(params, **hyperparameters)
+        for state in self._state:
+            state["cache"].fill(self.hyper.initial_accumulator)
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         c = state["cache"]
         c += g * g
-        p -= self.hyper.learning_rate * g / (np.sqrt(c) + self.hyper.eps)
+        p -= self.lr * g / (np.sqrt(c) + self.hyper.eps)
 
 
 class RMSprop(Optimizer):
@@ -40,24 +47,48 @@ class RMSprop(Optimizer):
 
         c ← decay_rate·c + (1 − decay_rate)·g²
         θ ← θ − lr·g / (√c + eps)
+        with centered: ḡ ← decay_rate·ḡ + (1 − decay_rate)·g and √c becomes √(c − ḡ²)
+        with momentum: b ← momentum·b + g / (√c + eps); θ ← θ − lr·b
 
-    Operations are elementwise; c starts at zero.
+    Operations are elementwise; c, ḡ and b start at zero. ``centered``
+    (Graves, 2013) divides by an estimate of the gradient's standard deviation
+    instead of its root mean square. ``momentum`` follows PyTorch: the learning
+    rate multiplies the buffer b, outside it.
     """
 
     name = "rmsprop"
-    state_names = ("cache",)
 
-    class Spec(Section):
+    class Spec(Hyperparameters):
         name: Literal["rmsprop"]
         learning_rate: PositiveFloat = 0.001
         decay_rate: UnitOpenFloat = 0.9
         eps: PositiveFloat = EPS
+        centered: bool = False
+        momentum: UnitOpenFloat = 0.0
+
+    @property
+    def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        h = self.hyper
+        return ("cache", *(("grad_avg",) if h.centered else ()), *(("buffer",) if h.momentum else ()))
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        rho, c = self.hyper.decay_rate, state["cache"]
+        rho, c, h = self.hyper.decay_rate, state["cache"], self.hyper
         c *= rho
         c += (1 - rho) * (g * g)
-        p -= self.hyper.learning_rate * g / (np.sqrt(c) + self.hyper.eps)
+        if h.centered:
+            g_avg = state["grad_avg"]
+            g_avg *= rho
+            g_avg += (1 - rho) * g
+            denom = np.sqrt(c - g_avg * g_avg) + h.eps
+        else:
+            denom = np.sqrt(c) + h.eps
+        if h.momentum:
+            b = state["buffer"]
+            b *= h.momentum
+            b += g / denom
+            p -= self.lr * b
+        else:
+            p -= self.lr * g / denom
 
 
 class Adam(Optimizer):
@@ -67,28 +98,91 @@ class Adam(Optimizer):
         s ← β2·s + (1 − β2)·g²
         m̂ = m / (1 − β1ᵗ),  ŝ = s / (1 − β2ᵗ)
         θ ← θ − lr·m̂ / (√ŝ + eps)
+        with amsgrad: s_max ← max(s_max, s) and ŝ = s_max / (1 − β2ᵗ)
 
-    Operations are elementwise; m and s start at zero and t counts steps from 1
-    over the whole run (never reset between epochs). eps is added outside the
-    square root, as in the paper.
+    Operations are elementwise; m, s and s_max start at zero and t counts steps
+    from 1 over the whole run (never reset between epochs). eps is added
+    outside the square root, as in the paper. AMSGrad (Reddi, Kale and Kumar,
+    2018) never lets the denominator shrink; the bias correction of s_max
+    follows PyTorch.
     """
 
     name = "adam"
-    state_names = ("m", "s")
 
-    class Spec(Section):
+    class Spec(Hyperparameters):
         name: Literal["adam"]
         learning_rate: PositiveFloat = 0.003
         beta1: UnitOpenFloat = 0.9
         beta2: UnitOpenFloat = 0.999
         eps: PositiveFloat = EPS
+        amsgrad: bool = False
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+    @property
+    def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("m", "s", "s_max") if self.hyper.amsgrad else ("m", "s")
+
+    def _moments(self, g: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Update m and s; return m and the s the denominator uses (s_max with amsgrad)."""
         b1, b2, m, s = self.hyper.beta1, self.hyper.beta2, state["m"], state["s"]
         m *= b1
         m += (1 - b1) * g
         s *= b2
         s += (1 - b2) * (g * g)
-        m_hat = m / (1 - b1**self.t)
-        s_hat = s / (1 - b2**self.t)
-        p -= self.hyper.learning_rate * m_hat / (np.sqrt(s_hat) + self.hyper.eps)
+        if self.hyper.amsgrad:
+            np.maximum(state["s_max"], s, out=state["s_max"])
+            return m, state["s_max"]
+        return m, s
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        m, s = self._moments(g, state)
+        m_hat = m / (1 - self.hyper.beta1**self.t)
+        s_hat = s / (1 - self.hyper.beta2**self.t)
+        p -= self.lr * m_hat / (np.sqrt(s_hat) + self.hyper.eps)
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov and Hutter, 2019): Adam with weight decay decoupled from the gradient.
+
+        θ ← θ − lr·wd·θ
+        then the Adam step (m, s, m̂, ŝ as in ``adam``): θ ← θ − lr·m̂ / (√ŝ + eps)
+
+    The decay shrinks every parameter (biases too) by lr·wd per step and never
+    enters m or s, unlike an L2 penalty in the loss (``model.weight_decay``),
+    whose gradient Adam would rescale. lr·wd follows PyTorch (the paper scales
+    wd by the schedule multiplier alone).
+    """
+
+    name = "adamw"
+
+    class Spec(Adam.Spec):
+        name: Literal["adamw"]  # type: ignore[assignment]
+        weight_decay: NonNegativeFloat = 0.01
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        p *= 1 - self.lr * self.hyper.weight_decay
+        super()._update(p, g, state)
+
+
+class NAdam(Adam):
+    """NAdam (Dozat, 2016): Adam with Nesterov's look-ahead on the first moment.
+
+        m ← β1·m + (1 − β1)·g
+        s ← β2·s + (1 − β2)·g²
+        m̄ = β1·m / (1 − β1ᵗ⁺¹) + (1 − β1)·g / (1 − β1ᵗ)
+        θ ← θ − lr·m̄ / (√ŝ + eps),  ŝ = s / (1 − β2ᵗ)
+
+    With a constant β1, as in Optax's ``nadam`` (PyTorch adds a β1 schedule).
+    """
+
+    name = "nadam"
+
+    class Spec(Adam.Spec):
+        name: Literal["nadam"]  # type: ignore[assignment]
+        learning_rate: PositiveFloat = 0.003
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        b1, t = self.hyper.beta1, self.t
+        m, s = self._moments(g, state)
+        m_bar = (b1 / (1 - b1 ** (t + 1))) * m + ((1 - b1) / (1 - b1**t)) * g
+        s_hat = s / (1 - self.hyper.beta2**t)
+        p -= self.lr * m_bar / (np.sqrt(s_hat) + self.hyper.eps)

@@ -1,4 +1,11 @@
-"""The optimizer base class: parameters, state that lives for the whole run, the step counter."""
+"""The optimizer base class: parameters, state that lives for the whole run, the step counter,
+and what every optimizer shares: a learning-rate schedule and gradient clipping by global norm.
+
+Every step t = 1, 2, ... first clips, then updates:
+
+    g ← g · min(1, clip_norm / ‖g‖)      (‖g‖: the norm of all gradients together; only with clip_norm)
+    lr_t = schedule(learning_rate, t)      (constant without a schedule)
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from optrun.schema import Section, validate
+from optrun.optim.schedules import ScheduleSpec
+from optrun.schema import PositiveFloat, Section, validate
 
 
 def flat_buffer(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
@@ -30,19 +38,28 @@ def flat_buffer(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
     return base if address == base.__array_interface__["data"][0] + base.nbytes else None
 
 
+class Hyperparameters(Section):
+    """What every optimizer's ``Spec`` has; each subclass narrows ``name`` and sets its default ``learning_rate``."""
+
+    name: str
+    learning_rate: PositiveFloat
+    schedule: ScheduleSpec | None = None
+    clip_norm: PositiveFloat | None = None
+
+
 class Optimizer:
     """Updates a list of parameter arrays in place from a list of gradients.
 
-    Subclasses set ``name``, ``Spec`` (the validated hyperparameters, the same
-    schema as the YAML ``optimizer:`` section), ``state_names`` (buffers that
-    start at zero and persist across steps and epochs) and implement
-    ``_update(p, g, state)`` for one array. ``self.t`` counts steps from 1 over
-    the whole run.
+    Subclasses set ``name``, ``Spec`` (a ``Hyperparameters``: the same schema
+    as the YAML ``optimizer:`` section), ``state_names`` (buffers that start at
+    zero and persist across steps and epochs) and implement ``_update(p, g,
+    state)`` for one array, using ``self.lr``, the learning rate of this step.
+    ``self.t`` counts steps from 1 over the whole run.
     """
 
     name: ClassVar[str]
-    Spec: ClassVar[type[Section]]
-    state_names: ClassVar[tuple[str, ...]] = ()
+    Spec: ClassVar[type[Hyperparameters]]
+    state_names: tuple[str, ...] = ()
 
     def __init__(self, params: Sequence[np.ndarray], **hyperparameters: Any) -> None:
         self.hyper = validate(self.Spec, {"name": self.name, **hyperparameters}, prefix="optimizer")
@@ -58,18 +75,43 @@ class Optimizer:
         self._state = [{k: np.zeros_like(p) for k in self.state_names} for p in self._targets]
         self._grad_buffer = np.empty_like(flat) if flat is not None else None
         self.t = 0
+        self.lr = self.learning_rate
+
+    def learning_rate_at(self, t: int) -> float:
+        """The learning rate of step ``t`` (from 1)."""
+        lr, schedule = float(self.hyper.learning_rate), self.hyper.schedule
+        return lr if schedule is None else float(schedule(lr, t))
 
     @property
     def learning_rate(self) -> float:
-        return float(self.hyper.learning_rate)
+        """The learning rate of the last step taken (of the first one before any)."""
+        return self.learning_rate_at(max(self.t, 1))
 
-    def step(self, grads: Sequence[np.ndarray]) -> None:
-        """Apply one update; ``grads[i]`` is the gradient of ``params[i]``."""
+    def extras(self) -> dict[str, float]:
+        """Per-step quantities worth a metrics column (momentum's scheduled mu, restarts), as of the last step."""
+        return {}
+
+    def step(self, grads: Sequence[np.ndarray], loss: float | None = None) -> None:
+        """Apply one update; ``grads[i]`` is the gradient of ``params[i]``; ``loss`` the minibatch loss
+        (needed only by rules that watch it, such as momentum restart on loss)."""
         if len(grads) != len(self.params):
             raise ValueError(f"expected {len(self.params)} gradients, got {len(grads)}")
         self.t += 1
-        for p, g, state in zip(self._targets, self._gradient_targets(grads), self._state, strict=True):
+        self.lr = self.learning_rate_at(self.t)
+        gs = self._clipped(self._gradient_targets(grads))
+        self._begin_step(gs, loss)
+        for p, g, state in zip(self._targets, gs, self._state, strict=True):
             self._update(p, g, state)
+
+    def _clipped(self, gs: list[np.ndarray]) -> list[np.ndarray]:
+        clip = self.hyper.clip_norm
+        if clip is None:
+            return gs
+        norm = float(np.sqrt(sum(np.vdot(g, g) for g in gs)))
+        return gs if norm <= clip else [g * (clip / norm) for g in gs]
+
+    def _begin_step(self, gs: list[np.ndarray], loss: float | None) -> None:
+        """Called once per step, after clipping and before the per-array updates."""
 
     def _gradient_targets(self, grads: Sequence[np.ndarray]) -> list[np.ndarray]:
         for p, g in zip(self.params, grads, strict=True):
@@ -102,7 +144,15 @@ class Optimizer:
             "name": self.name,
             "step": self.t,
             "state": {k: [a.copy() for a in self._per_param(k)] for k in self.state_names},
+            **self._scalar_state(),
         }
+
+    def _scalar_state(self) -> dict[str, Any]:
+        """State besides the buffers and t (momentum restart's count and last loss)."""
+        return {}
+
+    def _load_scalar_state(self, state_dict: dict[str, Any]) -> None:
+        """Restore what ``_scalar_state`` returned."""
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned, checking that it fits these parameters."""
@@ -116,6 +166,8 @@ class Optimizer:
                     raise ValueError(f"state {k!r} of shape {np.shape(src)} for a parameter of shape {dst.shape}")
                 np.copyto(dst, src)
         self.t = int(state_dict["step"])
+        self.lr = self.learning_rate
+        self._load_scalar_state(state_dict)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyper.model_dump().items() if k != "name")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import model_validator
+from pydantic_core import PydanticCustomError
 
-from optrun.optim.base import Optimizer
-from optrun.schema import PositiveFloat, Section, UnitOpenFloat
+from optrun.optim.base import Hyperparameters, Optimizer
+from optrun.optim.schedules import MomentumScheduleSpec, Restart
+from optrun.schema import PositiveFloat, UnitOpenFloat
 
 
 class SGD(Optimizer):
@@ -20,53 +23,132 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    class Spec(Section):
+    class Spec(Hyperparameters):
         name: Literal["sgd"]
         learning_rate: PositiveFloat = 0.1
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        p -= self.hyper.learning_rate * g
+        p -= self.lr * g
+
+
+class _HeavyBall(Hyperparameters):
+    mu: UnitOpenFloat = 0.9
+    mu_schedule: MomentumScheduleSpec | None = None
+    restart: Restart | None = None
+
+    @model_validator(mode="after")
+    def _mu_or_schedule(self) -> _HeavyBall:
+        if "mu" in self.model_fields_set and self.mu_schedule is not None:
+            raise PydanticCustomError("mu", "give either 'mu' or 'mu_schedule', not both", {"key": "mu_schedule"})
+        return self
 
 
 class Momentum(Optimizer):
     """SGD with momentum (the heavy ball), optionally Nesterov's look-ahead form.
 
-        v ← mu·v + lr·g
+        v ← mu·v + (1 − dampening)·lr·g
         θ ← θ − v
         with nesterov: θ ← θ − (mu·v + lr·g)
 
     Convention: the learning rate sits inside the velocity, as in the reference
     texts (v_t = γ·v_{t−1} + η·∇J(θ_t), θ_{t+1} = θ_t − v_t); PyTorch puts it
     outside (v ← mu·v + g; θ ← θ − lr·v), which differs only while lr changes.
+    With ``dampening`` equal to ``mu`` this is the weighted (moving-average)
+    form of the reference texts, v ← α·v + (1 − α)·g; θ ← θ − β·v, with α = mu
+    and β = lr (our v is β times theirs).
 
     Nesterov: the reference rule evaluates the gradient at the look-ahead point,
     v ← mu·v + lr·∇J(φ − mu·v); φ ← φ − v. Storing θ = φ − mu·v instead makes
     every gradient one at the stored parameters, and the same sequence of
     gradient points follows from v ← mu·v + lr·g; θ ← θ − (mu·v + lr·g), the
     form PyTorch, Keras and Optax use. The stored θ is the look-ahead point.
+    Dampening is not allowed with it (as in PyTorch).
+
+    ``mu_schedule`` replaces mu by mu_t (``optrun.optim.schedules``); with
+    Nesterov, mu_t is used in both places, which is exact while mu is constant.
+    ``restart`` sets v to zero before a step: every k steps (after steps k, 2k,
+    ...), or when v points uphill (g·v < 0, the gradient of all parameters
+    together; O'Donoghue and Candès, 2015), or when the minibatch loss rose
+    above the previous step's. The step then starts from v = 0.
     """
 
     name = "momentum"
     state_names = ("velocity",)
 
-    class Spec(Section):
+    class Spec(_HeavyBall):
         name: Literal["momentum"]
         learning_rate: PositiveFloat = 0.01
-        mu: UnitOpenFloat = 0.9
         nesterov: bool = False
+        dampening: UnitOpenFloat = 0.0
+
+        @model_validator(mode="after")
+        def _no_dampening_with_nesterov(self) -> Momentum.Spec:
+            if self.nesterov and self.dampening:
+                raise PydanticCustomError("dampening", "must be 0 with nesterov: true", {"key": "dampening"})
+            return self
+
+    def __init__(self, params: Any, **hyperparameters: Any) -> None:
+        super().__init__(params, **hyperparameters)
+        self.restarts = 0
+        self._previous_loss: float | None = None
+        self.mu = self.mu_at(1)
 
     @property
     def nesterov(self) -> bool:
         return bool(self.hyper.nesterov)
 
+    @property
+    def dampening(self) -> float:
+        return float(self.hyper.dampening)
+
+    def mu_at(self, t: int) -> float:
+        """The momentum coefficient of step ``t`` (from 1)."""
+        schedule = self.hyper.mu_schedule
+        return float(self.hyper.mu if schedule is None else schedule(t))
+
+    def extras(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.hyper.mu_schedule is not None or self.hyper.restart is not None:
+            out["mu"] = self.mu_at(max(self.t, 1))
+        if self.hyper.restart is not None:
+            out["restarts"] = self.restarts
+        return out
+
+    def _begin_step(self, gs: list[np.ndarray], loss: float | None) -> None:
+        self.mu = self.mu_at(self.t)
+        restart = self.hyper.restart
+        if restart is None:
+            return
+        if restart.every is not None:
+            reset = self.t > 1 and (self.t - 1) % restart.every == 0
+        elif restart.when == "gradient":
+            reset = sum(float(np.vdot(g, s["velocity"])) for g, s in zip(gs, self._state, strict=True)) < 0
+        else:
+            if loss is None:
+                raise ValueError("momentum restart when: loss needs the minibatch loss: step(grads, loss=...)")
+            reset = self._previous_loss is not None and loss > self._previous_loss
+            self._previous_loss = loss
+        if reset:
+            for s in self._state:
+                s["velocity"].fill(0)
+            self.restarts += 1
+
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        mu, lr, v = self.hyper.mu, self.hyper.learning_rate, state["velocity"]
+        mu, lr, v = self.mu, self.lr, state["velocity"]
         v *= mu
-        v += lr * g
+        v += ((1 - self.dampening) * lr) * g
         if self.nesterov:
             p -= mu * v + lr * g
         else:
             p -= v
+
+    def _scalar_state(self) -> dict[str, Any]:
+        return {"restarts": self.restarts, "previous_loss": self._previous_loss}
+
+    def _load_scalar_state(self, state_dict: dict[str, Any]) -> None:
+        self.restarts = int(state_dict.get("restarts", 0))
+        self._previous_loss = state_dict.get("previous_loss")
+        self.mu = self.mu_at(max(self.t, 1))
 
 
 class Nesterov(Momentum):
@@ -76,16 +158,20 @@ class Nesterov(Momentum):
         θ ← θ − (mu·v + lr·g)
 
     The reformulated look-ahead rule: the stored θ is the point φ − mu·v at which
-    the reference texts evaluate the gradient (see ``momentum``).
+    the reference texts evaluate the gradient (see ``momentum``). Takes
+    ``mu_schedule`` and ``restart`` as momentum does.
     """
 
     name = "nesterov"
 
-    class Spec(Section):
+    class Spec(_HeavyBall):
         name: Literal["nesterov"]
         learning_rate: PositiveFloat = 0.01
-        mu: UnitOpenFloat = 0.9
 
     @property
     def nesterov(self) -> bool:
         return True
+
+    @property
+    def dampening(self) -> float:
+        return 0.0
