@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from optrun.config import Config, dump_yaml, read_yaml
-from optrun.train import COLUMNS, EpochRecord, TrainResult, fit, prepare
+from optrun.train import COLUMNS, OPTIONAL_COLUMNS, EpochRecord, TrainResult, columns_of, fit, prepare
 
 
 class RunDirError(OSError):
@@ -65,18 +65,27 @@ def _number(x: float) -> str:
 class MetricsWriter:
     """Appends rows to metrics.csv, flushing each so a reader never sees a torn row."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, columns: tuple[str, ...] = COLUMNS) -> None:
+        self._columns = columns
         self._file = path.open("w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._file, lineterminator="\n")
-        self._csv.writerow(COLUMNS)
+        self._csv.writerow(columns)
         self._file.flush()
 
     def write(self, row: EpochRecord) -> None:
-        self._csv.writerow([row.epoch, *(_number(getattr(row, c)) for c in COLUMNS[1:-1]), f"{row.seconds:.6f}"])
+        self._csv.writerow([_cell(c, getattr(row, c)) for c in self._columns])
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
+
+
+def _cell(column: str, value: float) -> str:
+    if column == "seconds":
+        return f"{value:.6f}"
+    if column in ("epoch", "restarts"):
+        return str(int(value))
+    return _number(value)
 
 
 def summarize(config: Config, result: TrainResult, wall_seconds: float) -> dict[str, Any]:
@@ -119,9 +128,9 @@ class RunOutcome:
     summary: dict[str, Any]
 
 
-def _start(path: Path, config: Config) -> MetricsWriter:
+def _start(path: Path, config: Config, columns: tuple[str, ...]) -> MetricsWriter:
     (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
-    return MetricsWriter(path / "metrics.csv")
+    return MetricsWriter(path / "metrics.csv", columns)
 
 
 def _finish(path: Path, config: Config, result: TrainResult, wall_seconds: float) -> RunOutcome:
@@ -141,7 +150,7 @@ def run(
     start = time.perf_counter()
     experiment = prepare(config)
     path = create_run_dir(runs_dir, config.name)
-    writer = _start(path, config)
+    writer = _start(path, config, COLUMNS + tuple(experiment.optimizer.extras()))
 
     def record(row: EpochRecord) -> None:
         writer.write(row)
@@ -161,7 +170,7 @@ def write_run(path: Path, config: Config, result: TrainResult, wall_seconds: flo
         path.mkdir(parents=True)
     except OSError as exc:
         raise RunDirError(f"{path}: cannot create the run directory: {exc.strerror or exc}") from None
-    writer = _start(path, config)
+    writer = _start(path, config, columns_of(result.records[0]) if result.records else COLUMNS)
     try:
         for row in result.records:
             writer.write(row)
@@ -192,12 +201,17 @@ def _read_metrics(path: Path) -> list[EpochRecord]:
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = tuple(next(reader, ()))
-        if header != COLUMNS:
+        if header[: len(COLUMNS)] != COLUMNS or not set(header[len(COLUMNS) :]) <= set(OPTIONAL_COLUMNS):
             raise RunDirError(
                 f"{path}: unexpected columns {', '.join(header) or '(none)'}; expected {', '.join(COLUMNS)}"
+                f" and optionally {', '.join(OPTIONAL_COLUMNS)}"
             )
+        integers = {"epoch", "restarts"}
         try:
-            return [EpochRecord(int(r[0]), *map(float, r[1:])) for r in reader]
+            return [
+                EpochRecord(**{c: (int if c in integers else float)(v) for c, v in zip(header, r, strict=True)})
+                for r in reader
+            ]
         except (ValueError, TypeError):
             raise RunDirError(f"{path}: line {reader.line_num}: not a row of numbers") from None
 

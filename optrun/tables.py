@@ -13,7 +13,7 @@ from rich.table import Table
 from optrun.report import Comparison
 from optrun.runs import RunRecord
 from optrun.stats import LabelStats
-from optrun.train import EpochRecord
+from optrun.train import OPTIONAL_COLUMNS, EpochRecord
 
 
 def metrics_table(rows: Sequence[EpochRecord], limit: int | None = 25) -> Table:
@@ -21,8 +21,9 @@ def metrics_table(rows: Sequence[EpochRecord], limit: int | None = 25) -> Table:
     if limit is not None and len(rows) > limit:
         step = -(-len(rows) // (limit - 1))
         rows = [*rows[:-1:step], rows[-1]]
+    extras = [c for c in OPTIONAL_COLUMNS if rows and getattr(rows[0], c) is not None]
     table = Table(title="per-epoch metrics", title_justify="left")
-    for name in ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds"):
+    for name in ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds", *extras):
         table.add_column(name, justify="right")
     for r in rows:
         table.add_row(
@@ -33,6 +34,7 @@ def metrics_table(rows: Sequence[EpochRecord], limit: int | None = 25) -> Table:
             f"{r.test_accuracy:.2%}",
             f"{r.learning_rate:g}",
             f"{r.seconds:.3f}",
+            *(f"{getattr(r, c):g}" for c in extras),
         )
     return table
 

@@ -32,11 +32,19 @@ class EpochRecord:
     train_accuracy: float
     test_loss: float
     test_accuracy: float
-    learning_rate: float
+    learning_rate: float  # of the epoch's last step (epoch 0: of the first step)
     seconds: float  # wall time of this epoch's optimization steps, evaluation excluded
+    mu: float | None = None  # momentum coefficient, where it is scheduled or restarted
+    restarts: int | None = None  # momentum restarts so far, where restart is on
 
 
-COLUMNS = tuple(f.name for f in fields(EpochRecord))
+COLUMNS = tuple(f.name for f in fields(EpochRecord))[:7]  # in every metrics.csv
+OPTIONAL_COLUMNS = ("mu", "restarts")  # where the optimizer reports them (Optimizer.extras)
+
+
+def columns_of(row: EpochRecord) -> tuple[str, ...]:
+    """The metrics.csv columns of a run whose rows look like ``row``."""
+    return COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if getattr(row, c) is not None)
 
 
 @dataclass
@@ -74,7 +82,10 @@ def prepare(config: Config) -> Experiment:
 def _evaluate(exp: Experiment, epoch: int, seconds: float) -> EpochRecord:
     train_loss, train_acc = exp.model.evaluate(exp.data.x_train, exp.data.y_train)
     test_loss, test_acc = exp.model.evaluate(exp.data.x_test, exp.data.y_test)
-    return EpochRecord(epoch, train_loss, train_acc, test_loss, test_acc, exp.optimizer.learning_rate, seconds)
+    extras = exp.optimizer.extras()
+    return EpochRecord(
+        epoch, train_loss, train_acc, test_loss, test_acc, exp.optimizer.learning_rate, seconds, **extras
+    )
 
 
 def _run_epoch(exp: Experiment, epoch: int) -> str | None:
@@ -90,7 +101,7 @@ def _run_epoch(exp: Experiment, epoch: int) -> str | None:
         loss = exp.model.loss_and_grad(xb, yb)
         if not math.isfinite(loss):
             return f"non-finite minibatch loss at epoch {epoch}, step {step}"
-        exp.optimizer.step(exp.model.grads)
+        exp.optimizer.step(exp.model.grads, loss)
     return None
 
 

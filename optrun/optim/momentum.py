@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -32,13 +33,20 @@ class SGD(Optimizer):
 
 
 class _HeavyBall(Hyperparameters):
-    mu: UnitOpenFloat = 0.9
+    mu: UnitOpenFloat | None = None  # 0.9 unless there is a mu_schedule
     mu_schedule: MomentumScheduleSpec | None = None
     restart: Restart | None = None
 
+    @classmethod
+    def fill_defaults(cls, data: Any) -> Any:
+        data = super().fill_defaults(data)
+        if isinstance(data, Mapping) and data.get("mu") is None and data.get("mu_schedule") is None:
+            return {**data, "mu": 0.9}
+        return data
+
     @model_validator(mode="after")
     def _mu_or_schedule(self) -> _HeavyBall:
-        if "mu" in self.model_fields_set and self.mu_schedule is not None:
+        if self.mu is not None and self.mu_schedule is not None:
             raise PydanticCustomError("mu", "give either 'mu' or 'mu_schedule', not both", {"key": "mu_schedule"})
         return self
 

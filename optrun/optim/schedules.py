@@ -31,6 +31,7 @@ from optrun.schema import Fraction, NonNegativeFloat, NonNegativeInt, PositiveIn
 
 
 class _Schedule(Section):
+    name: str  # each schedule narrows it to its own
     warmup: NonNegativeInt = 0  # steps of linear warm-up before the schedule starts
 
     def __call__(self, lr: float, t: int) -> float:
