@@ -156,7 +156,9 @@ def test_train_writes_a_complete_run_directory(runner, tmp_path) -> None:
 
 def _metrics_without_timing(run_dir: Path) -> list[list[str]]:
     with (run_dir / "metrics.csv").open() as fh:
-        return [row[:-1] for row in csv.reader(fh)]
+        rows = list(csv.reader(fh))
+    seconds = rows[0].index("seconds")
+    return [row[:seconds] + row[seconds + 1 :] for row in rows]
 
 
 def test_resolved_config_reproduces_the_run_and_directories_never_collide(runner, tmp_path) -> None:
@@ -269,3 +271,29 @@ def test_runs_dir_that_cannot_be_created_is_a_clear_error(runner, tmp_path) -> N
     assert result.exit_code == 2
     assert result.output.startswith(f"Error: {blocker / 'runs'}: cannot create a run directory")
     assert np.all([p.name in ("blocker", "my.yaml") for p in tmp_path.iterdir()])
+
+
+def test_scheduled_and_restarted_momentum_adds_mu_and_restarts_columns(runner, tmp_path) -> None:
+    text = GOOD.replace(
+        "optimizer: {name: adam}",
+        "optimizer: {name: momentum, learning_rate: 0.05, restart: {every: 10},\n"
+        "            mu_schedule: {name: linear, start: 0.5, end: 0.9, steps: 40},\n"
+        "            schedule: {name: step, every: 45, factor: 0.5}}",
+    )
+    result = invoke(
+        runner, "train", write(tmp_path, text), "--runs-dir", tmp_path / "r", "-q", "--set", "train.max_samples=400"
+    )
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.output.strip())
+    with (run_dir / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == [*COLUMNS, "mu", "restarts"]
+    # 13 steps per epoch on the 400 train samples; after epoch 1 (step 13) and 2 (step 26):
+    # mu = 0.5 + 0.4·min((t − 1)/40, 1), and restarts happened before steps 11 and 21
+    assert [float(r["mu"]) for r in rows] == pytest.approx([0.5, 0.5 + 0.4 * 12 / 40, 0.5 + 0.4 * 25 / 40], rel=1e-15)
+    assert [int(r["restarts"]) for r in rows] == [0, 1, 2]
+    assert [float(r["learning_rate"]) for r in rows] == [0.05, 0.05, 0.05]  # the step schedule halves at step 46
+    shown = invoke(runner, "show", run_dir).output
+    assert "mu" in shown and "restarts" in shown
+    again = invoke(runner, "train", run_dir / "config.yaml", "--runs-dir", tmp_path / "r", "-q")
+    assert _metrics_without_timing(Path(again.output.strip())) == _metrics_without_timing(run_dir)
