@@ -23,7 +23,7 @@ from rich.table import Table
 from optrun import config as configs
 from optrun import report as reports
 from optrun.compare import PlannedRun, compare, select
-from optrun.optim import OPTIMIZERS, update_rule
+from optrun.optim import OPTIMIZERS, Hyperparameters, update_rule
 from optrun.parallel import ExecutorError, available_cores
 from optrun.runs import RunDirError, RunOutcome, create_run_dir, is_run_dir, read_run, run
 from optrun.schema import ConfigError
@@ -326,19 +326,26 @@ def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
 @cli.command(short_help="List optimizers, their defaults and update rules.")
 def optimizers() -> None:
     """List the optimizers with their hyperparameters, defaults and update rules."""
-    table = Table(show_lines=True)
+    common = [k for k in Hyperparameters.model_fields if k not in ("name", "learning_rate")]
+    table = Table(
+        show_lines=True,
+        caption=f"every optimizer also takes {' and '.join(common)} (default: none); see the README",
+        caption_justify="left",
+    )
     table.add_column("name", style="bold")
     table.add_column("hyperparameters (default)")
     table.add_column("update rule (g: gradient; t: step, from 1)")
     for name, cls in OPTIMIZERS.items():
-        fields = cls.Spec.model_fields
+        defaults = cls.Spec.model_validate({"name": name})  # defaults filled in, e.g. mu without a mu_schedule
         hyper = "\n".join(
-            f"{k} = {f.default:g}" if isinstance(f.default, float) else f"{k} = {str(f.default).lower()}"
-            for k, f in fields.items()
-            if k != "name"
+            f"{k} = {_default(getattr(defaults, k))}" for k in cls.Spec.model_fields if k not in ("name", *common)
         )
         table.add_row(name, hyper, update_rule(cls))
     Console(highlight=False).print(table)
+
+
+def _default(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value).lower()
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, TypeAdapter
 
 from optrun.optim.adaptive import AdaGrad, Adam, AdamW, NAdam, RMSprop
-from optrun.optim.base import Optimizer, flat_buffer
+from optrun.optim.base import Hyperparameters, Optimizer, flat_buffer
 from optrun.optim.momentum import SGD, Momentum, Nesterov
 from optrun.schema import tagged_union, validate
 
@@ -48,6 +48,7 @@ def update_rule(cls: type[Optimizer]) -> str:
 __all__ = [
     "OPTIMIZERS",
     "REFERENCE_OPTIMIZERS",
+    "Hyperparameters",
     "Optimizer",
     "OptimizerSpec",
     "build_optimizer",

@@ -144,7 +144,7 @@ class AdamW(Adam):
     """AdamW (Loshchilov and Hutter, 2019): Adam with weight decay decoupled from the gradient.
 
         θ ← θ − lr·wd·θ
-        then the Adam step (m, s, m̂, ŝ as in ``adam``): θ ← θ − lr·m̂ / (√ŝ + eps)
+        then the Adam step (m, s, m̂, ŝ as in adam): θ ← θ − lr·m̂ / (√ŝ + eps)
 
     The decay shrinks every parameter (biases too) by lr·wd per step and never
     enters m or s, unlike an L2 penalty in the loss (``model.weight_decay``),
