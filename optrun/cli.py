@@ -27,8 +27,8 @@ from optrun.optim import OPTIMIZERS, Hyperparameters, update_rule
 from optrun.parallel import ExecutorError, available_cores
 from optrun.runs import RunDirError, RunOutcome, create_run_dir, is_run_dir, read_run, run
 from optrun.schema import ConfigError
-from optrun.tables import comparison_table, metrics_table, run_overview
-from optrun.train import EpochRecord
+from optrun.tables import comparison_table, metrics_table, result_text, run_overview
+from optrun.train import Record, StepRecord
 
 EXIT_DIVERGED = 3
 
@@ -82,29 +82,35 @@ def _console() -> Console:
     return console
 
 
-def _stats(row: EpochRecord) -> str:
+def _stats(row: Record) -> str:
+    if isinstance(row, StepRecord):
+        distance = "" if row.distance_to_minimum is None else f"  distance to minimum {row.distance_to_minimum:.3g}"
+        return f"loss {row.loss:.4g}  |grad| {row.grad_norm:.3g}{distance}"
     return f"loss {row.train_loss:.4f}  train acc {row.train_accuracy:.2%}  test acc {row.test_accuracy:.2%}"
 
 
 @contextmanager
-def _progress(console: Console, epochs: int, quiet: bool) -> Iterator[Callable[[EpochRecord], None]]:
-    """A callback that shows each epoch: a live bar on a terminal, plain lines otherwise."""
+def _progress(console: Console, config: configs.Config, quiet: bool) -> Iterator[Callable[[Record], None]]:
+    """A callback that shows each epoch (or step): a live bar on a terminal, plain lines otherwise
+    (for steps, about 20 lines in all)."""
+    unit, total = ("step", config.train.steps) if config.objective is not None else ("epoch", config.train.epochs)
+    every = max(1, total // 20) if unit == "step" else 1
     if quiet:
         yield lambda row: None
     elif not console.is_terminal:
-        width = len(str(epochs))
-        yield lambda row: console.print(f"epoch {row.epoch:>{width}}/{epochs}  {_stats(row)}", highlight=False)
+        width = len(str(total))
+
+        def line(row: Record) -> None:
+            done = getattr(row, unit)
+            if done % every == 0 or done == total:
+                console.print(f"{unit} {done:>{width}}/{total}  {_stats(row)}", highlight=False)
+
+        yield line
     else:
-        columns = (
-            TextColumn("epoch"),
-            MofNCompleteColumn(),
-            BarColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("train", total=epochs, stats="evaluating the initial network")
-            yield lambda row: bar.update(task, completed=row.epoch, stats=_stats(row))
+        columns = (TextColumn(unit), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"))
+        with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("train", total=total, stats="evaluating the start")
+            yield lambda row: bar.update(task, completed=getattr(row, unit), stats=_stats(row))
 
 
 @cli.command(short_help="Train the network a config describes; write a run directory.")
@@ -115,7 +121,7 @@ def _progress(console: Console, epochs: int, quiet: bool) -> Iterator[Callable[[
 @quiet_option
 @user_errors
 def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bool, quiet: bool) -> None:
-    """Train the network that CONFIG describes and write a run directory.
+    """Train the network that CONFIG describes (or descend its objective) and write a run directory.
 
     Exits 0 when training completed, 3 when it diverged, 2 for a bad config.
     """
@@ -123,24 +129,22 @@ def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bo
     if smoke:
         config = configs.smoke(config)
     console = _console()
-    with _progress(console, config.train.epochs, quiet) as on_epoch:
-        outcome = run(config, runs_dir, on_epoch)
+    with _progress(console, config, quiet) as on_row:
+        outcome = run(config, runs_dir, on_row)
     if quiet:
         click.echo(outcome.path)
     else:
         result, summary = outcome.result, outcome.summary
         if console.is_terminal:
             console.print(metrics_table(result.records))
-        final, best = summary["final"], summary["best"]
+        unit = "steps" if "steps" in summary else "epochs"
         if result.status == "completed":
             console.print(
-                f"[green]completed[/] {summary['epochs']} epochs in {summary['wall_seconds']:.1f} s: "
-                f"test accuracy {final['test_accuracy']:.2%} "
-                f"(best {best['test_accuracy']:.2%} at epoch {best['epoch']}), train loss {final['train_loss']:.4f}"
+                f"[green]completed[/] {summary[unit]} {unit} in {summary['wall_seconds']:.1f} s: {result_text(summary)}"
             )
         else:
             console.print(
-                f"[red]diverged[/]: {escape(result.reason or '')}; metrics.csv keeps epochs 0..{summary['epochs']}"
+                f"[red]diverged[/]: {escape(result.reason or '')}; metrics.csv keeps {unit} 0..{summary[unit]}"
             )
         console.print(f"run directory: {outcome.path}")
     if outcome.result.status == "diverged":

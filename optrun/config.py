@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from optrun.data import DatasetSpec
 from optrun.models import MLPSpec, ModelSpec
+from optrun.objectives import ObjectiveSpec
 from optrun.optim import OPTIMIZERS, REFERENCE_OPTIMIZERS, OptimizerSpec
 from optrun.schema import ConfigError, NonNegativeInt, PositiveInt, Section, describe, interval, validate
 
@@ -40,11 +41,19 @@ Name = Annotated[str, AfterValidator(_check_name)]  # safe as a directory name
 
 
 class TrainSpec(Section):
-    """The training loop: epochs over the train split in shuffled minibatches."""
+    """The training loop: epochs over the train split in shuffled minibatches, or steps on an objective."""
 
     epochs: PositiveInt = 20
     batch_size: PositiveInt = 32
     max_samples: PositiveInt | None = None  # use at most this many train and test samples (None: all)
+    steps: PositiveInt = 500  # objectives only: optimizer steps from the start point
+
+
+NETWORK_TRAIN_KEYS = ("epochs", "batch_size", "max_samples")
+
+
+def _problem(key: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError("problem", message, {"key": key})
 
 
 class _Experiment(Section):
@@ -52,7 +61,8 @@ class _Experiment(Section):
 
     name: Name = "run"
     seed: NonNegativeInt = 0
-    dataset: DatasetSpec
+    dataset: DatasetSpec | None = None  # a network trained on data ...
+    objective: ObjectiveSpec | None = None  # ... or a test function (optrun.objectives)
     model: ModelSpec = MLPSpec(type="mlp")
     train: TrainSpec = TrainSpec()
 
@@ -63,9 +73,36 @@ class _Experiment(Section):
             return {**data, "model": {"type": "mlp", **data["model"]}}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_fit_the_problem(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        train = data.get("train") if isinstance(data.get("train"), Mapping) else {}
+        if data.get("objective") is not None and data.get("dataset") is not None:
+            raise _problem("objective", "give either 'dataset' (a network) or 'objective' (a test function), not both")
+        if data.get("objective") is not None:
+            if "model" in data:
+                raise _problem("model", "a test function has no model; leave 'model' out with 'objective'")
+            if key := next((k for k in NETWORK_TRAIN_KEYS if k in train), None):
+                raise _problem(f"train.{key}", "an objective runs for 'train.steps', not epochs of minibatches")
+        if data.get("dataset") is not None and "steps" in train:
+            raise _problem("train.steps", "a network trains for 'train.epochs'; steps are for an 'objective'")
+        return data
+
+    @model_validator(mode="after")
+    def _one_problem(self) -> _Experiment:
+        if self.dataset is None and self.objective is None:
+            raise _problem("dataset", "is required (or 'objective' for a test function)")
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """Every key with its value, defaults filled in: what ``config.yaml`` in a run directory holds."""
-        return self.model_dump(mode="json")
+        if self.objective is not None:
+            return self.model_dump(
+                mode="json", exclude={"dataset": True, "model": True, "train": set(NETWORK_TRAIN_KEYS)}
+            )
+        return self.model_dump(mode="json", exclude={"objective": True, "train": {"steps"}})
 
 
 class Config(_Experiment):
@@ -151,7 +188,9 @@ class CompareConfig(_Experiment):
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved compare config: seeds listed, ``optimizer`` left out (it is not compared)."""
-        return {**self.model_dump(mode="json", exclude={"optimizer"}), "seeds": self.seed_list}
+        data = super().to_dict()
+        data.pop("optimizer", None)
+        return {**data, "seeds": self.seed_list}
 
     def run_config(self, label: str, seed: int) -> Config:
         """The train config of one run: this problem, optimizer ``label``, ``seed``; named by its label."""
@@ -159,6 +198,7 @@ class CompareConfig(_Experiment):
             name=label,
             seed=seed,
             dataset=self.dataset,
+            objective=self.objective,
             model=self.model,
             train=self.train,
             optimizer=self.optimizers[label],
@@ -295,9 +335,14 @@ def dump_yaml(data: Mapping[str, Any]) -> str:
 
 
 SMOKE_SAMPLES = 256
+SMOKE_STEPS = 20
 
 
 def smoke(config: AnyConfig) -> AnyConfig:
-    """The config cut down for a smoke test: one epoch on at most 256 train and 256 test samples."""
-    limit = min(config.train.max_samples or SMOKE_SAMPLES, SMOKE_SAMPLES)
-    return config.model_copy(update={"train": config.train.model_copy(update={"epochs": 1, "max_samples": limit})})
+    """The config cut down for a smoke test: one epoch on at most 256 train and 256 test samples
+    (on an objective: at most 20 steps)."""
+    if config.objective is not None:
+        update = {"steps": min(config.train.steps, SMOKE_STEPS)}
+    else:
+        update = {"epochs": 1, "max_samples": min(config.train.max_samples or SMOKE_SAMPLES, SMOKE_SAMPLES)}
+    return config.model_copy(update={"train": config.train.model_copy(update=update)})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import platform
 import time
@@ -24,7 +25,18 @@ from typing import Any
 import numpy as np
 
 from optrun.config import Config, dump_yaml, read_yaml
-from optrun.train import COLUMNS, OPTIONAL_COLUMNS, EpochRecord, TrainResult, columns_of, fit, prepare
+from optrun.train import (
+    COLUMNS,
+    OPTIONAL_COLUMNS,
+    STEP_COLUMNS,
+    EpochRecord,
+    Record,
+    StepRecord,
+    TrainResult,
+    columns_of,
+    fit,
+    prepare,
+)
 
 
 class RunDirError(OSError):
@@ -63,55 +75,90 @@ def _number(x: float) -> str:
 
 
 class MetricsWriter:
-    """Appends rows to metrics.csv, flushing each so a reader never sees a torn row."""
+    """Appends rows to metrics.csv, flushing each so a reader never sees a torn row.
 
-    def __init__(self, path: Path, columns: tuple[str, ...] = COLUMNS) -> None:
-        self._columns = columns
+    The header is written with the first row, whose kind (epoch or step) and
+    optional quantities (``optrun.train.columns_of``) fix the columns; a run
+    that ends before its first row gets the header of ``columns``.
+    """
+
+    def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
         self._file = path.open("w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._file, lineterminator="\n")
-        self._csv.writerow(columns)
-        self._file.flush()
+        self._default = columns
+        self._columns: tuple[str, ...] = ()
 
-    def write(self, row: EpochRecord) -> None:
+    def write(self, row: Record) -> None:
+        if not self._columns:
+            self._columns = columns_of(row)
+            self._csv.writerow(self._columns)
         self._csv.writerow([_cell(c, getattr(row, c)) for c in self._columns])
         self._file.flush()
 
     def close(self) -> None:
+        if not self._columns:
+            self._csv.writerow(self._default)
         self._file.close()
 
 
-def _cell(column: str, value: float) -> str:
+_INTEGER_COLUMNS = ("epoch", "step", "restarts")
+
+
+def _cell(column: str, value: float | None) -> str:
+    if value is None:
+        return ""
     if column == "seconds":
         return f"{value:.6f}"
-    if column in ("epoch", "restarts"):
+    if column in _INTEGER_COLUMNS:
         return str(int(value))
     return _number(value)
 
 
 def summarize(config: Config, result: TrainResult, wall_seconds: float) -> dict[str, Any]:
-    """The figures summary.json holds (``final`` and ``best`` are null when no epoch was evaluated)."""
+    """The figures summary.json holds (``final`` and ``best`` are null when nothing was evaluated)."""
     rows = result.records
-    final = best = None
-    if rows:
-        final = {k: getattr(rows[-1], k) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
-        top = max(rows, key=lambda r: (r.test_accuracy, -r.epoch))  # the earliest epoch reaching the best accuracy
-        best = {"test_accuracy": top.test_accuracy, "epoch": top.epoch}
+    if config.objective is not None:
+        final, best = _landscape_figures(rows)
+        progress = {"steps": result.epochs_completed, "steps_planned": config.train.steps}
+        problem = {"objective": config.objective.name}
+    else:
+        final, best = _network_figures(rows)
+        progress = {"epochs": result.epochs_completed, "epochs_planned": config.train.epochs}
+        problem = {"dataset": config.dataset.name if config.dataset else None, "model": config.model.type}
     return {
         "name": config.name,
         "status": result.status,
         "reason": result.reason,
-        "epochs": result.epochs_completed,
-        "epochs_planned": config.train.epochs,
+        **progress,
         "final": final,
         "best": best,
-        "train_seconds": sum(r.seconds for r in rows),
+        "train_seconds": sum(getattr(r, "seconds", 0.0) for r in rows),
         "wall_seconds": wall_seconds,
         "seed": config.seed,
-        "dataset": config.dataset.name,
-        "model": config.model.type,
+        **problem,
         "optimizer": config.optimizer.name,
         "versions": versions(),
     }
+
+
+def _network_figures(rows: list[Record]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    if not rows:
+        return None, None
+    final = {k: getattr(rows[-1], k) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
+    top = max(rows, key=lambda r: (r.test_accuracy, -r.epoch))  # the earliest epoch reaching the best accuracy
+    return final, {"test_accuracy": top.test_accuracy, "epoch": top.epoch}
+
+
+def _landscape_figures(rows: list[Record]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    if not rows:
+        return None, None
+    last = rows[-1]
+    final = {k: getattr(last, k) for k in ("loss", "grad_norm", "distance_to_minimum")}
+    if last.x0 is not None:
+        final["point"] = [last.x0, last.x1]
+    finite = [r for r in rows if math.isfinite(r.loss)]
+    top = min(finite, key=lambda r: (r.loss, r.step)) if finite else last
+    return final, {"loss": top.loss, "step": top.step}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -128,9 +175,9 @@ class RunOutcome:
     summary: dict[str, Any]
 
 
-def _start(path: Path, config: Config, columns: tuple[str, ...]) -> MetricsWriter:
+def _start(path: Path, config: Config) -> MetricsWriter:
     (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
-    return MetricsWriter(path / "metrics.csv", columns)
+    return MetricsWriter(path / "metrics.csv", STEP_COLUMNS if config.objective is not None else COLUMNS)
 
 
 def _finish(path: Path, config: Config, result: TrainResult, wall_seconds: float) -> RunOutcome:
@@ -139,9 +186,7 @@ def _finish(path: Path, config: Config, result: TrainResult, wall_seconds: float
     return RunOutcome(path, result, summary)
 
 
-def run(
-    config: Config, runs_dir: str | Path = "runs", on_epoch: Callable[[EpochRecord], None] | None = None
-) -> RunOutcome:
+def run(config: Config, runs_dir: str | Path = "runs", on_epoch: Callable[[Record], None] | None = None) -> RunOutcome:
     """Train ``config`` and record it in a new run directory under ``runs_dir``.
 
     Data and model are built first, so a failure there leaves no directory behind.
@@ -150,9 +195,9 @@ def run(
     start = time.perf_counter()
     experiment = prepare(config)
     path = create_run_dir(runs_dir, config.name)
-    writer = _start(path, config, COLUMNS + tuple(experiment.optimizer.extras()))
+    writer = _start(path, config)
 
-    def record(row: EpochRecord) -> None:
+    def record(row: Record) -> None:
         writer.write(row)
         if on_epoch is not None:
             on_epoch(row)
@@ -170,7 +215,7 @@ def write_run(path: Path, config: Config, result: TrainResult, wall_seconds: flo
         path.mkdir(parents=True)
     except OSError as exc:
         raise RunDirError(f"{path}: cannot create the run directory: {exc.strerror or exc}") from None
-    writer = _start(path, config, columns_of(result.records[0]) if result.records else COLUMNS)
+    writer = _start(path, config)
     try:
         for row in result.records:
             writer.write(row)
@@ -197,21 +242,24 @@ def is_run_dir(path: Path) -> bool:
     return (path / "metrics.csv").is_file()
 
 
-def _read_metrics(path: Path) -> list[EpochRecord]:
+def _read_metrics(path: Path) -> list[Record]:
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = tuple(next(reader, ()))
-        if header[: len(COLUMNS)] != COLUMNS or not set(header[len(COLUMNS) :]) <= set(OPTIONAL_COLUMNS):
+        kind, base = (StepRecord, STEP_COLUMNS) if header[:1] == ("step",) else (EpochRecord, COLUMNS)
+        if header[: len(base)] != base or not set(header[len(base) :]) <= set(OPTIONAL_COLUMNS):
             raise RunDirError(
-                f"{path}: unexpected columns {', '.join(header) or '(none)'}; expected {', '.join(COLUMNS)}"
+                f"{path}: unexpected columns {', '.join(header) or '(none)'}; expected {', '.join(base)}"
                 f" and optionally {', '.join(OPTIONAL_COLUMNS)}"
             )
-        integers = {"epoch", "restarts"}
+
+        def value(column: str, text: str) -> float | None:
+            if text == "":
+                return None
+            return int(text) if column in _INTEGER_COLUMNS else float(text)
+
         try:
-            return [
-                EpochRecord(**{c: (int if c in integers else float)(v) for c, v in zip(header, r, strict=True)})
-                for r in reader
-            ]
+            return [kind(**{c: value(c, v) for c, v in zip(header, r, strict=True)}) for r in reader]
         except (ValueError, TypeError):
             raise RunDirError(f"{path}: line {reader.line_num}: not a row of numbers") from None
 

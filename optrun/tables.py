@@ -13,15 +13,26 @@ from rich.table import Table
 from optrun.report import Comparison
 from optrun.runs import RunRecord
 from optrun.stats import LabelStats
-from optrun.train import OPTIONAL_COLUMNS, EpochRecord
+from optrun.train import OPTIONAL_COLUMNS, Record, StepRecord
 
 
-def metrics_table(rows: Sequence[EpochRecord], limit: int | None = 25) -> Table:
-    """Per-epoch metrics; beyond ``limit`` rows, evenly spaced epochs and always the last."""
+def metrics_table(rows: Sequence[Record], limit: int | None = 25) -> Table:
+    """Per-epoch (per-step) metrics; beyond ``limit`` rows, evenly spaced rows and always the last."""
     if limit is not None and len(rows) > limit:
         step = -(-len(rows) // (limit - 1))
         rows = [*rows[:-1:step], rows[-1]]
-    extras = [c for c in OPTIONAL_COLUMNS if rows and getattr(rows[0], c) is not None]
+    extras = [c for c in OPTIONAL_COLUMNS if rows and getattr(rows[0], c, None) is not None]
+    if rows and isinstance(rows[0], StepRecord):
+        table = Table(title="per-step metrics", title_justify="left")
+        for name in ("step", "loss", "|grad|", "distance to min", "lr", *extras):
+            table.add_column(name, justify="right")
+        for r in rows:
+            distance = "-" if r.distance_to_minimum is None else f"{r.distance_to_minimum:.4g}"
+            table.add_row(
+                str(r.step), f"{r.loss:.4g}", f"{r.grad_norm:.3g}", distance, f"{r.learning_rate:g}",
+                *(f"{getattr(r, c):.4g}" for c in extras),
+            )  # fmt: skip
+        return table
     table = Table(title="per-epoch metrics", title_justify="left")
     for name in ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds", *extras):
         table.add_column(name, justify="right")
@@ -40,7 +51,21 @@ def metrics_table(rows: Sequence[EpochRecord], limit: int | None = 25) -> Table:
 
 
 def _settings(section: Mapping[str, Any], skip: str) -> str:
-    return " ".join(f"{k}={v}" for k, v in section.items() if k != skip)
+    return " ".join(f"{k}={v}" for k, v in section.items() if k != skip and v is not None)
+
+
+def result_text(summary: Mapping[str, Any]) -> str:
+    """How a finished run ended, in one phrase: accuracy and loss, or loss and distance to the minimum."""
+    final, best = summary["final"], summary["best"]
+    if "steps" in summary:
+        distance = final["distance_to_minimum"]
+        return f"loss {final['loss']:.4g} (best {best['loss']:.4g} at step {best['step']})" + (
+            "" if distance is None else f", distance to the minimum {distance:.3g}"
+        )
+    return (
+        f"test accuracy {final['test_accuracy']:.2%} (best {best['test_accuracy']:.2%} at epoch {best['epoch']}), "
+        f"train loss {final['train_loss']:.4f}"
+    )
 
 
 def run_overview(run: RunRecord) -> Table:
@@ -49,23 +74,19 @@ def run_overview(run: RunRecord) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    dataset, model, optimizer = (config.get(k) or {} for k in ("dataset", "model", "optimizer"))
     table.add_row("run", str(run.path))
-    table.add_row("dataset", f"{dataset.get('name')}  {_settings(dataset, 'name')}")
-    table.add_row("model", f"{model.get('type')}  {_settings(model, 'type')}")
-    table.add_row("optimizer", f"{optimizer.get('name')}  {_settings(optimizer, 'name')}")
+    sections = (("objective", "name"),) if config.get("objective") else (("dataset", "name"), ("model", "type"))
+    for key, tag in (*sections, ("optimizer", "name")):
+        section = config.get(key) or {}
+        table.add_row(key, f"{section.get(tag)}  {_settings(section, tag)}")
     table.add_row("train", f"{_settings(config.get('train') or {}, '')}  seed={config.get('seed')}")
-    status = f"{summary['status']} after {summary.get('epochs')} of {summary.get('epochs_planned')} epochs"
+    unit = "steps" if "steps" in summary else "epochs"
+    status = f"{summary['status']} after {summary.get(unit)} of {summary.get(f'{unit}_planned')} {unit}"
     if summary.get("reason"):
         status += f": {escape(str(summary['reason']))}"
     table.add_row("status", status)
     if summary.get("final"):
-        final, best = summary["final"], summary["best"]
-        table.add_row(
-            "result",
-            f"test accuracy {final['test_accuracy']:.2%} (best {best['test_accuracy']:.2%} at epoch {best['epoch']}), "
-            f"train loss {final['train_loss']:.4f}, {summary.get('wall_seconds', math.nan):.1f} s",
-        )
+        table.add_row("result", f"{result_text(summary)}, {summary.get('wall_seconds', math.nan):.1f} s")
     return table
 
 

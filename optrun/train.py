@@ -1,11 +1,13 @@
-"""The training loop: seeded data, initial weights and batch order; per-epoch evaluation; divergence.
+"""The training loops: a network over epochs of minibatches, or a point over steps on an objective.
 
-No file I/O and no printing here: progress goes out through the ``on_epoch`` callback.
+No file I/O and no printing here: progress goes out through the ``on_epoch`` callback,
+one ``EpochRecord`` per epoch for a network, one ``StepRecord`` per step on an objective.
 
-Fairness: the seed is split into three independent streams (data, initial
-weights, batch order), none of which the optimizer touches, so every optimizer
-given the same seed starts from the same parameters and sees the same
-minibatches in the same order.
+Fairness: the seed is split into three independent streams (data or the
+objective's rotation, initial weights, batch order or gradient noise), none of
+which the optimizer touches, so every optimizer given the same seed starts
+from the same parameters and sees the same minibatches (the same noise) in the
+same order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from optrun.config import Config
 from optrun.data import Dataset, load_dataset
 from optrun.models import Network, build_model
+from optrun.objectives import Objective, build_objective
 from optrun.optim import Optimizer, build_optimizer
 
 
@@ -38,13 +41,31 @@ class EpochRecord:
     restarts: int | None = None  # momentum restarts so far, where restart is on
 
 
-COLUMNS = tuple(f.name for f in fields(EpochRecord))[:7]  # in every metrics.csv
-OPTIONAL_COLUMNS = ("mu", "restarts")  # where the optimizer reports them (Optimizer.extras)
+@dataclass(frozen=True)
+class StepRecord:
+    """One row of an objective's metrics.csv: the point after ``step`` steps (0: the start)."""
+
+    step: int
+    loss: float  # f at the point (exact, without gradient noise)
+    grad_norm: float  # ‖∇f‖ at the point (exact)
+    distance_to_minimum: float | None  # None for an objective without a minimum (the saddle)
+    learning_rate: float  # of this step (step 0: of the first step)
+    x0: float | None = None  # the point, for 2-D objectives
+    x1: float | None = None
+    mu: float | None = None
+    restarts: int | None = None
 
 
-def columns_of(row: EpochRecord) -> tuple[str, ...]:
+Record = EpochRecord | StepRecord
+COLUMNS = tuple(f.name for f in fields(EpochRecord))[:7]  # in every network's metrics.csv
+STEP_COLUMNS = tuple(f.name for f in fields(StepRecord))[:5]  # in every objective's metrics.csv
+OPTIONAL_COLUMNS = ("x0", "x1", "mu", "restarts")  # where they apply (2-D objectives; Optimizer.extras)
+
+
+def columns_of(row: Record) -> tuple[str, ...]:
     """The metrics.csv columns of a run whose rows look like ``row``."""
-    return COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if getattr(row, c) is not None)
+    base = STEP_COLUMNS if isinstance(row, StepRecord) else COLUMNS
+    return base + tuple(c for c in OPTIONAL_COLUMNS if getattr(row, c, None) is not None)
 
 
 @dataclass
@@ -59,19 +80,39 @@ class Experiment:
 
 
 @dataclass
+class Landscape:
+    """A point on an objective, its optimizer and the gradient noise stream."""
+
+    config: Config
+    objective: Objective
+    x: np.ndarray  # updated in place by the optimizer
+    optimizer: Optimizer
+    noise: np.random.Generator
+
+
+@dataclass
 class TrainResult:
-    status: str  # "completed" or "diverged"
-    records: list[EpochRecord] = field(default_factory=list)
+    status: str  # "completed" or "diverged" (a comparison adds "failed")
+    records: list[Record] = field(default_factory=list)
     reason: str | None = None  # why a diverged run stopped
 
     @property
     def epochs_completed(self) -> int:
-        return self.records[-1].epoch if self.records else 0
+        """Epochs (steps, on an objective) completed."""
+        if not self.records:
+            return 0
+        last = self.records[-1]
+        return last.step if isinstance(last, StepRecord) else last.epoch
 
 
-def prepare(config: Config) -> Experiment:
-    """Load the data, initialise the network and build the optimizer for ``config``."""
+def prepare(config: Config) -> Experiment | Landscape:
+    """Load the data, initialise the network and build the optimizer for ``config`` (or place the
+    start point on its objective)."""
     data_rng, init_rng, order_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3))
+    if config.objective is not None:
+        objective = build_objective(config.objective, data_rng)
+        x = objective.start.copy()
+        return Landscape(config, objective, x, build_optimizer(config.optimizer, [x]), order_rng)
     data = load_dataset(config.dataset, data_rng, dtype=config.model.dtype)
     if config.train.max_samples is not None:
         data = data.head(config.train.max_samples)
@@ -105,12 +146,15 @@ def _run_epoch(exp: Experiment, epoch: int) -> str | None:
     return None
 
 
-def fit(exp: Experiment, on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
-    """Train for ``config.train.epochs`` epochs, evaluating before the first and after every epoch.
+def fit(exp: Experiment | Landscape, on_epoch: Callable[[Record], None] | None = None) -> TrainResult:
+    """Train for ``config.train.epochs`` epochs, evaluating before the first and after every epoch
+    (on an objective: ``config.train.steps`` steps, recording the start and every step).
 
     A non-finite minibatch loss ends the run as diverged, keeping the rows of the
     epochs before it; a non-finite evaluation or parameter ends it after that row.
     """
+    if isinstance(exp, Landscape):
+        return _descend(exp, on_epoch)
     result = TrainResult(status="completed")
 
     def record(row: EpochRecord) -> bool:
@@ -138,6 +182,51 @@ def fit(exp: Experiment, on_epoch: Callable[[EpochRecord], None] | None = None) 
     return result
 
 
-def train(config: Config, on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+def _point(exp: Landscape, step: int) -> tuple[StepRecord, np.ndarray]:
+    """The row for the current point, and the exact gradient there."""
+    f, x = exp.objective, exp.x
+    gradient = f.gradient(x)
+    distance = None if f.minimum is None else float(np.linalg.norm(x - f.minimum))
+    coordinates = {"x0": float(x[0]), "x1": float(x[1])} if x.size == 2 else {}
+    row = StepRecord(
+        step,
+        float(f.value(x)),
+        float(np.linalg.norm(gradient)),
+        distance,
+        exp.optimizer.learning_rate,
+        **coordinates,
+        **exp.optimizer.extras(),
+    )
+    return row, gradient
+
+
+def _descend(exp: Landscape, on_step: Callable[[Record], None] | None) -> TrainResult:
+    """``train.steps`` optimizer steps from the start point; a non-finite loss or point ends it as diverged."""
+    result = TrainResult(status="completed")
+    noise = exp.config.objective.noise if exp.config.objective is not None else 0.0
+
+    def record(row: StepRecord) -> bool:
+        result.records.append(row)
+        if on_step is not None:
+            on_step(row)
+        if math.isfinite(row.loss) and np.isfinite(exp.x).all():
+            return True
+        result.status, result.reason = "diverged", f"non-finite loss or point after step {row.step}"
+        return False
+
+    with np.errstate(all="ignore"):
+        row, gradient = _point(exp, 0)
+        healthy = record(row)
+        for step in range(1, exp.config.train.steps + 1):
+            if not healthy:
+                break
+            seen = gradient + noise * exp.noise.standard_normal(gradient.shape) if noise else gradient
+            exp.optimizer.step([seen], loss=row.loss)
+            row, gradient = _point(exp, step)
+            healthy = record(row)
+    return result
+
+
+def train(config: Config, on_epoch: Callable[[Record], None] | None = None) -> TrainResult:
     """``fit(prepare(config))``: the whole run, in memory."""
     return fit(prepare(config), on_epoch)

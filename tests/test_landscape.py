@@ -1,0 +1,121 @@
+"""Optimizers on objectives: per-step rows against closed forms, noise, divergence, run directories."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from optrun.cli import cli
+from optrun.config import parse_config
+from optrun.objectives import random_rotation
+from optrun.train import StepRecord, train
+
+
+def config(objective: dict, optimizer: dict, steps: int = 50, **extra):
+    return parse_config({"objective": objective, "optimizer": optimizer, "train": {"steps": steps}, **extra})
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_gradient_descent_on_the_rotated_quadratic_is_a_matrix_power() -> None:
+    """x_t = (I − lr·H)^t·x0, with H = Q·diag(1..κ)·Qᵀ and Q drawn from the seed's first stream."""
+    lr, steps, seed = 0.015, 60, 3
+    quadratic = {"name": "quadratic", "dim": 4, "condition_number": 100}
+    result = train(config(quadratic, {"name": "sgd", "learning_rate": lr}, steps, seed=seed))
+    q = random_rotation(4, np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[0]))
+    H = q @ np.diag(np.linspace(1, 100, 4)) @ q.T
+    assert len(result.records) == steps + 1 and all(isinstance(r, StepRecord) for r in result.records)
+    for row in result.records[::10]:
+        x = np.linalg.matrix_power(np.eye(4) - lr * H, row.step) @ np.ones(4)
+        assert row.distance_to_minimum == pytest.approx(np.linalg.norm(x), rel=1e-10)
+        assert row.loss == pytest.approx(0.5 * x @ H @ x, rel=1e-10)
+        assert row.grad_norm == pytest.approx(np.linalg.norm(H @ x), rel=1e-10)
+        assert row.x0 is None  # coordinates only for 2-D objectives
+
+
+def test_noisy_gradients_come_from_the_seed_and_not_the_optimizer() -> None:
+    """SGD on booth with noise σ: x_{t+1} = x_t − lr·(∇f(x_t) + σ·ξ_t), ξ_t from the seed's third stream."""
+    lr, sigma, seed = 0.02, 0.5, 11
+    result = train(config({"name": "booth", "noise": sigma}, {"name": "sgd", "learning_rate": lr}, 30, seed=seed))
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+    x = np.array([0.0, 0.0])
+    for row in result.records[1:]:
+        a, b = x
+        r1, r2 = a + 2 * b - 7, 2 * a + b - 5
+        x = x - lr * (np.array([2 * r1 + 4 * r2, 4 * r1 + 2 * r2]) + sigma * rng.standard_normal(2))
+        assert (row.x0, row.x1) == pytest.approx(tuple(x), rel=1e-12)
+    # the recorded loss is exact: f at the point, without noise
+    last = result.records[-1]
+    assert last.loss == pytest.approx((last.x0 + 2 * last.x1 - 7) ** 2 + (2 * last.x0 + last.x1 - 5) ** 2, rel=1e-12)
+
+
+def test_a_run_directory_of_an_objective(tmp_path) -> None:
+    path = tmp_path / "valley.yaml"
+    path.write_text("objective: {name: rosenbrock}\ntrain: {steps: 40}\noptimizer: {name: adam, learning_rate: 0.05}\n")
+    result = invoke("train", path, "--runs-dir", tmp_path / "runs", "-q")
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.output.strip())
+    with (run_dir / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["step", "loss", "grad_norm", "distance_to_minimum", "learning_rate", "x0", "x1"]
+    assert [int(r["step"]) for r in rows] == list(range(41))
+    assert (float(rows[0]["x0"]), float(rows[0]["x1"])) == (-1.2, 1.0)  # the classic start
+    assert float(rows[0]["distance_to_minimum"]) == pytest.approx(np.hypot(2.2, 0.0))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 40 and summary["objective"] == "rosenbrock"
+    assert summary["final"]["point"] == [float(rows[-1]["x0"]), float(rows[-1]["x1"])]
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert "dataset" not in resolved and "model" not in resolved and resolved["train"] == {"steps": 40}
+    again = Path(invoke("train", run_dir / "config.yaml", "--runs-dir", tmp_path / "runs", "-q").output.strip())
+    assert (again / "metrics.csv").read_text() == (run_dir / "metrics.csv").read_text()
+    shown = invoke("show", run_dir).output
+    assert "per-step metrics" in shown and "distance to min" in shown
+
+
+def test_the_saddle_has_no_distance_and_escapes(tmp_path) -> None:
+    result = train(config({"name": "saddle"}, {"name": "sgd", "learning_rate": 0.1}, 40))
+    assert all(r.distance_to_minimum is None for r in result.records)
+    # y grows by a factor 1.2 per step from 0.001; x shrinks by 0.8
+    assert result.records[-1].x1 == pytest.approx(0.001 * 1.2**40, rel=1e-12)
+    assert result.records[-1].x0 == pytest.approx(0.8**40, rel=1e-12)
+
+
+def test_divergence_on_an_objective_exits_3(tmp_path) -> None:
+    path = tmp_path / "hot.yaml"
+    path.write_text(
+        "objective: {name: quadratic, condition_number: 100}\noptimizer: {name: sgd, learning_rate: 1000}\n"
+    )
+    result = invoke("train", path, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 3 and "diverged" in result.output and "Traceback" not in result.output
+    run_dir = next((tmp_path / "runs").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["steps"] < 500
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("objective: {name: booth}\nmodel: {hidden: [3]}\n", "model: a test function has no model"),
+        ("objective: {name: booth}\ntrain: {epochs: 3}\n", "train.epochs: an objective runs for 'train.steps'"),
+        ("dataset: {name: digits}\ntrain: {steps: 3}\n", "train.steps: a network trains for 'train.epochs'"),
+        ("dataset: {name: digits}\nobjective: {name: booth}\n", "objective: give either 'dataset' (a network)"),
+        ("seed: 1\n", "dataset: is required (or 'objective' for a test function)"),
+        ("objective: {name: everest}\n", "objective: unknown name 'everest'; choose from: quadratic, rosenbrock"),
+        ("objective: {name: beale, start: [1]}\n", "objective.start: must have 2 coordinates, got 1"),
+    ],
+)
+def test_objective_config_errors(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text + "optimizer: {name: sgd}\n")
+    result = invoke("train", path, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert result.output.strip().startswith(f"Error: {path}: {message}"), result.output
+    assert not (tmp_path / "runs").exists()
