@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from optrun.data import DatasetSpec
 from optrun.models import MLPSpec, ModelSpec
-from optrun.objectives import ObjectiveSpec
+from optrun.objectives import ObjectiveSpec, theory
 from optrun.optim import OPTIMIZERS, REFERENCE_OPTIMIZERS, OptimizerSpec
 from optrun.schema import ConfigError, NonNegativeInt, PositiveInt, Section, describe, interval, validate
 
@@ -50,6 +50,33 @@ class TrainSpec(Section):
 
 
 NETWORK_TRAIN_KEYS = ("epochs", "batch_size", "max_samples")
+
+
+THEORY = "theory"  # learning_rate: theory / mu: theory, on a quadratic objective
+
+
+def _theory_problem(spec: Any, objective: Any) -> str | None:
+    """Why the 'theory' values of an optimizer spec cannot be resolved (None: they can, or there are none)."""
+    if not isinstance(spec, Mapping) or THEORY not in (spec.get("learning_rate"), spec.get("mu")):
+        return None
+    if not isinstance(objective, Mapping) or objective.get("name") != "quadratic":
+        return "'theory' needs a quadratic objective: the settings come from its L and μ"
+    if spec.get("name") not in ("sgd", "momentum", "nesterov"):
+        return f"there is no theory for {spec.get('name')}; it exists for sgd, momentum and nesterov"
+    if spec.get("name") == "sgd" and "mu" in spec:
+        return "sgd has no mu"
+    return None
+
+
+def _with_theory(spec: Any, objective: Any) -> Any:
+    """``spec`` with 'theory' replaced by the tuned values for the quadratic ``objective`` (when possible)."""
+    if _theory_problem(spec, objective) is not None or THEORY not in (spec.get("learning_rate"), spec.get("mu")):
+        return spec
+    dim, kappa = objective.get("dim", 2), objective.get("condition_number", 10.0)
+    if not isinstance(kappa, int | float) or isinstance(kappa, bool) or kappa < 1:
+        return spec  # the objective's own validation reports it
+    tuned = theory(spec["name"], float(kappa) if dim != 1 else 1.0, 1.0, bool(spec.get("nesterov", False)))
+    return {**spec, **{k: tuned[k] for k in ("learning_rate", "mu") if spec.get(k) == THEORY}}
 
 
 def _problem(key: str, message: str) -> PydanticCustomError:
@@ -110,6 +137,21 @@ class Config(_Experiment):
 
     optimizer: OptimizerSpec
 
+    @classmethod
+    def fill_defaults(cls, data: Any) -> Any:
+        """'theory' learning rates and momenta, from a quadratic objective (``optrun.objectives.theory``)."""
+        data = super().fill_defaults(data)
+        if isinstance(data, Mapping) and isinstance(data.get("optimizer"), Mapping):
+            return {**data, "optimizer": _with_theory(data["optimizer"], data.get("objective"))}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _theory_possible(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and (why := _theory_problem(data.get("optimizer"), data.get("objective"))):
+            raise _problem("optimizer", why)
+        return data
+
 
 def _check_seeds(value: Any) -> int | list[int]:
     """A count of seeds (>= 1) or a non-empty list of distinct seeds (>= 0)."""
@@ -166,8 +208,21 @@ class CompareConfig(_Experiment):
         """An optimizer spec labelled with an optimizer's name is that optimizer: ``adam: {learning_rate: 0.001}``."""
         data = super().fill_defaults(data)
         if isinstance(data, Mapping) and isinstance(data.get("optimizers"), Mapping):
-            specs = {label: _named_by_label(label, spec) for label, spec in data["optimizers"].items()}
+            objective = data.get("objective")
+            specs = {
+                label: _with_theory(_named_by_label(label, spec), objective)
+                for label, spec in data["optimizers"].items()
+            }
             return {**data, "optimizers": specs}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _theory_possible(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and isinstance(data.get("optimizers"), Mapping):
+            for label, spec in data["optimizers"].items():
+                if why := _theory_problem(_named_by_label(label, spec), data.get("objective")):
+                    raise _problem(f"optimizers.{label}", why)
         return data
 
     @model_validator(mode="before")

@@ -213,3 +213,35 @@ def build_objective(spec: _ObjectiveSpec, rng: np.random.Generator) -> Objective
         objective = _FIXED[spec.name]()
     objective.start = np.array(objective.start if spec.start is None else spec.start, dtype=np.float64)  # a copy
     return objective
+
+
+def contraction_rate(distances: np.ndarray, floor: float = 1e-10) -> float | None:
+    """The measured per-step contraction of the distance to the minimum: exp of the least-squares slope of
+    log(distance) against step, over the steps after the first tenth whose distance is still above
+    ``floor`` times the starting one (below it, rounding takes over). None with fewer than 5 such steps."""
+    d = np.asarray(distances, dtype=np.float64)
+    steps = np.arange(len(d))
+    keep = np.isfinite(d) & (d > floor * d[0]) & (steps >= len(d) // 10)
+    if d[0] <= 0 or keep.sum() < 5:
+        return None
+    slope = np.polyfit(steps[keep], np.log(d[keep]), 1)[0]
+    return float(np.exp(slope))
+
+
+def theory(optimizer: str, smoothness: float, strong_convexity: float, nesterov: bool = False) -> dict[str, float]:
+    """The classic tuned settings on a quadratic with Hessian eigenvalues in [μ, L], κ = L/μ, and their rates:
+
+    gradient descent  lr = 2/(L + μ)                               rate (κ − 1)/(κ + 1)
+    heavy ball        lr = 4/(√L + √μ)², mu = ((√κ − 1)/(√κ + 1))²  rate (√κ − 1)/(√κ + 1)
+    Nesterov          lr = 1/L, mu = (√κ − 1)/(√κ + 1)             rate 1 − 1/√κ
+    """
+    L, mu_ = smoothness, strong_convexity
+    kappa = L / mu_
+    root = (np.sqrt(kappa) - 1) / (np.sqrt(kappa) + 1)
+    if optimizer == "sgd":
+        return {"learning_rate": 2 / (L + mu_), "rate": (kappa - 1) / (kappa + 1)}
+    if optimizer == "nesterov" or (optimizer == "momentum" and nesterov):
+        return {"learning_rate": 1 / L, "mu": float(root), "rate": float(1 - 1 / np.sqrt(kappa))}
+    if optimizer == "momentum":
+        return {"learning_rate": float(4 / (np.sqrt(L) + np.sqrt(mu_)) ** 2), "mu": float(root**2), "rate": float(root)}
+    raise ValueError(f"no theory for {optimizer}; it exists for sgd, momentum and nesterov")

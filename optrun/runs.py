@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from optrun.config import Config, dump_yaml, read_yaml
+from optrun.objectives import contraction_rate, theory
 from optrun.train import (
     COLUMNS,
     OPTIONAL_COLUMNS,
@@ -120,7 +121,7 @@ def summarize(config: Config, result: TrainResult, wall_seconds: float) -> dict[
     if config.objective is not None:
         final, best = _landscape_figures(rows)
         progress = {"steps": result.epochs_completed, "steps_planned": config.train.steps}
-        problem = {"objective": config.objective.name}
+        problem = {"objective": config.objective.name, "rate": _rates(config, rows)}
     else:
         final, best = _network_figures(rows)
         progress = {"epochs": result.epochs_completed, "epochs_planned": config.train.epochs}
@@ -147,6 +148,28 @@ def _network_figures(rows: list[Record]) -> tuple[dict[str, Any] | None, dict[st
     final = {k: getattr(rows[-1], k) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
     top = max(rows, key=lambda r: (r.test_accuracy, -r.epoch))  # the earliest epoch reaching the best accuracy
     return final, {"test_accuracy": top.test_accuracy, "epoch": top.epoch}
+
+
+def theory_rate(config: Config) -> float | None:
+    """The theoretical contraction rate when the run uses the tuned settings on a quadratic, else None."""
+    spec, objective = config.optimizer, config.objective
+    if objective is None or objective.name != "quadratic" or spec.name not in ("sgd", "momentum", "nesterov"):
+        return None
+    kappa = objective.condition_number if objective.dim > 1 else 1.0
+    tuned = theory(spec.name, kappa, 1.0, bool(getattr(spec, "nesterov", False)))
+    used = {"learning_rate": spec.learning_rate, "mu": getattr(spec, "mu", None)}
+    if spec.schedule is not None or any(
+        not math.isclose(used[k], tuned[k], rel_tol=1e-12) for k in tuned if k != "rate"
+    ):
+        return None
+    return tuned["rate"]
+
+
+def _rates(config: Config, rows: list[Record]) -> dict[str, float | None]:
+    """The measured per-step contraction of the distance to the minimum, and the theory's where it applies."""
+    distances = [r.distance_to_minimum for r in rows]
+    measured = None if not rows or None in distances else contraction_rate(np.array(distances))
+    return {"measured": measured, "theory": theory_rate(config)}
 
 
 def _landscape_figures(rows: list[Record]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:

@@ -13,7 +13,9 @@ from click.testing import CliRunner
 
 from optrun.cli import cli
 from optrun.config import parse_config
-from optrun.objectives import random_rotation
+from optrun.objectives import contraction_rate, random_rotation
+from optrun.runs import theory_rate
+from optrun.schema import ConfigError
 from optrun.train import StepRecord, train
 
 
@@ -119,3 +121,47 @@ def test_objective_config_errors(tmp_path, text: str, message: str) -> None:
     assert result.exit_code == 2
     assert result.output.strip().startswith(f"Error: {path}: {message}"), result.output
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "optimizer, rate",
+    [
+        ({"name": "sgd", "learning_rate": "theory"}, 99 / 101),  # (κ − 1)/(κ + 1)
+        ({"name": "momentum", "learning_rate": "theory", "mu": "theory"}, 9 / 11),  # (√κ − 1)/(√κ + 1)
+        ({"name": "nesterov", "learning_rate": "theory", "mu": "theory"}, 0.9),  # 1 − 1/√κ
+        ({"name": "momentum", "nesterov": True, "learning_rate": "theory", "mu": "theory"}, 0.9),
+    ],
+)
+def test_measured_rates_on_the_kappa_100_quadratic_are_within_0_03_of_theory(optimizer: dict, rate: float) -> None:
+    """Gradient descent, heavy ball and Nesterov at their tuned settings, on a rotated 10-D quadratic."""
+    c = config({"name": "quadratic", "dim": 10, "condition_number": 100}, optimizer, steps=300)
+    result = train(c)
+    measured = contraction_rate(np.array([r.distance_to_minimum for r in result.records]))
+    assert theory_rate(c) == pytest.approx(rate, rel=1e-12)
+    assert abs(measured - rate) <= 0.03, (measured, rate)
+
+
+def test_theory_settings_by_hand() -> None:
+    """κ = 100, L = 100, μ = 1."""
+    quadratic = {"name": "quadratic", "condition_number": 100}
+    sgd = config(quadratic, {"name": "sgd", "learning_rate": "theory"}).optimizer
+    assert sgd.learning_rate == pytest.approx(2 / 101, rel=1e-15)
+    heavy = config(quadratic, {"name": "momentum", "learning_rate": "theory", "mu": "theory"}).optimizer
+    assert (heavy.learning_rate, heavy.mu) == pytest.approx((4 / 121, 81 / 121), rel=1e-15)
+    nag = config(quadratic, {"name": "nesterov", "learning_rate": "theory", "mu": "theory"}).optimizer
+    assert (nag.learning_rate, nag.mu) == pytest.approx((0.01, 9 / 11), rel=1e-15)
+    mixed = config(quadratic, {"name": "momentum", "learning_rate": 0.05, "mu": "theory"}).optimizer
+    assert (mixed.learning_rate, mixed.mu) == pytest.approx((0.05, 81 / 121), rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    "objective, optimizer, message",
+    [
+        ({"name": "rosenbrock"}, {"name": "sgd", "learning_rate": "theory"}, "optimizer: 'theory' needs a quadratic"),
+        ({"name": "quadratic"}, {"name": "adam", "learning_rate": "theory"}, "optimizer: there is no theory for adam"),
+        ({"name": "quadratic"}, {"name": "sgd", "mu": "theory"}, "optimizer: sgd has no mu"),
+    ],
+)
+def test_theory_errors(objective: dict, optimizer: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config(objective, optimizer)
