@@ -48,12 +48,12 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
         colour, style = f"C{i % 10}", _STYLES[(i // 10) % len(_STYLES)]
         c = curves(group)
         if c is not None:
-            _mean_and_band(loss_ax, c.epochs, c.train_loss, colour, style)
-            _mean_and_band(acc_ax, c.epochs, c.test_accuracy, colour, style)
-            mean_accuracy = c.test_accuracy.mean(axis=0)  # zoomed in, bands of many labels would hide the lines
-            zoom_ax.plot(c.epochs, mean_accuracy, color=colour, linestyle=style, linewidth=1.8)
-            if c.epochs[-1] >= zoom_from:
-                window.append(mean_accuracy[c.epochs >= zoom_from])
+            _mean_and_band(loss_ax, c.x, c["train_loss"], colour, style)
+            _mean_and_band(acc_ax, c.x, c["test_accuracy"], colour, style)
+            mean_accuracy = c["test_accuracy"].mean(axis=0)  # zoomed in, bands of many labels would hide the lines
+            zoom_ax.plot(c.x, mean_accuracy, color=colour, linestyle=style, linewidth=1.8)
+            if c.x[-1] >= zoom_from:
+                window.append(mean_accuracy[c.x >= zoom_from])
         for run in group.runs:
             if run.status != "completed" and run.records:
                 _plot_broken(loss_ax, acc_ax, run.records, colour)

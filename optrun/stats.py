@@ -46,27 +46,42 @@ class Group:
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.runs)
 
+    @property
+    def on_objective(self) -> bool:
+        """Whether these runs descend an objective (rows per step) rather than train a network."""
+        return bool(self.runs[0].config.get("objective"))
+
 
 @dataclass(frozen=True)
 class Curves:
-    """Per-epoch metrics of a group's completed runs, one row per run, over their common epochs."""
+    """Metrics of a group's completed runs, one row per run, over their common epochs (or steps)."""
 
-    epochs: np.ndarray
-    train_loss: np.ndarray
-    test_accuracy: np.ndarray
+    x: np.ndarray  # the epochs, or the steps
+    values: dict[str, np.ndarray]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
 
 
 def curves(group: Group) -> Curves | None:
-    """The completed runs' curves, or None when no run completed."""
+    """The completed runs' curves (train loss and test accuracy; on an objective, loss and distance to the
+    minimum where there is one), or None when no run completed."""
     runs = group.completed
     if not runs:
         return None
     n = min(len(r.records) for r in runs)
+    if group.on_objective:
+        x, names = (
+            "step",
+            ["loss"] + (["distance_to_minimum"] if runs[0].records[0].distance_to_minimum is not None else []),
+        )
+    else:
+        x, names = "epoch", ["train_loss", "test_accuracy"]
 
     def column(name: str) -> np.ndarray:
         return np.array([[getattr(row, name) for row in r.records[:n]] for r in runs], dtype=np.float64)
 
-    return Curves(np.array([row.epoch for row in runs[0].records[:n]]), column("train_loss"), column("test_accuracy"))
+    return Curves(np.array([getattr(row, x) for row in runs[0].records[:n]]), {name: column(name) for name in names})
 
 
 @dataclass(frozen=True)
@@ -108,13 +123,13 @@ def label_stats(group: Group, target: float | None) -> LabelStats:
     c = curves(group)
     acc_mean = acc_std = loss_mean = loss_std = best = best_epoch = reach = None
     if c is not None:
-        acc_mean, acc_std = _mean_std(c.test_accuracy[:, -1])
-        loss_mean, loss_std = _mean_std(c.train_loss[:, -1])
-        mean_curve = c.test_accuracy.mean(axis=0)
+        acc_mean, acc_std = _mean_std(c["test_accuracy"][:, -1])
+        loss_mean, loss_std = _mean_std(c["train_loss"][:, -1])
+        mean_curve = c["test_accuracy"].mean(axis=0)
         top = int(np.argmax(mean_curve))  # the first maximum
-        best, best_epoch = float(mean_curve[top]), int(c.epochs[top])
+        best, best_epoch = float(mean_curve[top]), int(c.x[top])
         if target is not None and (hits := np.flatnonzero(mean_curve >= target)).size:
-            reach = int(c.epochs[hits[0]])
+            reach = int(c.x[hits[0]])
     seconds = [row.seconds for r in group.runs for row in r.records if row.epoch > 0]
     optimizer = group.optimizer
     return LabelStats(
@@ -139,7 +154,7 @@ def label_stats(group: Group, target: float | None) -> LabelStats:
 
 def default_target(groups: list[Group]) -> float | None:
     """95% of the best mean final test accuracy among the groups (None if no run completed)."""
-    finals = [c.test_accuracy[:, -1].mean() for g in groups if (c := curves(g)) is not None]
+    finals = [c["test_accuracy"][:, -1].mean() for g in groups if (c := curves(g)) is not None]
     return DEFAULT_TARGET_FRACTION * float(max(finals)) if finals else None
 
 

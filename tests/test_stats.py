@@ -57,7 +57,7 @@ def test_diverged_runs_are_counted_not_averaged() -> None:
     assert s.final_test_accuracy_mean == 0.7 and s.final_test_accuracy_std is None  # one completed seed: no sd
     assert (s.seeds, s.diverged, s.failed, s.epochs_to_target) == (3, 1, 1, 2)
     c = curves(g)
-    assert c is not None and c.test_accuracy.shape == (1, 3)
+    assert c is not None and c["test_accuracy"].shape == (1, 3)
 
 
 def test_a_label_whose_every_seed_diverged_has_no_figures_and_ranks_last() -> None:
