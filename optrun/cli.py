@@ -152,13 +152,10 @@ def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bo
 
 
 def _run_line(planned: PlannedRun, outcome: RunOutcome, width: int) -> str:
-    result, final = outcome.result, outcome.summary["final"]
+    result, summary = outcome.result, outcome.summary
     head = f"{planned.label:<{width}} seed {planned.seed}"
     if result.status == "completed":
-        return (
-            f"[green]completed[/] {head}  test acc {final['test_accuracy']:.2%}  "
-            f"train loss {final['train_loss']:.4g}  ({outcome.summary['wall_seconds']:.1f} s)"
-        )
+        return f"[green]completed[/] {head}  {result_text(summary)}  ({summary['wall_seconds']:.1f} s)"
     return f"[red]{result.status:<9}[/] {head}  {escape(result.reason or '')}"
 
 

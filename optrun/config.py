@@ -249,15 +249,8 @@ class CompareConfig(_Experiment):
 
     def run_config(self, label: str, seed: int) -> Config:
         """The train config of one run: this problem, optimizer ``label``, ``seed``; named by its label."""
-        return Config(
-            name=label,
-            seed=seed,
-            dataset=self.dataset,
-            objective=self.objective,
-            model=self.model,
-            train=self.train,
-            optimizer=self.optimizers[label],
-        )
+        problem = {"objective": self.objective} if self.objective else {"dataset": self.dataset, "model": self.model}
+        return Config(name=label, seed=seed, **problem, train=self.train, optimizer=self.optimizers[label])
 
 
 AnyConfig = TypeVar("AnyConfig", Config, CompareConfig)

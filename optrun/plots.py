@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib import rc_context
 from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from optrun.stats import Group, curves
+from optrun.objectives import Objective
+from optrun.stats import Group, LandscapeStats, curves
 from optrun.train import EpochRecord
 
 _STYLES = ("-", "--", ":", "-.")  # after the ten colours of tab10, labels differ by line style too
@@ -100,12 +102,139 @@ def _plot_broken(loss_ax: Axes, acc_ax: Axes, records: list[EpochRecord], colour
             ax.plot(epochs[ok][-1], values[ok][-1], color=colour, marker="x", markersize=8, mew=2, clip_on=False)
 
 
-def save_curves(fig: Figure, out_dir: Path) -> list[Path]:
-    """Write ``curves.png`` and ``curves.svg`` into ``out_dir``; the SVG carries no date, so it is reproducible."""
-    paths = [out_dir / "curves.png", out_dir / "curves.svg"]
+def save_figure(fig: Figure, out_dir: Path, name: str = "curves", svg: bool = True) -> list[Path]:
+    """Write ``<name>.png`` (and ``<name>.svg``) into ``out_dir``; the SVG carries no date, so it is reproducible."""
+    paths = [out_dir / f"{name}.png", *([out_dir / f"{name}.svg"] if svg else [])]
     fig.get_layout_engine().execute(fig)  # lay out once, the costliest step, and keep that layout for both files
     fig.set_layout_engine("none")
     fig.savefig(paths[0], dpi=150)
-    with rc_context({"svg.hashsalt": "optrun"}):  # fixed element ids instead of random ones
-        fig.savefig(paths[1], metadata={"Date": None})
+    if svg:
+        with rc_context({"svg.hashsalt": "optrun"}):  # fixed element ids instead of random ones
+            fig.savefig(paths[1], metadata={"Date": None})
     return paths
+
+
+# --- objectives --------------------------------------------------------------------------------------------------
+
+
+def landscape_curves_figure(groups: list[Group], title: str = "") -> Figure:
+    """Loss and distance to the minimum against step (log scales), mean over seeds with a min..max band."""
+    with_distance = any((c := curves(g)) is not None and "distance_to_minimum" in c.values for g in groups)
+    fig = Figure(figsize=(12 if with_distance else 7, 4.8), layout="constrained")
+    axes = fig.subplots(1, 2 if with_distance else 1, squeeze=False)[0]
+    handles = []
+    positive = True
+    for i, group in enumerate(groups):
+        colour, style = f"C{i % 10}", _STYLES[(i // 10) % len(_STYLES)]
+        c = curves(group)
+        if c is not None:
+            positive &= bool((c["loss"] > 0).all())
+            _mean_and_band(axes[0], c.x, c["loss"], colour, style)
+            if with_distance and "distance_to_minimum" in c.values:
+                _mean_and_band(axes[1], c.x, c["distance_to_minimum"], colour, style)
+        for run in group.runs:
+            if run.status != "completed" and run.records:
+                steps = np.array([r.step for r in run.records])
+                loss = np.array([r.loss for r in run.records])
+                ok = np.isfinite(loss)
+                if ok.any():
+                    axes[0].plot(steps[ok], loss[ok], color=colour, linestyle="--", linewidth=0.9)
+                    axes[0].plot(steps[ok][-1], loss[ok][-1], color=colour, marker="x", ms=8, mew=2, clip_on=False)
+        handles.append(Line2D([], [], color=colour, linestyle=style, linewidth=1.8, label=_legend_label(group)))
+    axes[0].set_yscale("log" if positive else "symlog")
+    axes[0].set(title="Loss", ylabel=f"f(x) ({'log' if positive else 'symmetric log'} scale)")
+    if with_distance:
+        axes[1].set_yscale("log")
+        axes[1].set(title="Distance to the minimum", ylabel="‖x − x*‖ (log scale)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    return fig
+
+
+def trajectories_figure(groups: list[Group], objective: Objective, title: str = "") -> Figure:
+    """Contours of a 2-D objective (log-spaced levels) and each label's path from its first seed's run."""
+    paths = {g.label: np.array([[r.x0, r.x1] for r in g.runs[0].records]) for g in groups if g.runs[0].records}
+    anchors = [objective.start] + ([objective.minimum] if objective.minimum is not None else [])
+    span = np.ptp(np.array(anchors), axis=0).max() if len(anchors) > 1 else 1.0
+    points = np.vstack([*anchors, *(p[np.isfinite(p).all(axis=1)] for p in paths.values())])
+    centre = np.array(anchors).mean(axis=0)
+    points = np.clip(points, centre - 3 * span - 1, centre + 3 * span + 1)  # runaway paths leave the frame
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    pad = 0.12 * np.maximum(hi - lo, 1e-9)
+    lo, hi = lo - pad, hi + pad
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
+    values = objective.value(np.stack([gx, gy], axis=-1))
+    fig = Figure(figsize=(9, 7), layout="constrained")
+    ax = fig.add_subplot()
+    if values.min() >= 0:  # log-spaced levels show both the valley floor and the walls
+        floor = max(float(values.min()), 1e-3 * float(values.max()), 1e-12)
+        levels = np.logspace(np.log10(floor), np.log10(values.max()), 25)
+    else:
+        levels = np.linspace(values.min(), values.max(), 25)
+    ax.contourf(gx, gy, values, levels=levels, cmap="Blues_r", alpha=0.35, norm=_norm(levels), extend="both")
+    ax.contour(gx, gy, values, levels=levels, cmap="Blues_r", linewidths=0.6, norm=_norm(levels))
+    handles = []
+    for i, group in enumerate(groups):
+        if group.label not in paths:
+            continue
+        colour, style = f"C{i % 10}", _STYLES[(i // 10) % len(_STYLES)]
+        path = paths[group.label]
+        every = max(1, len(path) // 40)  # a dot every few steps shows the speed without hiding the path
+        ax.plot(path[:, 0], path[:, 1], color=colour, linestyle=style, linewidth=1.4, marker=".", markersize=4,
+                markevery=every)  # fmt: skip
+        end = path[np.isfinite(path).all(axis=1)][-1]
+        ax.plot(*end, color=colour, marker="o", markersize=8, markeredgecolor="black", zorder=5)
+        handles.append(Line2D([], [], color=colour, linestyle=style, marker=".", label=group.label))
+    ax.plot(*objective.start, marker="s", color="black", markersize=8, zorder=6)
+    handles.append(Line2D([], [], color="black", marker="s", linestyle="none", label="start"))
+    handles.append(Line2D([], [], color="0.5", marker="o", markeredgecolor="black", linestyle="none", label="end"))
+    if objective.minimum is not None:
+        ax.plot(*objective.minimum, marker="*", color="gold", markeredgecolor="black", markersize=16, zorder=6)
+        handles.append(Line2D([], [], color="gold", marker="*", markeredgecolor="black", linestyle="none", ms=12,
+                              label="minimum"))  # fmt: skip
+    ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), xlabel="x0", ylabel="x1")
+    fig.suptitle(title or objective.name)
+    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    return fig
+
+
+def _norm(levels: np.ndarray) -> Normalize:
+    """Colours spread evenly over the levels, log-spaced or not."""
+    return LogNorm(levels[0], levels[-1]) if levels[0] > 0 else Normalize(levels[0], levels[-1])
+
+
+def convergence_figure(groups: list[Group], rows: list[LandscapeStats], title: str = "") -> Figure:
+    """Distance to the minimum against step (log scale): each label's mean over seeds, and beside it,
+    dashed, the theoretical rate d₀·rᵗ where the settings are the theory's."""
+    by_label = {s.label: s for s in rows}
+    fig = Figure(figsize=(10, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    handles = []
+    for i, group in enumerate(groups):
+        c = curves(group)
+        if c is None or "distance_to_minimum" not in c.values:
+            continue
+        colour = f"C{i % 10}"
+        mean = c["distance_to_minimum"].mean(axis=0)
+        ax.plot(c.x, mean, color=colour, linewidth=1.8)
+        stats = by_label[group.label]
+        measured = f"measured rate {stats.rate_measured:.3f}" if stats.rate_measured is not None else "no rate"
+        handles.append(Line2D([], [], color=colour, linewidth=1.8, label=f"{group.label}: {measured}"))
+        if stats.rate_theory is not None:
+            ax.plot(c.x, mean[0] * stats.rate_theory ** c.x.astype(float), color=colour, linestyle="--", linewidth=1)
+            handles.append(Line2D([], [], color=colour, linestyle="--", linewidth=1,
+                                  label=f"{group.label}: theory {stats.rate_theory:.3f}"))  # fmt: skip
+    ax.set_yscale("log")
+    floor = [line.get_ydata()[np.isfinite(line.get_ydata())].min() for line in ax.lines if len(line.get_ydata())]
+    if floor:
+        ax.set_ylim(bottom=max(min(floor), 1e-16))
+    ax.set(xlabel="step", ylabel="‖x − x*‖ (log scale)")
+    fig.suptitle(f"{title}: measured (solid) and theoretical rates (dashed, d₀·rᵗ)" if title else "Convergence")
+    ax.grid(True, which="major", alpha=0.3)
+    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    return fig

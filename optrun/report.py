@@ -21,9 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optrun.config import read_yaml
+from optrun.config import parse_config, read_yaml
 from optrun.runs import RunDirError, RunRecord, is_run_dir, read_run, versions, write_json
-from optrun.stats import DEFAULT_TARGET_FRACTION, Group, LabelStats, default_target, ranked
+from optrun.stats import (
+    DEFAULT_TARGET_FRACTION,
+    TARGET_DISTANCE_FRACTION,
+    Group,
+    LabelStats,
+    LandscapeStats,
+    default_target,
+    ranked,
+)
+from optrun.train import objective_of
 
 SEED_DIR = "seed-{}"
 
@@ -121,14 +130,25 @@ def problem_differences(groups: list[Group]) -> list[str]:
 
 
 def describe_problem(groups: list[Group]) -> str:
-    """``digits · mlp [64] relu · 20 epochs, batch 32``, or what the runs share when they differ."""
+    """``digits · mlp [64] relu · 20 epochs, batch 32`` or ``quadratic dim=2 condition_number=100 · 300 steps``,
+    or what the runs share when they differ."""
     config = groups[0].runs[0].config if groups else {}
-    model, train = config.get("model") or {}, config.get("train") or {}
-    net = " ".join(str(x) for x in (model.get("type"), model.get("hidden"), model.get("activation")) if x is not None)
-    parts = [str((config.get("dataset") or {}).get("name", "?")), net]
-    parts.append(f"{train.get('epochs')} epochs, batch {train.get('batch_size')}")
+    train = config.get("train") or {}
+    if config.get("objective"):
+        objective = config["objective"]
+        settings = " ".join(f"{k}={v}" for k, v in objective.items() if k != "name" and v not in (None, 0.0))
+        parts = [f"{objective.get('name')} {settings}".strip(), f"{train.get('steps')} steps"]
+        keys = ("objective", "train")
+    else:
+        model = config.get("model") or {}
+        net = " ".join(
+            str(x) for x in (model.get("type"), model.get("hidden"), model.get("activation")) if x is not None
+        )
+        parts = [str((config.get("dataset") or {}).get("name", "?")), net]
+        parts.append(f"{train.get('epochs')} epochs, batch {train.get('batch_size')}")
+        keys = ("dataset", "model", "train")
     differ = {k.split(".")[0] for k in problem_differences(groups)}
-    return " · ".join(p for p, key in zip(parts, ("dataset", "model", "train"), strict=True) if key not in differ)
+    return " · ".join(p for p, key in zip(parts, keys, strict=True) if key not in differ)
 
 
 @dataclass
@@ -139,7 +159,7 @@ class Comparison:
     groups: list[Group]
     target: float | None
     target_rule: str
-    rows: list[LabelStats]
+    rows: list[LabelStats] | list[LandscapeStats]
 
     @property
     def title(self) -> str:
@@ -153,6 +173,11 @@ def build(groups: list[Group], name: str, target: float | None = None) -> Compar
     """Rank ``groups``; ``target``: the accuracy for "epochs to target" (None: 95% of the best final mean)."""
     if not groups:
         raise RunDirError("no finished runs to compare")
+    if len({g.on_objective for g in groups}) > 1:
+        raise RunDirError("these runs mix networks and objectives; compare each kind on its own")
+    if groups[0].on_objective:
+        rule = f"at most 1/{1 / TARGET_DISTANCE_FRACTION:.0f} of the start's"
+        return Comparison(name, groups, None, rule, ranked(groups, None))
     if target is None:
         rule = f"{DEFAULT_TARGET_FRACTION:.0%} of the best mean final test accuracy"
         target = default_target(groups)
@@ -167,18 +192,42 @@ def _cell(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _figures(comparison: Comparison) -> dict[str, Any]:
+    """The comparison's figures by file name: curves; on an objective also trajectories (2-D) and convergence
+    (the quadratic)."""
+    from optrun import plots  # here: matplotlib takes 0.4 s to import, and workers never need it
+
+    groups, title = comparison.groups, comparison.title
+    if not groups[0].on_objective:
+        return {"curves": plots.curves_figure(groups, comparison.target, title)}
+    figures = {"curves": plots.landscape_curves_figure(groups, title)}
+    config = parse_config(groups[0].runs[0].config, str(groups[0].runs[0].path / "config.yaml"))
+    objective = objective_of(config)
+    same = all(  # one contour plot needs one landscape: the same objective and, for the quadratic's rotation, seed
+        g.runs[0].config.get("objective") == config.objective.model_dump(mode="json")
+        and g.runs[0].config.get("seed") == config.seed
+        for g in groups
+    )
+    if objective.dim == 2 and same:
+        figures["trajectories"] = plots.trajectories_figure(groups, objective, title)
+    if config.objective.name == "quadratic":
+        figures["convergence"] = plots.convergence_figure(groups, comparison.rows, title)
+    return figures
+
+
 def write(comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None = None) -> None:
     """Write comparison.csv, curves.png, curves.svg and summary.json into ``out_dir``."""
-    from optrun.plots import curves_figure, save_curves  # here: matplotlib takes 0.4 s to import, workers never need it
-
-    figure = curves_figure(comparison.groups, comparison.target, comparison.title)
+    figures = _figures(comparison)
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = list(LabelStats.__dataclass_fields__)
+    columns = list(type(comparison.rows[0]).__dataclass_fields__)
     with (out_dir / "comparison.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([_cell(getattr(row, c)) for c in columns] for row in comparison.rows)
-    save_curves(figure, out_dir)
+    from optrun.plots import save_figure
+
+    for name, figure in figures.items():
+        save_figure(figure, out_dir, name, svg=name == "curves")
     by_label = {g.label: g for g in comparison.groups}
     labels = []
     for row in comparison.rows:

@@ -1,5 +1,7 @@
 """Statistics over seeds: one row of figures per label, and the mean curves the plots draw.
 
+Networks (``LabelStats``):
+
 A *group* is the runs of one label (an optimizer with its settings), one per
 seed. Means, spreads and curves are over the group's completed runs; diverged
 and failed runs are counted, and drawn, but never averaged into the figures
@@ -12,6 +14,15 @@ and failed runs are counted, and drawn, but never averaged into the figures
 - epochs to target: the first epoch at which the mean test-accuracy curve
   reaches ``target`` (none when it never does);
 - seconds per epoch: the mean over every trained epoch of every run.
+
+Objectives (``LandscapeStats``), over the completed seeds likewise:
+
+- final loss and final distance to the minimum: mean and sample standard deviation;
+- best loss and its step: the minimum of the mean loss curve, at the earliest step reaching it;
+- steps to target: the first step at which the mean distance to the minimum is at most
+  ``target_distance``, 1/1000 of the starting distance;
+- rate: the mean over seeds of the measured per-step contraction of the distance
+  (``optrun.objectives.contraction_rate``), beside the theory's where it applies.
 """
 
 from __future__ import annotations
@@ -109,6 +120,76 @@ class LabelStats:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class LandscapeStats:
+    """One row of an objective comparison's comparison.csv (None: empty, no value)."""
+
+    label: str
+    optimizer: str
+    learning_rate: float | None
+    hyperparameters: str
+    seeds: int
+    final_loss_mean: float | None
+    final_loss_std: float | None
+    final_distance_mean: float | None
+    final_distance_std: float | None
+    best_loss: float | None
+    best_step: int | None
+    target_distance: float | None
+    steps_to_target: int | None
+    rate_measured: float | None
+    rate_theory: float | None
+    diverged: int
+    failed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TARGET_DISTANCE_FRACTION = 1e-3  # steps to target: the distance to the minimum shrunk by this factor
+
+
+def landscape_stats(group: Group) -> LandscapeStats:
+    """The figures of one group of runs on an objective (see the module docstring)."""
+    c = curves(group)
+    loss_mean = loss_std = dist_mean = dist_std = best = best_step = target = reach = None
+    if c is not None:
+        loss_mean, loss_std = _mean_std(c["loss"][:, -1])
+        mean_loss = c["loss"].mean(axis=0)
+        top = int(np.argmin(mean_loss))
+        best, best_step = float(mean_loss[top]), int(c.x[top])
+        if "distance_to_minimum" in c.values:
+            distance = c["distance_to_minimum"]
+            dist_mean, dist_std = _mean_std(distance[:, -1])
+            mean_distance = distance.mean(axis=0)
+            target = TARGET_DISTANCE_FRACTION * float(mean_distance[0])
+            if (hits := np.flatnonzero(mean_distance <= target)).size:
+                reach = int(c.x[hits[0]])
+    rates = [r.summary.get("rate") or {} for r in group.completed]
+    measured = [x["measured"] for x in rates if x.get("measured") is not None]
+    theories = {x.get("theory") for x in rates}
+    optimizer = group.optimizer
+    return LandscapeStats(
+        label=group.label,
+        optimizer=str(optimizer.get("name", "?")),
+        learning_rate=optimizer.get("learning_rate"),
+        hyperparameters=describe_hyperparameters(optimizer),
+        seeds=len(group.runs),
+        final_loss_mean=loss_mean,
+        final_loss_std=loss_std,
+        final_distance_mean=dist_mean,
+        final_distance_std=dist_std,
+        best_loss=best,
+        best_step=best_step,
+        target_distance=target,
+        steps_to_target=reach,
+        rate_measured=float(np.mean(measured)) if measured else None,
+        rate_theory=theories.pop() if len(theories) == 1 else None,
+        diverged=group.count("diverged"),
+        failed=group.count("failed"),
+    )
+
+
 def _mean_std(values: np.ndarray) -> tuple[float, float | None]:
     return float(values.mean()), (float(values.std(ddof=1)) if len(values) > 1 else None)
 
@@ -153,14 +234,19 @@ def label_stats(group: Group, target: float | None) -> LabelStats:
 
 
 def default_target(groups: list[Group]) -> float | None:
-    """95% of the best mean final test accuracy among the groups (None if no run completed)."""
+    """95% of the best mean final test accuracy among the groups (None if no run completed or on objectives)."""
+    if any(g.on_objective for g in groups):
+        return None
     finals = [c["test_accuracy"][:, -1].mean() for g in groups if (c := curves(g)) is not None]
     return DEFAULT_TARGET_FRACTION * float(max(finals)) if finals else None
 
 
-def ranked(groups: list[Group], target: float | None) -> list[LabelStats]:
+def ranked(groups: list[Group], target: float | None) -> list[LabelStats] | list[LandscapeStats]:
     """Every group's figures, best mean final test accuracy first (ties: lower train loss first); groups with no
-    completed run last."""
+    completed run last. On objectives: lowest mean final loss first."""
+    if groups and groups[0].on_objective:
+        landscape = [landscape_stats(g) for g in groups]
+        return sorted(landscape, key=lambda s: (s.final_loss_mean is None, s.final_loss_mean or 0.0))
     rows = [label_stats(g, target) for g in groups]
     return sorted(
         rows,

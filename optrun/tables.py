@@ -12,7 +12,7 @@ from rich.table import Table
 
 from optrun.report import Comparison
 from optrun.runs import RunRecord
-from optrun.stats import LabelStats
+from optrun.stats import LabelStats, LandscapeStats
 from optrun.train import OPTIONAL_COLUMNS, Record, StepRecord
 
 
@@ -99,21 +99,22 @@ def _mean_sd(mean: float | None, sd: float | None, percent: bool) -> str:
 
 
 def _row(s: LabelStats) -> list[str]:
-    broken = s.diverged + s.failed
     return [
         s.label,
-        s.optimizer if s.learning_rate is None else f"{s.optimizer} lr={s.learning_rate:g}",
+        _optimizer_cell(s),
         _mean_sd(s.final_test_accuracy_mean, s.final_test_accuracy_std, percent=True),
         _mean_sd(s.final_train_loss_mean, s.final_train_loss_std, percent=False),
         f"{s.best_test_accuracy * 100:.2f} ({s.best_epoch})" if s.best_test_accuracy is not None else "-",
         str(s.epochs_to_target) if s.epochs_to_target is not None else "-",
         f"{s.seconds_per_epoch:.3f}" if s.seconds_per_epoch is not None else "-",
-        f"[red]{broken}/{s.seeds}[/]" if broken else f"0/{s.seeds}",
+        _broken_cell(s),
     ]
 
 
 def comparison_table(comparison: Comparison) -> Table:
-    """One row per label, best mean final test accuracy first."""
+    """One row per label, best first."""
+    if comparison.rows and isinstance(comparison.rows[0], LandscapeStats):
+        return _landscape_table(comparison)
     target = comparison.target
     caption = "test acc %, train loss: final, mean ± sd over the completed seeds; best: of the mean curve (epoch)"
     if target is not None:
@@ -131,4 +132,46 @@ def comparison_table(comparison: Comparison) -> Table:
         table.add_column(name, justify="right", no_wrap=True)
     for s in comparison.rows:
         table.add_row(*_row(s))
+    return table
+
+
+def _optimizer_cell(s: LabelStats | LandscapeStats) -> str:
+    return s.optimizer if s.learning_rate is None else f"{s.optimizer} lr={s.learning_rate:.4g}"
+
+
+def _broken_cell(s: LabelStats | LandscapeStats) -> str:
+    broken = s.diverged + s.failed
+    return f"[red]{broken}/{s.seeds}[/]" if broken else f"0/{s.seeds}"
+
+
+def _landscape_table(comparison: Comparison) -> Table:
+    caption = (
+        "loss, distance: final, mean ± sd over the completed seeds; best: of the mean loss curve (step)\n"
+        f"to target: first step the mean distance to the minimum is {comparison.target_rule}\n"
+        "rate: measured per-step contraction of the distance (theory's where the settings are the theory's)\n"
+        "diverged: runs that diverged or failed, of all seeds"
+    )
+    table = Table(
+        title=comparison.title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD
+    )
+    table.add_column("label", style="bold", no_wrap=True)
+    table.add_column("optimizer", min_width=8)
+    for name in ("loss", "distance", "best (step)"):
+        table.add_column(name, justify="right", min_width=7)
+    for name in ("to target", "rate", "diverged"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for s in comparison.rows:
+        rate = "-" if s.rate_measured is None else f"{s.rate_measured:.3f}"
+        if s.rate_theory is not None:
+            rate += f" ({s.rate_theory:.3f})"
+        table.add_row(
+            s.label,
+            _optimizer_cell(s),
+            _mean_sd(s.final_loss_mean, s.final_loss_std, percent=False),
+            _mean_sd(s.final_distance_mean, s.final_distance_std, percent=False),
+            "-" if s.best_loss is None else f"{s.best_loss:.3g} ({s.best_step})",
+            "-" if s.steps_to_target is None else str(s.steps_to_target),
+            rate,
+            _broken_cell(s),
+        )
     return table

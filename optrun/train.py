@@ -105,10 +105,22 @@ class TrainResult:
         return last.step if isinstance(last, StepRecord) else last.epoch
 
 
+def _streams(seed: int) -> list[np.random.Generator]:
+    """The seed's three independent streams: data (or the objective), initial weights, batch order (or noise)."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
+
+
+def objective_of(config: Config) -> Objective:
+    """The objective of ``config`` as its runs see it (the quadratic's rotation comes from the seed)."""
+    if config.objective is None:
+        raise ValueError(f"{config.name} trains a network, not an objective")
+    return build_objective(config.objective, _streams(config.seed)[0])
+
+
 def prepare(config: Config) -> Experiment | Landscape:
     """Load the data, initialise the network and build the optimizer for ``config`` (or place the
     start point on its objective)."""
-    data_rng, init_rng, order_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3))
+    data_rng, init_rng, order_rng = _streams(config.seed)
     if config.objective is not None:
         objective = build_objective(config.objective, data_rng)
         x = objective.start.copy()
