@@ -269,11 +269,11 @@ def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | Non
     each train run directory is a row of its own.
     """
     collection = reports.collect(paths)
+    comparison = reports.build(collection.groups, collection.name, target_accuracy or collection.target)
     for warning in collection.warnings:
         click.echo(f"warning: {warning}", err=True)
     if differ := reports.problem_differences(collection.groups):
         click.echo(f"warning: the runs differ in {', '.join(differ)}, not only in optimizer and seed", err=True)
-    comparison = reports.build(collection.groups, collection.name, target_accuracy or collection.target)
     out_dir = Path(out) if out else create_run_dir(runs_dir, "report")
     reports.write(comparison, out_dir, {"sources": [str(Path(p)) for p in paths]})
     if quiet:
@@ -313,7 +313,10 @@ def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
             bad += 1
             click.echo(f"error: {exc}", err=True)
             continue
-        problem = f"on {c.dataset.name}, {c.model.type}, {c.train.epochs} epochs"
+        if c.objective is not None:
+            problem = f"on {c.objective.name}, {c.train.steps} steps"
+        else:
+            problem = f"on {c.dataset.name}, {c.model.type}, {c.train.epochs} epochs"
         if isinstance(c, configs.CompareConfig):
             n = len(c.seed_list)
             what = f"compare {len(c.optimizers)} optimizers x {n} seed{'s' if n > 1 else ''}"

@@ -12,11 +12,14 @@ import yaml
 from click.testing import CliRunner
 
 from optrun.cli import cli
-from optrun.config import parse_config
+from optrun.compare import compare
+from optrun.config import CompareConfig, parse_config
 from optrun.objectives import contraction_rate, random_rotation
+from optrun.plots import convergence_figure, trajectories_figure
+from optrun.report import build, collect
 from optrun.runs import theory_rate
 from optrun.schema import ConfigError
-from optrun.train import StepRecord, train
+from optrun.train import StepRecord, objective_of, train
 
 
 def config(objective: dict, optimizer: dict, steps: int = 50, **extra):
@@ -165,3 +168,67 @@ def test_theory_settings_by_hand() -> None:
 def test_theory_errors(objective: dict, optimizer: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config(objective, optimizer)
+
+
+# --- comparisons on objectives ---------------------------------------------------------------------------------------
+
+VALLEY = """name: valley
+objective: {name: quadratic, dim: 2, condition_number: 100}
+train: {steps: 120}
+optimizers:
+  gd: {name: sgd, learning_rate: theory}
+  heavy-ball: {name: momentum, learning_rate: theory, mu: theory}
+  slow: {name: sgd, learning_rate: 0.001}
+"""
+
+
+def test_an_objective_comparison_writes_its_table_and_pictures(tmp_path) -> None:
+    path = tmp_path / "valley.yaml"
+    path.write_text(VALLEY)
+    result = invoke("compare", path, "--runs-dir", tmp_path / "runs", "-j", "1")
+    assert result.exit_code == 0, result.output
+    compare_dir = next((tmp_path / "runs").iterdir())
+    for name in ("comparison.csv", "curves.png", "curves.svg", "trajectories.png", "convergence.png"):
+        assert (compare_dir / name).is_file(), name
+    with (compare_dir / "comparison.csv").open() as fh:
+        rows = {r["label"]: r for r in csv.DictReader(fh)}
+    assert list(rows) == ["heavy-ball", "gd", "slow"]  # lowest final loss first
+    assert float(rows["heavy-ball"]["rate_theory"]) == pytest.approx(9 / 11)
+    assert abs(float(rows["heavy-ball"]["rate_measured"]) - 9 / 11) <= 0.03
+    assert rows["slow"]["rate_theory"] == "" and rows["slow"]["steps_to_target"] == ""
+    with (compare_dir / "heavy-ball" / "seed-0" / "metrics.csv").open() as fh:
+        distances = [float(r["distance_to_minimum"]) for r in csv.DictReader(fh)]
+    first = next(i for i, d in enumerate(distances) if d <= 1e-3 * distances[0])
+    assert int(rows["heavy-ball"]["steps_to_target"]) == first
+    assert "0.818" in result.output and "to target" in result.output
+    invoke("report", compare_dir, "--out", tmp_path / "again")
+    assert (tmp_path / "again" / "comparison.csv").read_bytes() == (compare_dir / "comparison.csv").read_bytes()
+
+
+def test_trajectories_and_convergence_draw_the_recorded_points(tmp_path) -> None:
+    cc = parse_config(yaml.safe_load(VALLEY), schema=CompareConfig)
+    out = compare(cc, tmp_path)
+    groups = collect([out.path]).groups
+    objective = objective_of(cc.run_config("gd", 0))
+    ax = trajectories_figure(groups, objective).axes[0]
+    paths = [line for line in ax.lines if len(line.get_xdata()) == 121]
+    recorded = groups[0].runs[0].records
+    np.testing.assert_array_equal(paths[0].get_xdata(), [r.x0 for r in recorded])
+    np.testing.assert_array_equal(paths[0].get_ydata(), [r.x1 for r in recorded])
+    comparison = build(groups, "valley")
+    lines = convergence_figure(groups, comparison.rows).axes[0].lines
+    d0 = recorded[0].distance_to_minimum
+    theory = [line for line in lines if line.get_linestyle() == "--"]
+    assert len(theory) == 2  # gd and heavy ball use the theory's settings; "slow" does not
+    np.testing.assert_allclose(theory[0].get_ydata(), d0 * (99 / 101) ** np.arange(121), rtol=1e-12)
+
+
+def test_networks_and_objectives_do_not_share_a_table(tmp_path) -> None:
+    network = tmp_path / "net.yaml"
+    network.write_text("dataset: {name: digits}\ntrain: {epochs: 1, max_samples: 100}\noptimizer: {name: sgd}\n")
+    landscape = tmp_path / "land.yaml"
+    landscape.write_text("objective: {name: booth}\ntrain: {steps: 5}\noptimizer: {name: sgd, learning_rate: 0.01}\n")
+    dirs = [invoke("train", p, "--runs-dir", tmp_path / "runs", "-q").output.strip() for p in (network, landscape)]
+    result = invoke("report", *dirs, "--out", tmp_path / "r")
+    assert result.exit_code == 2
+    assert result.output.strip() == "Error: these runs mix networks and objectives; compare each kind on its own"
