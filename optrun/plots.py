@@ -85,7 +85,7 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
         ax.grid(True, alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    fig.legend(handles=handles, loc="outside right center", frameon=False)
     return fig
 
 
@@ -152,7 +152,7 @@ def landscape_curves_figure(groups: list[Group], title: str = "") -> Figure:
         ax.grid(True, alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    fig.legend(handles=handles, loc="outside right center", frameon=False)
     return fig
 
 
@@ -199,7 +199,7 @@ def trajectories_figure(groups: list[Group], objective: Objective, title: str = 
                               label="minimum"))  # fmt: skip
     ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), xlabel="x0", ylabel="x1")
     fig.suptitle(title or objective.name)
-    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    fig.legend(handles=handles, loc="outside right center", frameon=False)
     return fig
 
 
@@ -233,8 +233,11 @@ def convergence_figure(groups: list[Group], rows: list[LandscapeStats], title: s
     floor = [line.get_ydata()[np.isfinite(line.get_ydata())].min() for line in ax.lines if len(line.get_ydata())]
     if floor:
         ax.set_ylim(bottom=max(min(floor), 1e-16))
-    ax.set(xlabel="step", ylabel="‖x − x*‖ (log scale)")
-    fig.suptitle(f"{title}: measured (solid) and theoretical rates (dashed, d₀·rᵗ)" if title else "Convergence")
+    ax.set(
+        xlabel="step", ylabel="‖x − x*‖ (log scale)", title="measured (solid), and the theoretical rate d₀·rᵗ (dashed)"
+    )
+    if title:
+        fig.suptitle(title)
     ax.grid(True, which="major", alpha=0.3)
-    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    fig.legend(handles=handles, loc="outside right center", frameon=False)
     return fig

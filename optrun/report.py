@@ -129,16 +129,27 @@ def problem_differences(groups: list[Group]) -> list[str]:
     return [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
 
 
+def _describe_objective(objective: Mapping[str, Any]) -> str:
+    """``quadratic κ=100, 2-D`` or ``rosenbrock, noise 0.1``: the objective in a few words."""
+    words = [str(objective.get("name"))]
+    if objective.get("name") == "quadratic":
+        words[0] += f" κ={objective.get('condition_number'):g}, {objective.get('dim')}-D"
+        if objective.get("rotate") is False:
+            words.append("unrotated")
+    if objective.get("noise"):
+        words.append(f"noise {objective['noise']:g}")
+    if objective.get("start") is not None:
+        words.append(f"start ({', '.join(f'{x:g}' for x in objective['start'])})")
+    return ", ".join(words)
+
+
 def describe_problem(groups: list[Group]) -> str:
     """``digits · mlp [64] relu · 20 epochs, batch 32`` or ``quadratic dim=2 condition_number=100 · 300 steps``,
     or what the runs share when they differ."""
     config = groups[0].runs[0].config if groups else {}
     train = config.get("train") or {}
     if config.get("objective"):
-        objective = config["objective"]
-        settings = " ".join(f"{k}={v}" for k, v in objective.items() if k != "name" and v not in (None, 0.0))
-        parts = [f"{objective.get('name')} {settings}".strip(), f"{train.get('steps')} steps"]
-        keys = ("objective", "train")
+        parts, keys = [_describe_objective(config["objective"]), f"{train.get('steps')} steps"], ("objective", "train")
     else:
         model = config.get("model") or {}
         net = " ".join(
