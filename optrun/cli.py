@@ -131,6 +131,10 @@ def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bo
     console = _console()
     with _progress(console, config, quiet) as on_row:
         outcome = run(config, runs_dir, on_row)
+    pictures = []
+    if config.objective is not None:  # the path and the rate are the point of a landscape: draw them
+        collection = reports.collect([outcome.path])
+        pictures = reports.draw(reports.build(collection.groups, config.name), outcome.path)
     if quiet:
         click.echo(outcome.path)
     else:
@@ -146,6 +150,8 @@ def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bo
             console.print(
                 f"[red]diverged[/]: {escape(result.reason or '')}; metrics.csv keeps {unit} 0..{summary[unit]}"
             )
+        if pictures:
+            console.print(f"pictures: {', '.join(p.name for p in pictures)}")
         console.print(f"run directory: {outcome.path}")
     if outcome.result.status == "diverged":
         sys.exit(EXIT_DIVERGED)

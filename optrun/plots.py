@@ -23,7 +23,8 @@ from optrun.objectives import Objective
 from optrun.stats import Group, LandscapeStats, curves
 from optrun.train import EpochRecord
 
-_STYLES = ("-", "--", ":", "-.")  # after the ten colours of tab10, labels differ by line style too
+_STYLES = ("-", "--", ":", "-.")
+_PLOTTABLE = 1e100  # larger values (a run on its way to overflow) would break log axes: they are left out  # after the ten colours of tab10, labels differ by line style too
 
 
 def _legend_label(group: Group) -> str:
@@ -136,7 +137,7 @@ def landscape_curves_figure(groups: list[Group], title: str = "") -> Figure:
             if run.status != "completed" and run.records:
                 steps = np.array([r.step for r in run.records])
                 loss = np.array([r.loss for r in run.records])
-                ok = np.isfinite(loss)
+                ok = np.isfinite(loss) & (np.abs(loss) < _PLOTTABLE)
                 if ok.any():
                     axes[0].plot(steps[ok], loss[ok], color=colour, linestyle="--", linewidth=0.9)
                     axes[0].plot(steps[ok][-1], loss[ok][-1], color=colour, marker="x", ms=8, mew=2, clip_on=False)

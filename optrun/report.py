@@ -226,19 +226,28 @@ def _figures(comparison: Comparison) -> dict[str, Any]:
     return figures
 
 
+def draw(comparison: Comparison, out_dir: Path) -> list[Path]:
+    """Write the comparison's pictures into ``out_dir``: curves.png and .svg, and on an objective
+    trajectories.png (2-D) and convergence.png (the quadratic)."""
+    return _save(_figures(comparison), out_dir)
+
+
+def _save(figures: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    from optrun.plots import save_figure
+
+    return [p for name, figure in figures.items() for p in save_figure(figure, out_dir, name, svg=name == "curves")]
+
+
 def write(comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None = None) -> None:
-    """Write comparison.csv, curves.png, curves.svg and summary.json into ``out_dir``."""
-    figures = _figures(comparison)
+    """Write comparison.csv, the pictures (``draw``) and summary.json into ``out_dir``."""
+    figures = _figures(comparison)  # any failure to draw comes before a file is written
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = list(type(comparison.rows[0]).__dataclass_fields__)
     with (out_dir / "comparison.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([_cell(getattr(row, c)) for c in columns] for row in comparison.rows)
-    from optrun.plots import save_figure
-
-    for name, figure in figures.items():
-        save_figure(figure, out_dir, name, svg=name == "curves")
+    _save(figures, out_dir)
     by_label = {g.label: g for g in comparison.groups}
     labels = []
     for row in comparison.rows:

@@ -83,6 +83,8 @@ def test_a_run_directory_of_an_objective(tmp_path) -> None:
     assert (again / "metrics.csv").read_text() == (run_dir / "metrics.csv").read_text()
     shown = invoke("show", run_dir).output
     assert "per-step metrics" in shown and "distance to min" in shown
+    pictures = sorted(p.name for p in run_dir.glob("*.png"))
+    assert pictures == ["curves.png", "trajectories.png"]  # convergence.png is for the quadratic
 
 
 def test_the_saddle_has_no_distance_and_escapes(tmp_path) -> None:
