@@ -23,8 +23,8 @@ from optrun.objectives import Objective
 from optrun.stats import Group, LandscapeStats, curves
 from optrun.train import EpochRecord
 
-_STYLES = ("-", "--", ":", "-.")
-_PLOTTABLE = 1e100  # larger values (a run on its way to overflow) would break log axes: they are left out  # after the ten colours of tab10, labels differ by line style too
+_STYLES = ("-", "--", ":", "-.")  # after the ten colours of tab10, labels differ by line style too
+_PLOTTABLE = 1e100  # larger values (a run on its way to overflow) would break log axes: they are left out
 
 
 def _legend_label(group: Group) -> str:
