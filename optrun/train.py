@@ -122,7 +122,7 @@ def prepare(config: Config) -> Experiment | Landscape:
     start point on its objective)."""
     data_rng, init_rng, order_rng = _streams(config.seed)
     if config.objective is not None:
-        objective = build_objective(config.objective, data_rng)
+        objective = objective_of(config)
         x = objective.start.copy()
         return Landscape(config, objective, x, build_optimizer(config.optimizer, [x]), order_rng)
     data = load_dataset(config.dataset, data_rng, dtype=config.model.dtype)
