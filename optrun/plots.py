@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from optrun.objectives import Objective
 from optrun.stats import Group, LandscapeStats, curves
-from optrun.train import EpochRecord
+from optrun.train import Record
 
 _STYLES = ("-", "--", ":", "-.")  # after the ten colours of tab10, labels differ by line style too
 _PLOTTABLE = 1e100  # larger values (a run on its way to overflow) would break log axes: they are left out
@@ -59,7 +59,8 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
                 window.append(mean_accuracy[c.x >= zoom_from])
         for run in group.runs:
             if run.status != "completed" and run.records:
-                _plot_broken(loss_ax, acc_ax, run.records, colour)
+                _plot_broken(loss_ax, run.records, "epoch", "train_loss", colour, positive=True)
+                _plot_broken(acc_ax, run.records, "epoch", "test_accuracy", colour)
         handles.append(Line2D([], [], color=colour, linestyle=style, linewidth=1.8, label=_legend_label(group)))
     if any(len(g.completed) < len(g.runs) for g in groups):
         handles.append(
@@ -90,17 +91,14 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
     return fig
 
 
-def _plot_broken(loss_ax: Axes, acc_ax: Axes, records: list[EpochRecord], colour: str) -> None:
-    """A diverged or failed run: its finite points, dashed, and a cross at the last one."""
-    epochs = np.array([r.epoch for r in records])
-    for ax, values in (
-        (loss_ax, np.array([r.train_loss for r in records])),
-        (acc_ax, np.array([r.test_accuracy for r in records])),
-    ):
-        ok = np.isfinite(values) & ((values > 0) if ax is loss_ax else True)
-        if ok.any():
-            ax.plot(epochs[ok], values[ok], color=colour, linestyle="--", linewidth=0.9, alpha=0.8)
-            ax.plot(epochs[ok][-1], values[ok][-1], color=colour, marker="x", markersize=8, mew=2, clip_on=False)
+def _plot_broken(ax: Axes, records: list[Record], x: str, y: str, colour: str, positive: bool = False) -> None:
+    """A diverged or failed run's ``y`` against ``x``: its plottable points, dashed, and a cross at the last one."""
+    xs = np.array([getattr(r, x) for r in records])
+    values = np.array([getattr(r, y) for r in records], dtype=np.float64)
+    ok = np.isfinite(values) & (np.abs(values) < _PLOTTABLE) & ((values > 0) if positive else True)
+    if ok.any():
+        ax.plot(xs[ok], values[ok], color=colour, linestyle="--", linewidth=0.9, alpha=0.8)
+        ax.plot(xs[ok][-1], values[ok][-1], color=colour, marker="x", markersize=8, mew=2, clip_on=False)
 
 
 def save_figure(fig: Figure, out_dir: Path, name: str = "curves", svg: bool = True) -> list[Path]:
@@ -135,12 +133,7 @@ def landscape_curves_figure(groups: list[Group], title: str = "") -> Figure:
                 _mean_and_band(axes[1], c.x, c["distance_to_minimum"], colour, style)
         for run in group.runs:
             if run.status != "completed" and run.records:
-                steps = np.array([r.step for r in run.records])
-                loss = np.array([r.loss for r in run.records])
-                ok = np.isfinite(loss) & (np.abs(loss) < _PLOTTABLE)
-                if ok.any():
-                    axes[0].plot(steps[ok], loss[ok], color=colour, linestyle="--", linewidth=0.9)
-                    axes[0].plot(steps[ok][-1], loss[ok][-1], color=colour, marker="x", ms=8, mew=2, clip_on=False)
+                _plot_broken(axes[0], run.records, "step", "loss", colour)
         handles.append(Line2D([], [], color=colour, linestyle=style, linewidth=1.8, label=_legend_label(group)))
     axes[0].set_yscale("log" if positive else "symlog")
     axes[0].set(title="Loss", ylabel=f"f(x) ({'log' if positive else 'symmetric log'} scale)")
