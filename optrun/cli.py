@@ -7,6 +7,7 @@ run diverged or failed (``compare``).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,15 +23,27 @@ from rich.table import Table
 
 from optrun import config as configs
 from optrun import report as reports
+from optrun.checkpoints import CheckpointError
 from optrun.compare import PlannedRun, compare, select
 from optrun.optim import OPTIMIZERS, Hyperparameters, update_rule
 from optrun.parallel import ExecutorError, available_cores
-from optrun.runs import RunDirError, RunOutcome, create_run_dir, is_run_dir, read_run, run
+from optrun.runs import (
+    RunDirError,
+    RunInterrupted,
+    RunOutcome,
+    Terminated,
+    create_run_dir,
+    is_run_dir,
+    read_run,
+    resume,
+    run,
+)
 from optrun.schema import ConfigError
 from optrun.tables import comparison_table, metrics_table, result_text, run_overview
 from optrun.train import Record, StepRecord
 
 EXIT_DIVERGED = 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal number, as shells report them
 
 
 class UserError(click.ClickException):
@@ -44,12 +57,26 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return command(*args, **kwargs)
-        except (ConfigError, RunDirError, ExecutorError) as exc:
+        except (ConfigError, RunDirError, ExecutorError, CheckpointError) as exc:
             raise UserError(str(exc)) from None
+        except RunInterrupted as exc:
+            click.echo(
+                f"interrupted by {exc.signal} after {exc.progress}; what finished is kept in {exc.path}. "
+                f"Resume with: optrun {exc.resume_command}",
+                err=True,
+            )
+            sys.exit(EXIT_SIGTERM if exc.signal == "SIGTERM" else EXIT_SIGINT)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 runs_dir_option = click.option(
@@ -114,23 +141,39 @@ def _progress(console: Console, config: configs.Config, quiet: bool) -> Iterator
 
 
 @cli.command(short_help="Train the network a config describes; write a run directory.")
-@click.argument("config_path", metavar="CONFIG")
+@click.argument("config_path", metavar="CONFIG", required=False)
 @set_option
+@click.option("--resume", "resume_dir", metavar="RUN_DIR", help="Continue an interrupted run from its checkpoint.")
 @runs_dir_option
 @smoke_option
 @quiet_option
 @user_errors
-def train(config_path: str, overrides: tuple[str, ...], runs_dir: str, smoke: bool, quiet: bool) -> None:
+def train(
+    config_path: str | None, overrides: tuple[str, ...], resume_dir: str | None, runs_dir: str, smoke: bool, quiet: bool
+) -> None:
     """Train the network that CONFIG describes (or descend its objective) and write a run directory.
 
-    Exits 0 when training completed, 3 when it diverged, 2 for a bad config.
+    After every epoch a checkpoint is saved; Ctrl-C or SIGTERM stops the run, keeps
+    its finished rows, and `optrun train --resume RUN_DIR` continues it.
+
+    Exits 0 when training completed, 3 when it diverged, 2 for a bad config,
+    130 (Ctrl-C) or 143 (SIGTERM) when interrupted.
     """
-    config = configs.load_config(config_path, overrides)
+    if (config_path is None) == (resume_dir is None):
+        raise UserError("give a CONFIG to train, or --resume RUN_DIR to continue a run, not both")
+    if resume_dir is not None and (overrides or smoke):
+        raise UserError("--resume continues a run as it was configured; --set and --smoke do not apply")
+    if resume_dir is not None:
+        if not (Path(resume_dir) / "config.yaml").is_file():
+            raise UserError(f"{resume_dir}: not a run directory (no config.yaml)")
+        config = configs.load_config(Path(resume_dir) / "config.yaml")
+    else:
+        config = configs.load_config(config_path, overrides)
     if smoke:
         config = configs.smoke(config)
     console = _console()
     with _progress(console, config, quiet) as on_row:
-        outcome = run(config, runs_dir, on_row)
+        outcome = run(config, runs_dir, on_row) if resume_dir is None else resume(resume_dir, on_row)
     pictures = []
     if config.objective is not None:  # the path and the rate are the point of a landscape: draw them
         collection = reports.collect([outcome.path])

@@ -24,13 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from optrun.config import Config, dump_yaml, read_yaml
+from optrun import checkpoints
+from optrun.config import Config, dump_yaml, parse_config, read_yaml
 from optrun.objectives import contraction_rate, theory
 from optrun.train import (
     COLUMNS,
     OPTIONAL_COLUMNS,
     STEP_COLUMNS,
     EpochRecord,
+    Experiment,
+    Landscape,
     Record,
     StepRecord,
     TrainResult,
@@ -83,11 +86,11 @@ class MetricsWriter:
     that ends before its first row gets the header of ``columns``.
     """
 
-    def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
-        self._file = path.open("w", newline="", encoding="utf-8")
+    def __init__(self, path: Path, columns: tuple[str, ...], append: bool = False) -> None:
+        self._file = path.open("a" if append else "w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._file, lineterminator="\n")
         self._default = columns
-        self._columns: tuple[str, ...] = ()
+        self._columns: tuple[str, ...] = columns if append else ()  # appending: the header is there
 
     def write(self, row: Record) -> None:
         if not self._columns:
@@ -97,6 +100,8 @@ class MetricsWriter:
         self._file.flush()
 
     def close(self) -> None:
+        if self._file.closed:
+            return
         if not self._columns:
             self._csv.writerow(self._default)
         self._file.close()
@@ -209,26 +214,106 @@ def _finish(path: Path, config: Config, result: TrainResult, wall_seconds: float
     return RunOutcome(path, result, summary)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread (the CLI installs the handler) so a run stops as it does on Ctrl-C."""
+
+
+class RunInterrupted(Exception):
+    """A run stopped by Ctrl-C or SIGTERM, after its finished rows and an 'interrupted' summary were written."""
+
+    def __init__(self, path: Path, signal: str, progress: str, resume_command: str = "") -> None:
+        super().__init__(f"{path}: interrupted by {signal} after {progress}")
+        self.path, self.signal, self.progress = path, signal, progress  # progress: "epoch 7", "step 120", "3 runs"
+        self.resume_command = resume_command or f"train --resume {path}"
+
+
+def _signal_name(exc: BaseException) -> str:
+    return "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+
+
 def run(config: Config, runs_dir: str | Path = "runs", on_epoch: Callable[[Record], None] | None = None) -> RunOutcome:
     """Train ``config`` and record it in a new run directory under ``runs_dir``.
 
     Data and model are built first, so a failure there leaves no directory behind.
-    metrics.csv grows row by row as training goes.
+    metrics.csv grows row by row as training goes, and a network run saves a
+    checkpoint after every epoch (``optrun.checkpoints``), from which ``resume``
+    continues. Ctrl-C or SIGTERM ends it with an 'interrupted' summary and
+    ``RunInterrupted``.
     """
     start = time.perf_counter()
     experiment = prepare(config)
     path = create_run_dir(runs_dir, config.name)
-    writer = _start(path, config)
+    return _train_into(path, config, experiment, _start(path, config), on_epoch, start)
+
+
+def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None) -> RunOutcome:
+    """Continue an interrupted network run from its last checkpoint, appending to its metrics.csv.
+
+    The result equals, timings aside, that of a run never interrupted. RunDirError
+    or CheckpointError when there is nothing to resume (the run is finished, has
+    no checkpoint, or the checkpoint is corrupt).
+    """
+    start = time.perf_counter()
+    path = Path(run_dir)
+    if not (path / "config.yaml").is_file():
+        raise RunDirError(f"{path}: not a run directory (no config.yaml)")
+    summary = _read_summary(path) if (path / "summary.json").is_file() else {}
+    if summary.get("status") not in (None, "interrupted"):
+        raise RunDirError(f"{path}: the run is already {summary['status']}; there is nothing to resume")
+    config = parse_config(read_yaml(path / "config.yaml"), str(path / "config.yaml"))
+    if config.objective is not None:
+        raise RunDirError(f"{path}: a run on an objective has no checkpoints; train its config.yaml again")
+    experiment = prepare(config)
+    epoch = checkpoints.restore(experiment, path)
+    kept = [row for row in _read_metrics(path / "metrics.csv") if row.epoch <= epoch]
+    if len(kept) != epoch + 1:
+        raise RunDirError(f"{path / 'metrics.csv'}: rows for epochs 0..{epoch} are missing; cannot resume")
+    tmp = path / ".metrics.csv.tmp"  # rows past the checkpoint (if any) are dropped and trained again
+    rewrite = MetricsWriter(tmp, columns_of(kept[0]))
+    for row in kept:
+        rewrite.write(row)
+    rewrite.close()
+    os.replace(tmp, path / "metrics.csv")
+    writer = MetricsWriter(path / "metrics.csv", columns_of(kept[0]), append=True)
+    earlier = float(summary.get("wall_seconds") or 0.0)
+    return _train_into(path, config, experiment, writer, on_epoch, start - earlier, kept)
+
+
+def _train_into(
+    path: Path,
+    config: Config,
+    experiment: Experiment | Landscape,
+    writer: MetricsWriter,
+    on_epoch: Callable[[Record], None] | None,
+    start: float,
+    earlier: list[Record] | None = None,
+) -> RunOutcome:
+    records = list(earlier or [])
 
     def record(row: Record) -> None:
         writer.write(row)
+        records.append(row)
+        if isinstance(experiment, Experiment):
+            checkpoints.save(experiment, path)
         if on_epoch is not None:
             on_epoch(row)
 
     try:
         result = fit(experiment, record)
+    except KeyboardInterrupt as exc:
+        writer.close()
+        signal = _signal_name(exc)
+        if isinstance(experiment, Experiment):
+            progress = f"epoch {experiment.epoch}"
+        else:
+            progress = f"step {max(len(records) - 1, 0)}"
+        reason = f"interrupted by {signal} after {progress}"
+        _finish(path, config, TrainResult("interrupted", records, reason), time.perf_counter() - start)
+        raise RunInterrupted(path, signal, progress) from None
     finally:
         writer.close()
+    result.records = records
+    (path / checkpoints.NAME).unlink(missing_ok=True)  # a finished run needs no checkpoint
     return _finish(path, config, result, time.perf_counter() - start)
 
 
@@ -287,6 +372,16 @@ def _read_metrics(path: Path) -> list[Record]:
             raise RunDirError(f"{path}: line {reader.line_num}: not a row of numbers") from None
 
 
+def _read_summary(path: Path) -> dict[str, Any]:
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path / 'summary.json'}: not valid JSON: {exc}") from None
+    if not isinstance(summary, dict):
+        raise RunDirError(f"{path / 'summary.json'}: not what optrun writes")
+    return summary
+
+
 def read_run(path: str | Path) -> RunRecord:
     """Read a finished run directory; RunDirError names the file at fault."""
     path = Path(path)
@@ -295,10 +390,7 @@ def read_run(path: str | Path) -> RunRecord:
             what = "an unfinished run" if is_run_dir(path) else "not a run directory"
             raise RunDirError(f"{path}: {what} (no {name})")
     config = read_yaml(path / "config.yaml")
-    try:
-        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{path / 'summary.json'}: not valid JSON: {exc}") from None
+    summary = _read_summary(path)
     if not isinstance(config, dict) or not isinstance(summary, dict) or "status" not in summary:
         raise RunDirError(f"{path}: config.yaml or summary.json is not what optrun writes")
     return RunRecord(path, config, summary, _read_metrics(path / "metrics.csv"))

@@ -77,6 +77,7 @@ class Experiment:
     model: Network
     optimizer: Optimizer
     batch_order: np.random.Generator
+    epoch: int = 0  # epochs already trained (a resumed run starts after them)
 
 
 @dataclass
@@ -164,6 +165,7 @@ def fit(exp: Experiment | Landscape, on_epoch: Callable[[Record], None] | None =
 
     A non-finite minibatch loss ends the run as diverged, keeping the rows of the
     epochs before it; a non-finite evaluation or parameter ends it after that row.
+    An experiment restored from a checkpoint (``exp.epoch`` > 0) continues after that epoch.
     """
     if isinstance(exp, Landscape):
         return _descend(exp, on_epoch)
@@ -180,14 +182,15 @@ def fit(exp: Experiment | Landscape, on_epoch: Callable[[Record], None] | None =
         return result.reason is None
 
     with np.errstate(all="ignore"):  # overflow is detected and reported as divergence, not warned about
-        healthy = record(_evaluate(exp, 0, 0.0))
-        for epoch in range(1, exp.config.train.epochs + 1):
+        healthy = record(_evaluate(exp, 0, 0.0)) if exp.epoch == 0 else True
+        for epoch in range(exp.epoch + 1, exp.config.train.epochs + 1):
             if not healthy:
                 break
             start = time.perf_counter()
             result.reason = _run_epoch(exp, epoch)
             if result.reason is not None:
                 break
+            exp.epoch = epoch
             healthy = record(_evaluate(exp, epoch, time.perf_counter() - start))
     if result.reason is not None:
         result.status = "diverged"
