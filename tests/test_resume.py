@@ -1,0 +1,165 @@
+"""Nothing lost: interrupted runs keep their rows, and resuming gives the metrics of a run never interrupted."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from optrun import checkpoints
+from optrun.checkpoints import CheckpointError
+from optrun.cli import cli
+from optrun.config import parse_config
+from optrun.runs import RunDirError, RunInterrupted, resume, run
+
+SPECS = [
+    {"name": "adam", "amsgrad": True},  # t, m, s and s_max must all come back
+    {
+        "name": "momentum",
+        "mu_schedule": {"name": "linear", "start": 0.5, "end": 0.9, "steps": 60},
+        "restart": {"when": "loss"},
+        "schedule": {"name": "cosine", "steps": 200, "warmup": 10},
+    },
+]
+
+
+def config(optimizer: dict, epochs: int = 6):
+    data = {"name": "r", "dataset": {"name": "digits"}, "train": {"epochs": epochs, "max_samples": 400}}
+    return parse_config({**data, "optimizer": optimizer})
+
+
+def metrics(run_dir: Path) -> list[list[str]]:
+    """metrics.csv without its timing column."""
+    with (run_dir / "metrics.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    i = rows[0].index("seconds")
+    return [r[:i] + r[i + 1 :] for r in rows]
+
+
+def interrupt_at(epoch: int):
+    def on_epoch(row) -> None:
+        if row.epoch == epoch:
+            raise KeyboardInterrupt
+
+    return on_epoch
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s["name"])
+def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, spec: dict) -> None:
+    c = config(spec)
+    whole = run(c, tmp_path / "whole").path
+    with pytest.raises(RunInterrupted) as stopped:
+        run(c, tmp_path / "cut", interrupt_at(3))
+    cut = stopped.value.path
+    summary = json.loads((cut / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["epochs"] == 3
+    assert summary["reason"] == "interrupted by SIGINT after epoch 3"
+    assert len(metrics(cut)) == 1 + 4 and (cut / checkpoints.NAME).is_file()
+    resumed = resume(cut)
+    assert resumed.summary["status"] == "completed" and resumed.summary["epochs"] == 6
+    assert metrics(cut) == metrics(whole)
+    assert not (cut / checkpoints.NAME).exists()  # a finished run keeps no checkpoint
+
+
+def test_rows_written_after_the_last_checkpoint_are_trained_again(tmp_path, monkeypatch) -> None:
+    c = config({"name": "rmsprop"})
+    whole = run(c, tmp_path / "whole").path
+    real_save = checkpoints.save
+
+    def save(exp, path):
+        if exp.epoch == 4:  # row 4 is written, its checkpoint never is
+            raise KeyboardInterrupt
+        return real_save(exp, path)
+
+    monkeypatch.setattr(checkpoints, "save", save)
+    with pytest.raises(RunInterrupted) as stopped:
+        run(c, tmp_path / "cut")
+    monkeypatch.setattr(checkpoints, "save", real_save)
+    cut = stopped.value.path
+    assert [r[0] for r in metrics(cut)[1:]] == ["0", "1", "2", "3", "4"]
+    resume(cut)
+    assert metrics(cut) == metrics(whole)
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path) -> None:
+    c = config({"name": "sgd"}, epochs=3)
+    done = run(c, tmp_path).path
+    with pytest.raises(RunDirError, match="the run is already completed; there is nothing to resume"):
+        resume(done)
+    with pytest.raises(RunInterrupted) as stopped:
+        run(c, tmp_path, interrupt_at(1))
+    cut = stopped.value.path
+    good = (cut / checkpoints.NAME).read_bytes()
+    (cut / checkpoints.NAME).write_bytes(good[:100] + bytes([good[100] ^ 0xFF]) + good[101:])
+    with pytest.raises(CheckpointError, match=r"damaged|corrupt"):
+        resume(cut)
+    (cut / checkpoints.NAME).unlink()
+    with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
+        resume(cut)
+
+
+def test_a_checkpoint_that_fails_its_checksum_is_refused_by_the_cli(tmp_path) -> None:
+    c = config({"name": "sgd"}, epochs=3)
+    with pytest.raises(RunInterrupted) as stopped:
+        run(c, tmp_path, interrupt_at(1))
+    cut = stopped.value.path
+    saved = cut / checkpoints.NAME
+    # rewrite one parameter without updating the checksum: the file is a valid npz, the state is not what was saved
+    with np.load(saved) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["params"] = arrays["params"] + np.float32(1)
+    np.savez(saved, **arrays)
+    result = CliRunner().invoke(cli, ["train", "--resume", str(cut)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"Error: {saved}: the checkpoint fails its checksum; it is corrupt"
+
+
+SLOW = """name: slow
+dataset: {name: blobs, n_samples: 40000, n_features: 300, n_classes: 5}
+model: {hidden: [128, 64]}
+train: {epochs: 8, batch_size: 64}
+optimizer: {name: adam, learning_rate: 0.001}
+"""
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_command_cleanly_and_resume_finishes_it(tmp_path, sig, code) -> None:
+    path = tmp_path / "slow.yaml"
+    path.write_text(SLOW)
+    command = [sys.executable, "-m", "optrun", "train", str(path), "--runs-dir", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:  # wait for the second epoch's line, then signal
+        if line.startswith("epoch 2/8"):
+            break
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert "Traceback" not in err and err.startswith(f"interrupted by {sig.name} after epoch ")
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert f"Resume with: optrun train --resume {run_dir}" in err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    rows = metrics(run_dir)
+    assert all(len(r) == len(rows[0]) for r in rows)  # no torn row
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run_dir), "-q"])
+    assert result.exit_code == 0, result.output
+    whole = CliRunner().invoke(cli, ["train", str(path), "--runs-dir", str(tmp_path / "whole"), "-q"])
+    assert metrics(run_dir) == metrics(Path(whole.output.strip()))
+
+
+def test_resume_and_config_exclude_each_other(tmp_path) -> None:
+    runner = CliRunner()
+    for args, message in [
+        (["train"], "give a CONFIG to train, or --resume RUN_DIR to continue a run, not both"),
+        (["train", "--resume", str(tmp_path)], f"{tmp_path}: not a run directory (no config.yaml)"),
+    ]:
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2 and result.output.strip() == f"Error: {message}"
