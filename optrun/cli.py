@@ -24,7 +24,7 @@ from rich.table import Table
 from optrun import config as configs
 from optrun import report as reports
 from optrun.checkpoints import CheckpointError
-from optrun.compare import PlannedRun, compare, select
+from optrun.compare import PlannedRun, compare, pending, select
 from optrun.optim import OPTIMIZERS, Hyperparameters, update_rule
 from optrun.parallel import ExecutorError, available_cores
 from optrun.runs import (
@@ -234,8 +234,11 @@ def _split_labels(only: tuple[str, ...]) -> list[str]:
 
 
 @cli.command("compare", short_help="Compare optimizers over seeds; write a comparison directory.")
-@click.argument("config_path", metavar="CONFIG")
+@click.argument("config_path", metavar="CONFIG", required=False)
 @set_option
+@click.option(
+    "--resume", "resume_dir", metavar="COMPARE_DIR", help="Finish an interrupted comparison: rerun its unfinished runs."
+)
 @click.option("--seeds", type=click.IntRange(min=1), metavar="N", help="Train each optimizer with N seeds.")
 @click.option(
     "--only", multiple=True, metavar="LABEL", help="Compare only these labels (repeatable or comma-separated)."
@@ -249,8 +252,9 @@ def _split_labels(only: tuple[str, ...]) -> list[str]:
 @quiet_option
 @user_errors
 def compare_command(
-    config_path: str,
+    config_path: str | None,
     overrides: tuple[str, ...],
+    resume_dir: str | None,
     seeds: int | None,
     only: tuple[str, ...],
     jobs: int | None,
@@ -266,10 +270,24 @@ def compare_command(
     their defaults) and `seeds:` (a count or a list). Writes one run directory per
     label and seed, comparison.csv, curves.png/svg and summary.json.
 
-    Exits 0 when at least one run completed, 3 when every run diverged or failed, 2 for a bad config.
+    Ctrl-C or SIGTERM stops the runs in flight (they keep their finished epochs);
+    `optrun compare --resume COMPARE_DIR` then reruns what did not finish.
+
+    Exits 0 when at least one run completed, 3 when every run diverged or failed, 2 for a bad config,
+    130 (Ctrl-C) or 143 (SIGTERM) when interrupted.
     """
     if jobs is not None and dask_scheduler is not None:
         raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
+    if (config_path is None) == (resume_dir is None):
+        raise UserError("give a CONFIG to compare, or --resume COMPARE_DIR to finish a comparison, not both")
+    if resume_dir is not None and (overrides or seeds or only or smoke):
+        raise UserError(
+            "--resume finishes a comparison as it was configured; --set, --seeds, --only, --smoke do not apply"
+        )
+    if resume_dir is not None:
+        if not (Path(resume_dir) / "config.yaml").is_file():
+            raise UserError(f"{resume_dir}: not a compare directory (no config.yaml)")
+        config_path = str(Path(resume_dir) / "config.yaml")
     if seeds is not None:
         overrides = (*overrides, f"seeds={seeds}")
     config = select(configs.load_config(config_path, overrides, configs.CompareConfig), _split_labels(only))
@@ -282,10 +300,10 @@ def compare_command(
             f"({', '.join(config.optimizers)})",
             style="yellow",
         )
-    n_runs = len(config.optimizers) * len(config.seed_list)
+    n_runs = len(pending(config, resume_dir))
     width = max(map(len, config.optimizers))
     with _compare_progress(console, n_runs, width, quiet) as on_run:
-        outcome = compare(config, runs_dir, jobs or available_cores(), dask_scheduler, on_run)
+        outcome = compare(config, runs_dir, jobs or available_cores(), dask_scheduler, on_run, resume_dir)
     if quiet:
         click.echo(outcome.path)
     else:

@@ -13,6 +13,8 @@ compare config (``config.yaml``), one ordinary run directory per label and seed
 from __future__ import annotations
 
 import importlib
+import json
+import shutil
 import threading
 import time
 import traceback
@@ -23,9 +25,9 @@ from pathlib import Path
 from optrun.config import CompareConfig, Config, dump_yaml
 from optrun.parallel import executor
 from optrun.report import SEED_DIR, Comparison, build, collect, write
-from optrun.runs import RunOutcome, create_run_dir, write_run
+from optrun.runs import RunInterrupted, RunOutcome, Terminated, create_run_dir, write_json, write_run
 from optrun.schema import ConfigError
-from optrun.train import EpochRecord, TrainResult, fit, prepare
+from optrun.train import Record, TrainResult, fit, prepare
 
 
 @dataclass(frozen=True)
@@ -73,15 +75,19 @@ class Finished:
 def execute(config: Config) -> Finished:
     """Train one run in memory; an exception becomes a failed run, not a lost comparison."""
     start = time.perf_counter()
-    rows: list[EpochRecord] = []
+    rows: list[Record] = []
     try:
         result = fit(prepare(config), rows.append)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: hand back the rows so far, marked interrupted
+        signal = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        reason = f"interrupted by {signal} after {len(rows) - 1} of its epochs" if rows else f"interrupted by {signal}"
+        return Finished(TrainResult("interrupted", rows, reason), time.perf_counter() - start)
     except Exception as exc:
         return Finished(_failed(exc, rows), time.perf_counter() - start, traceback.format_exc())
     return Finished(result, time.perf_counter() - start)
 
 
-def _failed(exc: BaseException, rows: list[EpochRecord] | None = None) -> TrainResult:
+def _failed(exc: BaseException, rows: list[Record] | None = None) -> TrainResult:
     reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return TrainResult(status="failed", records=rows or [], reason=reason)
 
@@ -102,12 +108,29 @@ class CompareOutcome:
         return all(r.result.status != "completed" for r in self.runs)
 
 
+FINISHED = ("completed", "diverged", "failed")  # a run in one of these states is a result; resume skips it
+
+
+def _finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8")).get("status") in FINISHED
+    except (OSError, ValueError):
+        return False
+
+
+def pending(config: CompareConfig, resume_dir: str | Path | None = None) -> list[PlannedRun]:
+    """The runs still to do: all of them, or those of ``resume_dir`` that did not finish."""
+    runs = plan(config)
+    return runs if resume_dir is None else [r for r in runs if not _finished(Path(resume_dir) / r.subdir)]
+
+
 def compare(
     config: CompareConfig,
     runs_dir: str | Path = "runs",
     jobs: int = 1,
     scheduler: str | None = None,
     on_run: Callable[[PlannedRun, RunOutcome], None] | None = None,
+    resume_dir: str | Path | None = None,
 ) -> CompareOutcome:
     """Run every planned run (``jobs`` local processes, or the Dask cluster at ``scheduler``) and compare them.
 
@@ -115,28 +138,52 @@ def compare(
     model built before any directory is made, so a config or a scheduler that
     cannot work leaves nothing behind. Each finished run is written as it
     arrives; the comparison is computed from the written directories.
+
+    Ctrl-C or SIGTERM stops every run in flight, which hands back its finished
+    epochs (written as 'interrupted'), writes an 'interrupted' summary.json and
+    raises RunInterrupted. ``resume_dir``: an interrupted compare directory (run
+    with its own config.yaml); its finished runs are kept, the others run again.
     """
     start = time.perf_counter()
     runs = plan(config)
-    jobs = max(1, min(jobs, len(runs)))
-    if jobs > 1 or scheduler is not None:
+    todo = pending(config, resume_dir)
+    jobs = max(1, min(jobs, len(todo) or 1))
+    if todo and (jobs > 1 or scheduler is not None):
         # While the workers start, a core is idle: import matplotlib for the plots then, not after the runs.
         threading.Thread(target=importlib.import_module, args=("optrun.plots",), daemon=True).start()
     outcomes: list[RunOutcome] = []
     with executor(jobs, scheduler) as map_unordered:
-        prepare(runs[0].config)
-        path = create_run_dir(runs_dir, config.name)
-        (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
-        for i, finished in map_unordered(execute, [r.config for r in runs], on_error=_worker_lost):
-            planned = runs[i]
-            outcome = write_run(path / planned.subdir, planned.config, finished.result, finished.wall_seconds)
-            if finished.traceback:
-                (outcome.path / "traceback.txt").write_text(finished.traceback, encoding="utf-8")
-            outcomes.append(outcome)
-            if on_run is not None:
-                on_run(planned, outcome)
+        if todo:
+            prepare(todo[0].config)
+        if resume_dir is None:
+            path = create_run_dir(runs_dir, config.name)
+            (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
+        else:
+            path = Path(resume_dir)
+            for planned in todo:  # an interrupted or half-written run starts again from scratch
+                shutil.rmtree(path / planned.subdir, ignore_errors=True)
+        try:
+            for i, finished in map_unordered(execute, [r.config for r in todo], on_error=_worker_lost):
+                planned = todo[i]
+                outcome = write_run(path / planned.subdir, planned.config, finished.result, finished.wall_seconds)
+                if finished.traceback:
+                    (outcome.path / "traceback.txt").write_text(finished.traceback, encoding="utf-8")
+                outcomes.append(outcome)
+                if on_run is not None:
+                    on_run(planned, outcome)
+                if finished.result.status == "interrupted":  # in this process: execute caught the signal
+                    raise Terminated() if "SIGTERM" in (finished.result.reason or "") else KeyboardInterrupt()
+        except KeyboardInterrupt as exc:
+            done = sum(_finished(path / r.subdir) for r in runs)
+            signal = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+            summary = {"kind": "comparison", "name": config.name, "status": "interrupted"}
+            summary |= {"reason": f"interrupted by {signal}", "runs_finished": done, "runs_planned": len(runs)}
+            write_json(path / "summary.json", summary)
+            progress = f"{done} of {len(runs)} runs"
+            raise RunInterrupted(path, signal, progress, resume_command=f"compare --resume {path}") from None
     runs_seconds = time.perf_counter() - start
     comparison = build(collect([path]).groups, config.name, config.target_accuracy)
     where = f"Dask cluster at {scheduler}" if scheduler else ("this process" if jobs == 1 else f"{jobs} processes")
-    write(comparison, path, {"executor": where, "runs_wall_seconds": runs_seconds})
+    extra = {"status": "completed", "executor": where, "runs_wall_seconds": runs_seconds}
+    write(comparison, path, extra)
     return CompareOutcome(path, comparison, outcomes)

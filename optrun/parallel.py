@@ -17,8 +17,10 @@ task's module starts each worker in milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -88,8 +90,11 @@ def executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[MapUnorder
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_limit_blas)
         try:
             yield partial(_pool_map, pool, context)
+        except BaseException:
+            _signal_workers(pool, signal.SIGTERM)  # an interrupt or error outside the wait: no worker lingers
+            raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # on an early exit (Ctrl-C), drop what has not started
+            pool.shutdown(wait=True, cancel_futures=True)  # drop what has not started
 
 
 def _serial_map(fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None) -> Iterator[tuple[int, R]]:
@@ -103,8 +108,42 @@ def _pool_map(
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload([fn.__module__])  # workers fork from a server that imported it once
     futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-    for future in as_completed(futures):
-        yield futures[future], _guarded(future.result, on_error)
+    pending = set(futures)
+    try:
+        for future in as_completed(futures):
+            pending.discard(future)
+            yield futures[future], _guarded(future.result, on_error)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while waiting: let the running tasks hand back what they have
+        yield from _wind_down(pool, futures, pending)
+        raise
+
+
+INTERRUPT_GRACE_SECONDS = 10.0  # how long running tasks get to return their partial results
+
+
+def _wind_down(pool: ProcessPoolExecutor, futures: dict[Any, int], pending: set[Any]) -> Iterator[tuple[int, Any]]:
+    """After an interrupt: cancel what has not started, send SIGINT to the workers so that running tasks stop
+    and return what they have (``fn`` must catch KeyboardInterrupt for that), yield those results, then end
+    every worker. A task that raised or never ran yields nothing."""
+    for future in pending:
+        future.cancel()
+    _signal_workers(pool, signal.SIGINT)
+    running = [f for f in pending if not f.cancelled()]
+    try:
+        for future in as_completed(running, timeout=INTERRUPT_GRACE_SECONDS):
+            if future.exception() is None:
+                yield futures[future], future.result()
+    except TimeoutError:
+        pass
+    finally:
+        _signal_workers(pool, signal.SIGTERM)
+
+
+def _signal_workers(pool: ProcessPoolExecutor, signum: int) -> None:
+    for worker in list(getattr(pool, "_processes", {}).values()):  # no public API lists them before Python 3.14
+        if worker.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signum)
 
 
 def _connect(scheduler: str) -> Any:
