@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
+import optrun.compare
 from optrun import checkpoints
 from optrun.checkpoints import CheckpointError
 from optrun.cli import cli
-from optrun.config import parse_config
+from optrun.compare import compare
+from optrun.config import CompareConfig, parse_config
 from optrun.runs import RunDirError, RunInterrupted, resume, run
 
 SPECS = [
@@ -163,3 +168,81 @@ def test_resume_and_config_exclude_each_other(tmp_path) -> None:
     ]:
         result = runner.invoke(cli, args)
         assert result.exit_code == 2 and result.output.strip() == f"Error: {message}"
+
+
+# --- comparisons -----------------------------------------------------------------------------------------------------
+
+COMPARE = """name: cmp
+seeds: 2
+dataset: {name: digits}
+train: {epochs: 3, max_samples: 300}
+optimizers: {sgd: null, adam: null, rmsprop: null}
+"""
+
+
+def _comparison_without_timing(compare_dir: Path) -> list[list[str]]:
+    with (compare_dir / "comparison.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    i = rows[0].index("seconds_per_epoch")
+    return [r[:i] + r[i + 1 :] for r in rows]
+
+
+def test_an_interrupted_comparison_keeps_its_runs_and_resume_finishes_it(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "cmp.yaml"
+    path.write_text(COMPARE)
+    whole = CliRunner().invoke(cli, ["compare", str(path), "--runs-dir", str(tmp_path / "whole"), "-q", "-j", "1"])
+    real_fit = optrun.compare.fit
+
+    def fit(exp, on_epoch=None):  # Ctrl-C during the second epoch of the fourth run
+        if exp.config.optimizer.name == "sgd" and exp.config.seed == 1:
+
+            def stop(row):
+                on_epoch(row)
+                if row.epoch == 1:
+                    raise KeyboardInterrupt
+
+            return real_fit(exp, stop)
+        return real_fit(exp, on_epoch)
+
+    monkeypatch.setattr(optrun.compare, "fit", fit)
+    config = parse_config(yaml.safe_load(COMPARE), schema=CompareConfig)
+    with pytest.raises(RunInterrupted) as stopped:
+        compare(config, tmp_path / "cut")
+    monkeypatch.setattr(optrun.compare, "fit", real_fit)
+    cut = stopped.value.path
+    assert stopped.value.progress == "3 of 6 runs" and stopped.value.resume_command == f"compare --resume {cut}"
+    summary = json.loads((cut / "summary.json").read_text())
+    assert (summary["status"], summary["runs_finished"], summary["runs_planned"]) == ("interrupted", 3, 6)
+    in_flight = json.loads((cut / "sgd" / "seed-1" / "summary.json").read_text())
+    assert in_flight["status"] == "interrupted" and in_flight["epochs"] == 1  # its finished epochs are kept
+    assert not (cut / "comparison.csv").exists()
+
+    result = CliRunner().invoke(cli, ["compare", "--resume", str(cut), "-q", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((cut / "summary.json").read_text())["status"] == "completed"
+    assert _comparison_without_timing(cut) == _comparison_without_timing(Path(whole.output.strip()))
+    for run_dir in cut.glob("*/seed-*"):
+        twin = Path(whole.output.strip()) / run_dir.relative_to(cut)
+        assert metrics(run_dir) == metrics(twin), run_dir
+
+
+def test_ctrl_c_on_parallel_workers_leaves_no_process_behind(tmp_path) -> None:
+    path = tmp_path / "cmp.yaml"
+    path.write_text(COMPARE.replace("epochs: 3, max_samples: 300", "epochs: 400"))
+    command = [sys.executable, "-m", "optrun", "compare", str(path), "--runs-dir", str(tmp_path / "runs"), "-j", "2"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    time.sleep(4)  # the pool is up and both workers are training
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the whole process group
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "optrun compare --resume" in err
+    compare_dir = next((tmp_path / "runs").iterdir())
+    assert json.loads((compare_dir / "summary.json").read_text())["status"] == "interrupted"
+    deadline = time.monotonic() + 5  # the fork server notices its parent is gone within moments
+    while survivors := subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True).stdout.split():
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert survivors == [], survivors  # no worker (nor fork server) of that session lingers
