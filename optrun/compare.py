@@ -80,7 +80,8 @@ def execute(config: Config) -> Finished:
         result = fit(prepare(config), rows.append)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: hand back the rows so far, marked interrupted
         signal = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
-        reason = f"interrupted by {signal} after {len(rows) - 1} of its epochs" if rows else f"interrupted by {signal}"
+        unit = "steps" if config.objective is not None else "epochs"
+        reason = f"interrupted by {signal} after {len(rows) - 1} {unit}" if rows else f"interrupted by {signal}"
         return Finished(TrainResult("interrupted", rows, reason), time.perf_counter() - start)
     except Exception as exc:
         return Finished(_failed(exc, rows), time.perf_counter() - start, traceback.format_exc())

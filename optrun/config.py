@@ -47,6 +47,7 @@ class TrainSpec(Section):
     batch_size: PositiveInt = 32
     max_samples: PositiveInt | None = None  # use at most this many train and test samples (None: all)
     steps: PositiveInt = 500  # objectives only: optimizer steps from the start point
+    divergence_factor: Annotated[float, interval(1, lo_open=True)] | None = None  # diverged above factor × loss 0
 
 
 NETWORK_TRAIN_KEYS = ("epochs", "batch_size", "max_samples")

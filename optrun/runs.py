@@ -15,7 +15,8 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -243,7 +244,17 @@ def run(config: Config, runs_dir: str | Path = "runs", on_epoch: Callable[[Recor
     start = time.perf_counter()
     experiment = prepare(config)
     path = create_run_dir(runs_dir, config.name)
-    return _train_into(path, config, experiment, _start(path, config), on_epoch, start)
+    with _writing(path):
+        return _train_into(path, config, experiment, _start(path, config), on_epoch, start)
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failed write (a full disk, a folder made read-only) becomes one clear RunDirError."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot write the run ({exc.strerror or exc}); it is incomplete") from None
 
 
 def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None) -> RunOutcome:
@@ -268,15 +279,17 @@ def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None
     kept = [row for row in _read_metrics(path / "metrics.csv") if row.epoch <= epoch]
     if len(kept) != epoch + 1:
         raise RunDirError(f"{path / 'metrics.csv'}: rows for epochs 0..{epoch} are missing; cannot resume")
-    tmp = path / ".metrics.csv.tmp"  # rows past the checkpoint (if any) are dropped and trained again
-    rewrite = MetricsWriter(tmp, columns_of(kept[0]))
-    for row in kept:
-        rewrite.write(row)
-    rewrite.close()
-    os.replace(tmp, path / "metrics.csv")
-    writer = MetricsWriter(path / "metrics.csv", columns_of(kept[0]), append=True)
-    earlier = float(summary.get("wall_seconds") or 0.0)
-    return _train_into(path, config, experiment, writer, on_epoch, start - earlier, kept)
+    experiment.initial_loss = kept[0].train_loss
+    with _writing(path):
+        tmp = path / ".metrics.csv.tmp"  # rows past the checkpoint (if any) are dropped and trained again
+        rewrite = MetricsWriter(tmp, columns_of(kept[0]))
+        for row in kept:
+            rewrite.write(row)
+        rewrite.close()
+        os.replace(tmp, path / "metrics.csv")
+        writer = MetricsWriter(path / "metrics.csv", columns_of(kept[0]), append=True)
+        earlier = float(summary.get("wall_seconds") or 0.0)
+        return _train_into(path, config, experiment, writer, on_epoch, start - earlier, kept)
 
 
 def _train_into(
@@ -323,13 +336,14 @@ def write_run(path: Path, config: Config, result: TrainResult, wall_seconds: flo
         path.mkdir(parents=True)
     except OSError as exc:
         raise RunDirError(f"{path}: cannot create the run directory: {exc.strerror or exc}") from None
-    writer = _start(path, config)
-    try:
-        for row in result.records:
-            writer.write(row)
-    finally:
-        writer.close()
-    return _finish(path, config, result, wall_seconds)
+    with _writing(path):
+        writer = _start(path, config)
+        try:
+            for row in result.records:
+                writer.write(row)
+        finally:
+            writer.close()
+        return _finish(path, config, result, wall_seconds)
 
 
 @dataclass

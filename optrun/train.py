@@ -78,6 +78,7 @@ class Experiment:
     optimizer: Optimizer
     batch_order: np.random.Generator
     epoch: int = 0  # epochs already trained (a resumed run starts after them)
+    initial_loss: float | None = None  # the train loss at epoch 0, for train.divergence_factor
 
 
 @dataclass
@@ -142,6 +143,14 @@ def _evaluate(exp: Experiment, epoch: int, seconds: float) -> EpochRecord:
     )
 
 
+def _blown_up(config: Config, loss: float, initial: float | None, when: str) -> str | None:
+    """Why a finite loss counts as diverged (``train.divergence_factor`` times the initial loss), or None."""
+    factor = config.train.divergence_factor
+    if factor is None or initial is None or initial <= 0 or loss <= factor * initial:
+        return None
+    return f"loss {loss:.4g} after {when} exceeds divergence_factor {factor:g} × the initial loss {initial:.4g}"
+
+
 def _run_epoch(exp: Experiment, epoch: int) -> str | None:
     """One pass over the train split in a fresh random order; the reason if it diverged."""
     x, y = exp.data.x_train, exp.data.y_train
@@ -175,10 +184,14 @@ def fit(exp: Experiment | Landscape, on_epoch: Callable[[Record], None] | None =
         result.records.append(row)
         if on_epoch is not None:
             on_epoch(row)
+        if row.epoch == 0:
+            exp.initial_loss = row.train_loss
         if not (math.isfinite(row.train_loss) and math.isfinite(row.test_loss)):
             result.reason = f"non-finite loss after epoch {row.epoch}"
         elif not np.isfinite(exp.model.flat_params).all():
             result.reason = f"non-finite parameters after epoch {row.epoch}"
+        else:
+            result.reason = _blown_up(exp.config, row.train_loss, exp.initial_loss, f"epoch {row.epoch}")
         return result.reason is None
 
     with np.errstate(all="ignore"):  # overflow is detected and reported as divergence, not warned about
@@ -224,10 +237,13 @@ def _descend(exp: Landscape, on_step: Callable[[Record], None] | None) -> TrainR
         result.records.append(row)
         if on_step is not None:
             on_step(row)
-        if math.isfinite(row.loss) and np.isfinite(exp.x).all():
-            return True
-        result.status, result.reason = "diverged", f"non-finite loss or point after step {row.step}"
-        return False
+        if not (math.isfinite(row.loss) and np.isfinite(exp.x).all()):
+            result.reason = f"non-finite loss or point after step {row.step}"
+        else:
+            result.reason = _blown_up(exp.config, row.loss, result.records[0].loss, f"step {row.step}")
+        if result.reason is not None:
+            result.status = "diverged"
+        return result.reason is None
 
     with np.errstate(all="ignore"):
         row, gradient = _point(exp, 0)

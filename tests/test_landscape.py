@@ -78,7 +78,8 @@ def test_a_run_directory_of_an_objective(tmp_path) -> None:
     assert summary["status"] == "completed" and summary["steps"] == 40 and summary["objective"] == "rosenbrock"
     assert summary["final"]["point"] == [float(rows[-1]["x0"]), float(rows[-1]["x1"])]
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert "dataset" not in resolved and "model" not in resolved and resolved["train"] == {"steps": 40}
+    assert "dataset" not in resolved and "model" not in resolved
+    assert resolved["train"] == {"steps": 40, "divergence_factor": None}
     again = Path(invoke("train", run_dir / "config.yaml", "--runs-dir", tmp_path / "runs", "-q").output.strip())
     assert (again / "metrics.csv").read_text() == (run_dir / "metrics.csv").read_text()
     shown = invoke("show", run_dir).output

@@ -73,3 +73,15 @@ def test_float64_model_trains_in_float64() -> None:
     assert exp.data.x_train.dtype == np.float64 and exp.model.flat_params.dtype == np.float64
     rows = fit(exp).records
     assert rows[1].train_loss < rows[0].train_loss
+
+
+def test_divergence_factor_ends_a_run_whose_loss_blows_up() -> None:
+    """SGD at lr 3 on digits: the loss grows past 5× its epoch-0 value without overflowing."""
+    c = config({"name": "sgd", "learning_rate": 3.0}, train={"epochs": 10, "divergence_factor": 5.0})
+    result = train(c)
+    assert result.status == "diverged" and "exceeds divergence_factor 5" in result.reason
+    initial, last = result.records[0].train_loss, result.records[-1].train_loss
+    assert last > 5 * initial and all(r.train_loss <= 5 * initial for r in result.records[:-1])
+    assert all(np.isfinite(r.train_loss) for r in result.records)  # caught before any overflow
+    plain = train(parse_config({**c.to_dict(), "train": {**c.to_dict()["train"], "divergence_factor": None}}))
+    assert len(plain.records) > len(result.records)  # without the factor the same run goes on

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from importlib.resources import files
 from typing import Literal
 
 import numpy as np
 
-from optrun.schema import Fraction, Section
+from optrun.schema import ConfigError, Fraction, Section
 
 
 class DigitsSpec(Section):
@@ -18,7 +19,16 @@ class DigitsSpec(Section):
     test_fraction: Fraction = 0.2
 
 
+SHAPE = (1797, 65)  # 64 pixel counts and the label
+
+
 def digits(spec: DigitsSpec, rng: np.random.Generator, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    with files("optrun.data").joinpath("digits.csv.gz").open("rb") as raw, gzip.open(raw) as fh:
-        table = np.loadtxt(fh, delimiter=",", dtype=np.float64)
+    source = files("optrun.data").joinpath("digits.csv.gz")
+    try:
+        with source.open("rb") as raw, gzip.open(raw) as fh:
+            table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        raise ConfigError(f"{source}: cannot read the bundled digits ({exc}); reinstall optrun") from None
+    if table.shape != SHAPE:
+        raise ConfigError(f"{source}: the bundled digits have shape {table.shape}, expected {SHAPE}; reinstall optrun")
     return table[:, :-1].astype(dtype), table[:, -1].astype(np.int64)
