@@ -172,7 +172,8 @@ def compare(
                 outcomes.append(outcome)
                 if on_run is not None:
                     on_run(planned, outcome)
-                if finished.result.status == "interrupted":  # in this process: execute caught the signal
+                if finished.result.status == "interrupted" and jobs == 1 and scheduler is None:
+                    # run in this process, execute caught the signal: stop here as the workers' executors do
                     raise Terminated() if "SIGTERM" in (finished.result.reason or "") else KeyboardInterrupt()
         except KeyboardInterrupt as exc:
             done = sum(_finished(path / r.subdir) for r in runs)

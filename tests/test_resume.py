@@ -226,7 +226,9 @@ def test_an_interrupted_comparison_keeps_its_runs_and_resume_finishes_it(tmp_pat
         assert metrics(run_dir) == metrics(twin), run_dir
 
 
-def test_ctrl_c_on_parallel_workers_leaves_no_process_behind(tmp_path) -> None:
+@pytest.mark.parametrize("group, sig, code", [(True, signal.SIGINT, 130), (False, signal.SIGTERM, 143)],
+                         ids=["ctrl-c to the group", "SIGTERM to optrun alone"])  # fmt: skip
+def test_a_signal_on_parallel_workers_leaves_no_process_behind(tmp_path, group: bool, sig, code: int) -> None:
     path = tmp_path / "cmp.yaml"
     path.write_text(COMPARE.replace("epochs: 3, max_samples: 300", "epochs: 400"))
     command = [sys.executable, "-m", "optrun", "compare", str(path), "--runs-dir", str(tmp_path / "runs"), "-j", "2"]
@@ -234,9 +236,13 @@ def test_ctrl_c_on_parallel_workers_leaves_no_process_behind(tmp_path) -> None:
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     time.sleep(4)  # the pool is up and both workers are training
-    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the whole process group
+    if group:
+        os.killpg(process.pid, sig)  # as a terminal's Ctrl-C does: the whole process group
+    else:
+        process.send_signal(sig)  # as `kill` or a batch scheduler does: optrun forwards it to its workers
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
+    assert process.returncode == code, err
+    assert err.startswith(f"interrupted by {sig.name}")
     assert "Traceback" not in err and "optrun compare --resume" in err
     compare_dir = next((tmp_path / "runs").iterdir())
     assert json.loads((compare_dir / "summary.json").read_text())["status"] == "interrupted"
