@@ -25,7 +25,15 @@ from pathlib import Path
 from optrun.config import CompareConfig, Config, dump_yaml
 from optrun.parallel import executor
 from optrun.report import SEED_DIR, Comparison, build, collect, write
-from optrun.runs import RunInterrupted, RunOutcome, Terminated, create_run_dir, write_json, write_run
+from optrun.runs import (
+    RunInterrupted,
+    RunOutcome,
+    Terminated,
+    create_run_dir,
+    signal_name,
+    write_json,
+    write_run,
+)
 from optrun.schema import ConfigError
 from optrun.train import Record, TrainResult, fit, prepare
 
@@ -79,7 +87,7 @@ def execute(config: Config) -> Finished:
     try:
         result = fit(prepare(config), rows.append)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: hand back the rows so far, marked interrupted
-        signal = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        signal = signal_name(exc)
         unit = "steps" if config.objective is not None else "epochs"
         reason = f"interrupted by {signal} after {len(rows) - 1} {unit}" if rows else f"interrupted by {signal}"
         return Finished(TrainResult("interrupted", rows, reason), time.perf_counter() - start)
@@ -177,7 +185,7 @@ def compare(
                     raise Terminated() if "SIGTERM" in (finished.result.reason or "") else KeyboardInterrupt()
         except KeyboardInterrupt as exc:
             done = sum(_finished(path / r.subdir) for r in runs)
-            signal = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+            signal = signal_name(exc)
             summary = {"kind": "comparison", "name": config.name, "status": "interrupted"}
             summary |= {"reason": f"interrupted by {signal}", "runs_finished": done, "runs_planned": len(runs)}
             write_json(path / "summary.json", summary)

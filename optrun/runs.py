@@ -228,7 +228,8 @@ class RunInterrupted(Exception):
         self.resume_command = resume_command or f"train --resume {path}"
 
 
-def _signal_name(exc: BaseException) -> str:
+def signal_name(exc: BaseException) -> str:
+    """SIGTERM or SIGINT: which signal a KeyboardInterrupt stands for."""
     return "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
 
 
@@ -315,7 +316,7 @@ def _train_into(
         result = fit(experiment, record)
     except KeyboardInterrupt as exc:
         writer.close()
-        signal = _signal_name(exc)
+        signal = signal_name(exc)
         if isinstance(experiment, Experiment):
             progress = f"epoch {experiment.epoch}"
         else:
