@@ -37,9 +37,13 @@ class AdaGrad(Optimizer):
             state["cache"].fill(self.hyper.initial_accumulator)
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        c = state["cache"]
-        c += g * g
-        p -= self.lr * g / (np.sqrt(c) + self.hyper.eps)
+        c, a, b = state["cache"], state["_a"], state["_b"]
+        c += np.multiply(g, g, out=a)
+        np.sqrt(c, out=a)
+        a += self.hyper.eps
+        np.multiply(g, self.lr, out=b)
+        b /= a
+        p -= b  # θ ← θ − lr·g / (√c + eps)
 
 
 class RMSprop(Optimizer):
@@ -72,23 +76,30 @@ class RMSprop(Optimizer):
         return ("cache", *(("grad_avg",) if h.centered else ()), *(("buffer",) if h.momentum else ()))
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        rho, c, h = self.hyper.decay_rate, state["cache"], self.hyper
+        rho, c, h, a, b = self.hyper.decay_rate, state["cache"], self.hyper, state["_a"], state["_b"]
         c *= rho
-        c += (1 - rho) * (g * g)
+        np.multiply(g, g, out=a)
+        a *= 1 - rho
+        c += a
         if h.centered:
             g_avg = state["grad_avg"]
             g_avg *= rho
-            g_avg += (1 - rho) * g
-            denom = np.sqrt(c - g_avg * g_avg) + h.eps
+            g_avg += np.multiply(g, 1 - rho, out=a)
+            np.multiply(g_avg, g_avg, out=a)
+            np.subtract(c, a, out=a)
+            np.sqrt(a, out=a)
         else:
-            denom = np.sqrt(c) + h.eps
+            np.sqrt(c, out=a)
+        a += h.eps  # a: the denominator
         if h.momentum:
-            b = state["buffer"]
-            b *= h.momentum
-            b += g / denom
-            p -= self.lr * b
+            buffer = state["buffer"]
+            buffer *= h.momentum
+            buffer += np.divide(g, a, out=b)
+            p -= np.multiply(buffer, self.lr, out=b)
         else:
-            p -= self.lr * g / denom
+            np.multiply(g, self.lr, out=b)
+            b /= a
+            p -= b
 
 
 class Adam(Optimizer):
@@ -123,21 +134,31 @@ class Adam(Optimizer):
 
     def _moments(self, g: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Update m and s; return m and the s the denominator uses (s_max with amsgrad)."""
-        b1, b2, m, s = self.hyper.beta1, self.hyper.beta2, state["m"], state["s"]
+        b1, b2, m, s, a = self.hyper.beta1, self.hyper.beta2, state["m"], state["s"], state["_a"]
         m *= b1
-        m += (1 - b1) * g
+        m += np.multiply(g, 1 - b1, out=a)
         s *= b2
-        s += (1 - b2) * (g * g)
+        np.multiply(g, g, out=a)
+        a *= 1 - b2
+        s += a
         if self.hyper.amsgrad:
             np.maximum(state["s_max"], s, out=state["s_max"])
             return m, state["s_max"]
         return m, s
 
+    def _denominator(self, s: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """√ŝ + eps, with ŝ = s / (1 − β2ᵗ), into ``out``."""
+        np.divide(s, 1 - self.hyper.beta2**self.t, out=out)
+        np.sqrt(out, out=out)
+        out += self.hyper.eps
+        return out
+
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         m, s = self._moments(g, state)
-        m_hat = m / (1 - self.hyper.beta1**self.t)
-        s_hat = s / (1 - self.hyper.beta2**self.t)
-        p -= self.lr * m_hat / (np.sqrt(s_hat) + self.hyper.eps)
+        step = np.divide(m, 1 - self.hyper.beta1**self.t, out=state["_b"])  # m̂
+        step *= self.lr
+        step /= self._denominator(s, state["_a"])
+        p -= step
 
 
 class AdamW(Adam):
@@ -181,8 +202,10 @@ class NAdam(Adam):
         learning_rate: PositiveFloat = 0.003
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        b1, t = self.hyper.beta1, self.t
+        b1, t, a, b = self.hyper.beta1, self.t, state["_a"], state["_b"]
         m, s = self._moments(g, state)
-        m_bar = (b1 / (1 - b1 ** (t + 1))) * m + ((1 - b1) / (1 - b1**t)) * g
-        s_hat = s / (1 - self.hyper.beta2**t)
-        p -= self.lr * m_bar / (np.sqrt(s_hat) + self.hyper.eps)
+        np.multiply(m, b1 / (1 - b1 ** (t + 1)), out=b)
+        b += np.multiply(g, (1 - b1) / (1 - b1**t), out=a)  # b: m̄
+        b *= self.lr
+        b /= self._denominator(s, a)
+        p -= b

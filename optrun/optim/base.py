@@ -73,6 +73,10 @@ class Optimizer:
         # The arrays actually updated: the one flat buffer when there is one.
         self._targets = [flat] if flat is not None else self.params
         self._state = [{k: np.zeros_like(p) for k in self.state_names} for p in self._targets]
+        # Two scratch arrays per target: every update is a few in-place whole-array operations that
+        # allocate nothing after construction (keys starting with "_" are not state, and not saved).
+        for state, p in zip(self._state, self._targets, strict=True):
+            state["_a"], state["_b"] = np.empty_like(p), np.empty_like(p)
         self._grad_buffer = np.empty_like(flat) if flat is not None else None
         self.t = 0
         self.lr = self.learning_rate

@@ -29,7 +29,7 @@ class SGD(Optimizer):
         learning_rate: PositiveFloat = 0.1
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        p -= self.lr * g
+        p -= np.multiply(g, self.lr, out=state["_a"])
 
 
 class _HeavyBall(Hyperparameters):
@@ -142,11 +142,13 @@ class Momentum(Optimizer):
             self.restarts += 1
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        mu, lr, v = self.mu, self.lr, state["velocity"]
+        mu, lr, v, a, b = self.mu, self.lr, state["velocity"], state["_a"], state["_b"]
         v *= mu
-        v += ((1 - self.dampening) * lr) * g
+        v += np.multiply(g, (1 - self.dampening) * lr, out=a)
         if self.nesterov:
-            p -= mu * v + lr * g
+            np.multiply(v, mu, out=a)
+            a += np.multiply(g, lr, out=b)
+            p -= a  # θ ← θ − (mu·v + lr·g)
         else:
             p -= v
 

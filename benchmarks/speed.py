@@ -1,0 +1,226 @@
+"""Training speed of optrun against PyTorch's CPU build, in one process on one machine.
+
+    python benchmarks/speed.py            # everything (PyTorch columns where it is installed)
+    python benchmarks/speed.py --quick    # fewer repeats
+
+Prints, for (a) an MNIST-shaped MLP (blobs, 60,000 × 784, 10 classes, hidden
+[256, 128], relu, batch 128, Adam, float32) and (b) a digits-sized MLP (hidden
+[64], batch 32, Adam): the median seconds per training epoch (evaluation
+excluded) of optrun and of the same network, data, batch order and optimizer in
+PyTorch, their ratio, and the share of the machine's measured float32
+matrix-multiply peak each reaches (an epoch costs 6 × samples × weights flops);
+(c) one optimizer step on 10 million parameters for every optimizer, against
+PyTorch's ``foreach`` implementation, with the bytes numpy allocates per step
+after the first; (d) the epoch time of (a) at three dataset sizes; (e) the peak
+resident memory of (a), measured in a fresh process, against the bound
+2 × (dataset + parameters + optimizer state) + the interpreter's baseline.
+PyTorch (``pip install torch==2.13.0``) is never a dependency of optrun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+from optrun.config import parse_config
+from optrun.optim import OPTIMIZERS, build_optimizer
+from optrun.train import _run_epoch, prepare
+
+try:
+    import torch
+except ImportError:  # the PyTorch columns are left out
+    torch = None
+
+MNIST = {
+    "dataset": {"name": "blobs", "n_samples": 75000, "n_features": 784, "n_classes": 10, "test_fraction": 0.2},
+    "model": {"type": "mlp", "hidden": [256, 128], "activation": "relu"},
+    "train": {"epochs": 1, "batch_size": 128},
+    "optimizer": {"name": "adam", "learning_rate": 0.001},
+}
+DIGITS = {
+    "dataset": {"name": "digits"},
+    "model": {"type": "mlp", "hidden": [64], "activation": "relu"},
+    "train": {"epochs": 1, "batch_size": 32},
+    "optimizer": {"name": "adam", "learning_rate": 0.001},
+}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Float32 flops per second of a large square matrix product (all threads)."""
+    a, b = np.ones((n, n), np.float32), np.ones((n, n), np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def optrun_epoch(spec: dict, epochs: int) -> tuple[float, int, int]:
+    """Median seconds per training epoch; the number of samples and weights."""
+    exp = prepare(parse_config(spec))
+    times = [_timed(lambda e=e: _run_epoch(exp, e)) for e in range(1, epochs + 1)]
+    weights = sum(d.W.size for d in exp.model.dense)
+    return statistics.median(times), len(exp.data.y_train), weights
+
+
+def torch_epoch(spec: dict, epochs: int) -> float | None:
+    """The same network, data shape, batch size and optimizer in PyTorch: median seconds per epoch."""
+    if torch is None:
+        return None
+    exp = prepare(parse_config(spec))  # the same data and the same initial weights
+    x, y = torch.from_numpy(exp.data.x_train), torch.from_numpy(exp.data.y_train)
+    sizes = [exp.data.n_features, *spec["model"]["hidden"], exp.data.n_classes]
+    layers: list = []
+    for i, d in enumerate(exp.model.dense):
+        linear = torch.nn.Linear(sizes[i], sizes[i + 1])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(d.W.T.copy()))
+            linear.bias.copy_(torch.from_numpy(d.b))
+        layers += [linear, torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers[:-1])
+    optimizer = torch.optim.Adam(net.parameters(), lr=spec["optimizer"]["learning_rate"])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    batch = spec["train"]["batch_size"]
+    generator = torch.Generator().manual_seed(0)
+
+    def epoch() -> None:
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(y), batch):
+            idx = order[start : start + batch]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x.index_select(0, idx)), y.index_select(0, idx))
+            loss.backward()
+            optimizer.step()
+
+    return statistics.median(_timed(epoch) for _ in range(epochs))
+
+
+def optimizer_steps(n: int, repeats: int) -> list[tuple[str, float, int, float | None]]:
+    """(name, optrun seconds per step, numpy bytes allocated per step after the first, torch seconds per step)."""
+    shapes = [(2000, 2000), (2000, 2000), (1000, 2000), (2000,)]
+    sizes = [int(np.prod(s)) for s in shapes]
+    sizes[-1] = n - sum(sizes[:-1])
+    shapes[-1] = (sizes[-1],)
+    rng = np.random.default_rng(0)
+    grads_flat = rng.standard_normal(n).astype(np.float32)
+    out = []
+    for name in OPTIMIZERS:
+        flat = rng.standard_normal(n).astype(np.float32)
+        params, grads, start = [], [], 0
+        for shape, size in zip(shapes, sizes, strict=True):
+            params.append(flat[start : start + size].reshape(shape))
+            grads.append(grads_flat[start : start + size].reshape(shape))
+            start += size
+        opt = build_optimizer({"name": name}, params)
+        opt.step(grads)  # the first step may allocate
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        opt.step(grads)
+        allocated = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        seconds = statistics.median(_timed(lambda o=opt, g=grads: o.step(g)) for _ in range(repeats))
+        out.append((name, seconds, allocated, torch_step(name, shapes, repeats)))
+    return out
+
+
+TORCH_OPTIMIZERS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.1, foreach=True),
+    "momentum": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, foreach=True),
+    "nesterov": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, nesterov=True, foreach=True),
+    "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.03, foreach=True),
+    "rmsprop": lambda p: torch.optim.RMSprop(p, lr=0.001, alpha=0.9, foreach=True),
+    "adam": lambda p: torch.optim.Adam(p, lr=0.003, foreach=True),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=0.003, foreach=True),
+    "nadam": lambda p: torch.optim.NAdam(p, lr=0.003, foreach=True),
+}
+
+
+def torch_step(name: str, shapes: list[tuple[int, ...]], repeats: int) -> float | None:
+    if torch is None:
+        return None
+    params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape)
+    opt = TORCH_OPTIMIZERS[name](params)
+    opt.step()
+    return statistics.median(_timed(opt.step) for _ in range(repeats))
+
+
+def peak_memory(spec: dict) -> dict[str, float]:
+    """Run one epoch of ``spec`` in a fresh process; its peak RSS and the bound, in MiB."""
+    code = f"""
+import json, resource
+import numpy as np
+from optrun.config import parse_config
+from optrun.train import _run_epoch, prepare
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+exp = prepare(parse_config({spec!r}))
+_run_epoch(exp, 1)
+state = sum(a.nbytes for arrays in exp.optimizer.state_dict()["state"].values() for a in arrays)
+data = sum(a.nbytes for a in (exp.data.x_train, exp.data.y_train, exp.data.x_test, exp.data.y_test))
+print(json.dumps({{"baseline": baseline, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                   "needed": data + 2 * exp.model.flat_params.nbytes + state}}))
+"""
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    mib = 1024.0  # ru_maxrss is in KiB on Linux
+    return {
+        "peak": out["peak"] / mib,
+        "bound": (out["baseline"] * 1024 + 2 * out["needed"]) / 2**20,
+        "needed": out["needed"] / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    epochs, repeats = (2, 5) if args.quick else (3, 20)
+    peak = matmul_peak()
+    versions = f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "no torch"
+    print(f"float32 matrix-multiply peak: {peak / 1e9:.1f} GFLOP/s; numpy {np.__version__}, {versions}")
+
+    print("\n(a, b) seconds per training epoch (evaluation excluded), median")
+    print(f"{'network':<34} {'optrun':>8} {'torch':>8} {'ratio':>6} {'optrun peak':>12} {'torch peak':>11}")
+    for label, spec in (("MNIST-shaped [256, 128], batch 128", MNIST), ("digits [64], batch 32", DIGITS)):
+        ours, samples, weights = optrun_epoch(spec, epochs)
+        theirs = torch_epoch(spec, epochs)
+        flops = 6 * samples * weights
+        cells = [f"{ours:8.3f}", f"{theirs:8.3f}" if theirs else f"{'-':>8}",
+                 f"{ours / theirs:6.2f}" if theirs else f"{'-':>6}", f"{flops / ours / peak:12.1%}",
+                 f"{flops / theirs / peak:11.1%}" if theirs else f"{'-':>11}"]  # fmt: skip
+        print(f"{label:<34} {' '.join(cells)}")
+
+    print("\n(c) one optimizer step on 10 million float32 parameters, median")
+    print(f"{'optimizer':<10} {'optrun ms':>10} {'torch ms':>9} {'ratio':>6} {'bytes allocated/step':>21}")
+    for name, ours, allocated, theirs in optimizer_steps(10_000_000, repeats):
+        ratio = f"{ours / theirs:6.2f}" if theirs else f"{'-':>6}"
+        torch_ms = f"{theirs * 1e3:9.2f}" if theirs else f"{'-':>9}"
+        print(f"{name:<10} {ours * 1e3:10.2f} {torch_ms} {ratio} {allocated:21,d}")
+
+    print("\n(d) MNIST-shaped epoch against the number of training samples")
+    for n in (18750, 37500, 75000):
+        spec = {**MNIST, "dataset": {**MNIST["dataset"], "n_samples": n}}
+        seconds, samples, _ = optrun_epoch(spec, epochs)
+        print(f"{samples:>7} samples: {seconds:7.3f} s/epoch, {seconds / samples * 1e6:6.2f} µs per sample")
+
+    print("\n(e) peak resident memory of one MNIST-shaped epoch, in a fresh process")
+    memory = peak_memory(MNIST)
+    ok = "met" if memory["peak"] <= memory["bound"] else "NOT met"
+    print(f"peak {memory['peak']:.0f} MiB; bound 2 × {memory['needed']:.0f} MiB + baseline = "
+          f"{memory['bound']:.0f} MiB: {ok}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
