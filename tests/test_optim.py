@@ -528,3 +528,26 @@ def test_bad_options_are_rejected_with_the_key_and_the_rule(spec: dict, message:
     with pytest.raises(ConfigError) as err:
         build_optimizer(spec, [np.zeros(2)])
     assert str(err.value).startswith(message), str(err.value)
+
+
+@pytest.mark.parametrize("spec", ROUND_TRIP, ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_a_step_allocates_nothing_after_the_first(spec: dict) -> None:
+    """Updates run in place on preallocated buffers: numpy allocates no array during a step."""
+    import tracemalloc
+
+    flat = np.random.default_rng(0).standard_normal(20_000)
+    params = [flat[:12_000].reshape(100, 120), flat[12_000:]]
+    g = gradient_sequence(20_000)[0]
+    grads = [g[:12_000].reshape(100, 120), g[12_000:]]
+    opt = build_optimizer(spec, params)
+    opt.step(grads, loss=1.0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for loss in (2.0, 0.5, 0.7):
+            opt.step(grads, loss=loss)
+        grown = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 4096, grown  # a few Python objects; one temporary array would be 160,000 bytes

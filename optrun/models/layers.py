@@ -49,14 +49,23 @@ class Dense(Layer):
 
 
 class ReLU(Layer):
-    """y = max(x, 0)."""
+    """y = max(x, 0).
+
+    ``in_place``: overwrite the input with the output and the incoming gradient
+    with the outgoing one, saving two allocations and passes per call. Networks
+    use it, since their activations only ever see the previous layer's fresh
+    output and the next layer's fresh gradient; a layer used on its own does not.
+    """
+
+    def __init__(self, in_place: bool = False) -> None:
+        self.in_place = in_place
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.active = x > 0
-        return np.maximum(x, 0)
+        return np.maximum(x, 0, out=x if self.in_place else None)
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        return dy * self.active
+        return np.multiply(dy, self.active, out=dy if self.in_place else None)
 
 
 class LeakyReLU(Layer):

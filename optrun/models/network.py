@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from optrun.models.layers import ACTIVATIONS, Dense, Layer
+from optrun.models.layers import ACTIVATIONS, Dense, Layer, ReLU
 from optrun.models.loss import cross_entropy_sum_and_correct, softmax_cross_entropy
 from optrun.schema import NonNegativeFloat, PositiveInt, Section, tagged_union
 
@@ -126,7 +126,8 @@ def build_model(spec: Any, n_features: int, n_classes: int, rng: np.random.Gener
         widths = [n_features, *spec.hidden]
         layers = []
         for fan_in, fan_out in itertools.pairwise(widths):
-            layers += [Dense(fan_in, fan_out), ACTIVATIONS[spec.activation]()]
+            activation = ReLU(in_place=True) if spec.activation == "relu" else ACTIVATIONS[spec.activation]()
+            layers += [Dense(fan_in, fan_out), activation]
         layers.append(Dense(widths[-1], n_classes))
     net = Network(layers, dtype=spec.dtype, weight_decay=spec.weight_decay)
     _init_weights(net, spec.init, rng)
