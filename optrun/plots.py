@@ -9,6 +9,7 @@ where optimizers that all end near the top differ.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +82,13 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
         zoom_ax.set(xlim=(zoom_from, last), ylim=(lo - pad, hi + pad))
     for ax in (acc_ax, zoom_ax):
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    for ax in (loss_ax, acc_ax, zoom_ax):
-        ax.set_xlabel("epoch")
+    return _finish(fig, (loss_ax, acc_ax, zoom_ax), "epoch", title, handles)
+
+
+def _finish(fig: Figure, axes: Sequence[Axes], x: str, title: str, handles: list[Line2D]) -> Figure:
+    """What every figure has: integer ``x`` ticks, a light grid, the title above, the legend at the right."""
+    for ax in axes:
+        ax.set_xlabel(x)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
     if title:
@@ -140,14 +146,7 @@ def landscape_curves_figure(groups: list[Group], title: str = "") -> Figure:
     if with_distance:
         axes[1].set_yscale("log")
         axes[1].set(title="Distance to the minimum", ylabel="‖x − x*‖ (log scale)")
-    for ax in axes:
-        ax.set_xlabel("step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.legend(handles=handles, loc="outside right center", frameon=False)
-    return fig
+    return _finish(fig, axes, "step", title, handles)
 
 
 def trajectories_figure(groups: list[Group], objective: Objective, title: str = "") -> Figure:
@@ -227,11 +226,5 @@ def convergence_figure(groups: list[Group], rows: list[LandscapeStats], title: s
     floor = [line.get_ydata()[np.isfinite(line.get_ydata())].min() for line in ax.lines if len(line.get_ydata())]
     if floor:
         ax.set_ylim(bottom=max(min(floor), 1e-16))
-    ax.set(
-        xlabel="step", ylabel="‖x − x*‖ (log scale)", title="measured (solid), and the theoretical rate d₀·rᵗ (dashed)"
-    )
-    if title:
-        fig.suptitle(title)
-    ax.grid(True, which="major", alpha=0.3)
-    fig.legend(handles=handles, loc="outside right center", frameon=False)
-    return fig
+    ax.set(ylabel="‖x − x*‖ (log scale)", title="measured (solid), and the theoretical rate d₀·rᵗ (dashed)")
+    return _finish(fig, [ax], "step", title, handles)

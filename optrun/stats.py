@@ -57,6 +57,19 @@ class Group:
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.runs)
 
+    def shared_figures(self) -> dict[str, Any]:
+        """The columns every comparison row has: who the group is, how many seeds, how many broke."""
+        optimizer = self.optimizer
+        return {
+            "label": self.label,
+            "optimizer": str(optimizer.get("name", "?")),
+            "learning_rate": optimizer.get("learning_rate"),
+            "hyperparameters": describe_hyperparameters(optimizer),
+            "seeds": len(self.runs),
+            "diverged": self.count("diverged"),
+            "failed": self.count("failed"),
+        }
+
     @property
     def on_objective(self) -> bool:
         """Whether these runs descend an objective (rows per step) rather than train a network."""
@@ -168,13 +181,8 @@ def landscape_stats(group: Group) -> LandscapeStats:
     rates = [r.summary.get("rate") or {} for r in group.completed]
     measured = [x["measured"] for x in rates if x.get("measured") is not None]
     theories = {x.get("theory") for x in rates}
-    optimizer = group.optimizer
     return LandscapeStats(
-        label=group.label,
-        optimizer=str(optimizer.get("name", "?")),
-        learning_rate=optimizer.get("learning_rate"),
-        hyperparameters=describe_hyperparameters(optimizer),
-        seeds=len(group.runs),
+        **group.shared_figures(),
         final_loss_mean=loss_mean,
         final_loss_std=loss_std,
         final_distance_mean=dist_mean,
@@ -185,8 +193,6 @@ def landscape_stats(group: Group) -> LandscapeStats:
         steps_to_target=reach,
         rate_measured=float(np.mean(measured)) if measured else None,
         rate_theory=theories.pop() if len(theories) == 1 else None,
-        diverged=group.count("diverged"),
-        failed=group.count("failed"),
     )
 
 
@@ -212,13 +218,8 @@ def label_stats(group: Group, target: float | None) -> LabelStats:
         if target is not None and (hits := np.flatnonzero(mean_curve >= target)).size:
             reach = int(c.x[hits[0]])
     seconds = [row.seconds for r in group.runs for row in r.records if row.epoch > 0]
-    optimizer = group.optimizer
     return LabelStats(
-        label=group.label,
-        optimizer=str(optimizer.get("name", "?")),
-        learning_rate=optimizer.get("learning_rate"),
-        hyperparameters=describe_hyperparameters(optimizer),
-        seeds=len(group.runs),
+        **group.shared_figures(),
         final_test_accuracy_mean=acc_mean,
         final_test_accuracy_std=acc_std,
         final_train_loss_mean=loss_mean,
@@ -228,8 +229,6 @@ def label_stats(group: Group, target: float | None) -> LabelStats:
         target_accuracy=target,
         epochs_to_target=reach,
         seconds_per_epoch=float(np.mean(seconds)) if seconds else None,
-        diverged=group.count("diverged"),
-        failed=group.count("failed"),
     )
 
 

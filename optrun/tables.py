@@ -120,18 +120,24 @@ def comparison_table(comparison: Comparison) -> Table:
     if target is not None:
         caption += f"\nto target: first epoch the mean test accuracy reaches {target:.2%} ({comparison.target_rule})"
     caption += "\ndiverged: runs that diverged or failed, of all seeds"
+    table = _table(comparison, caption, ("test acc %", "train loss", "best (epoch)"), ("to target", "s/epoch"))
+    for s in comparison.rows:
+        table.add_row(*_row(s))
+    return table
+
+
+def _table(comparison: Comparison, caption: str, wrapping: tuple[str, ...], whole: tuple[str, ...]) -> Table:
+    """A comparison table's frame: label, optimizer, the ``wrapping`` columns ("mean ± sd", "best (epoch)": on
+    a narrow terminal they wrap at their space, so no number is ever cut), the ``whole`` ones, and diverged."""
     table = Table(
         title=comparison.title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD
     )
-    # On a narrow terminal, "mean ± sd" and "best (epoch)" wrap at their space; no number is ever cut.
     table.add_column("label", style="bold", no_wrap=True)
     table.add_column("optimizer", min_width=8)
-    for name in ("test acc %", "train loss", "best (epoch)"):
+    for name in wrapping:
         table.add_column(name, justify="right", min_width=7)
-    for name in ("to target", "s/epoch", "diverged"):
+    for name in (*whole, "diverged"):
         table.add_column(name, justify="right", no_wrap=True)
-    for s in comparison.rows:
-        table.add_row(*_row(s))
     return table
 
 
@@ -151,15 +157,7 @@ def _landscape_table(comparison: Comparison) -> Table:
         "rate: measured per-step contraction of the distance (theory's where the settings are the theory's)\n"
         "diverged: runs that diverged or failed, of all seeds"
     )
-    table = Table(
-        title=comparison.title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD
-    )
-    table.add_column("label", style="bold", no_wrap=True)
-    table.add_column("optimizer", min_width=8)
-    for name in ("loss", "distance", "best (step)"):
-        table.add_column(name, justify="right", min_width=7)
-    for name in ("to target", "rate", "diverged"):
-        table.add_column(name, justify="right", no_wrap=True)
+    table = _table(comparison, caption, ("loss", "distance", "best (step)"), ("to target", "rate"))
     for s in comparison.rows:
         rate = "-" if s.rate_measured is None else f"{s.rate_measured:.3f}"
         if s.rate_theory is not None:
