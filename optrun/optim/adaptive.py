@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from optrun.optim import kernels
 from optrun.optim.base import Hyperparameters, Optimizer
 from optrun.schema import NonNegativeFloat, PositiveFloat, UnitOpenFloat
 
@@ -44,6 +45,10 @@ class AdaGrad(Optimizer):
         np.multiply(g, self.lr, out=b)
         b /= a
         p -= b  # θ ← θ − lr·g / (√c + eps)
+
+    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        f = p.dtype.type
+        kernels.adagrad(p, g, state["cache"], f(self.lr), f(self.hyper.eps))
 
 
 class RMSprop(Optimizer):
@@ -100,6 +105,14 @@ class RMSprop(Optimizer):
             np.multiply(g, self.lr, out=b)
             b /= a
             p -= b
+
+    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        f, h, rho = p.dtype.type, self.hyper, self.hyper.decay_rate
+        g_avg, buffer = state.get("grad_avg", state["_a"]), state.get("buffer", state["_b"])  # unused stand-ins
+        kernels.rmsprop(
+            p, g, state["cache"], g_avg, buffer,
+            f(rho), f(1 - rho), f(h.eps), f(self.lr), f(h.momentum), h.centered, bool(h.momentum),
+        )  # fmt: skip
 
 
 class Adam(Optimizer):
@@ -160,6 +173,23 @@ class Adam(Optimizer):
         step /= self._denominator(s, state["_a"])
         p -= step
 
+    def _fused_update(
+        self,
+        p: np.ndarray,
+        g: np.ndarray,
+        state: dict[str, np.ndarray],
+        decay: float = 1.0,
+        look_ahead: tuple[float, float] | None = None,
+    ) -> None:
+        """Adam's kernel; AdamW passes its ``decay``, NAdam its ``look_ahead`` coefficients (k1, k2)."""
+        f, h, t = p.dtype.type, self.hyper, self.t
+        k1, k2 = look_ahead or (0.0, 0.0)
+        kernels.adam(
+            p, g, state["m"], state["s"], state.get("s_max", state["_a"]),
+            f(h.beta1), f(1 - h.beta1), f(h.beta2), f(1 - h.beta2), f(1 - h.beta1**t), f(1 - h.beta2**t),
+            f(self.lr), f(h.eps), f(decay), h.amsgrad, look_ahead is not None, f(k1), f(k2),
+        )  # fmt: skip
+
 
 class AdamW(Adam):
     """AdamW (Loshchilov and Hutter, 2019): Adam with weight decay decoupled from the gradient.
@@ -182,6 +212,9 @@ class AdamW(Adam):
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         p *= 1 - self.lr * self.hyper.weight_decay
         super()._update(p, g, state)
+
+    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], **_: object) -> None:
+        super()._fused_update(p, g, state, decay=1 - self.lr * self.hyper.weight_decay)
 
 
 class NAdam(Adam):
@@ -209,3 +242,7 @@ class NAdam(Adam):
         b *= self.lr
         b /= self._denominator(s, a)
         p -= b
+
+    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], **_: object) -> None:
+        b1, t = self.hyper.beta1, self.t
+        super()._fused_update(p, g, state, look_ahead=(b1 / (1 - b1 ** (t + 1)), (1 - b1) / (1 - b1**t)))

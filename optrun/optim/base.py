@@ -9,6 +9,7 @@ Every step t = 1, 2, ... first clips, then updates:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -55,11 +56,17 @@ class Optimizer:
     zero and persist across steps and epochs) and implement ``_update(p, g,
     state)`` for one array, using ``self.lr``, the learning rate of this step.
     ``self.t`` counts steps from 1 over the whole run.
+
+    ``_update`` is the plain reference: whole-array numpy operations, easy to
+    read against the rule. ``_fused_update`` does the same arithmetic in one
+    compiled pass (``optrun.optim.kernels``) on flat views, with bit-identical
+    results; steps use it wherever the parameters are contiguous.
     """
 
     name: ClassVar[str]
     Spec: ClassVar[type[Hyperparameters]]
     state_names: tuple[str, ...] = ()
+    fused: bool = True  # run the compiled kernel (``_fused_update``); False: the numpy reference ``_update``
 
     def __init__(self, params: Sequence[np.ndarray], **hyperparameters: Any) -> None:
         self.hyper = validate(self.Spec, {"name": self.name, **hyperparameters}, prefix="optimizer")
@@ -78,6 +85,15 @@ class Optimizer:
         for state, p in zip(self._state, self._targets, strict=True):
             state["_a"], state["_b"] = np.empty_like(p), np.empty_like(p)
         self._grad_buffer = np.empty_like(flat) if flat is not None else None
+        self._seen_grads: list[np.ndarray] = []  # gradient views found to tile one flat buffer ...
+        self._seen_flat: list[np.ndarray] = []  # ... and that buffer
+        # 1-D views of every target and its state, for the kernels; None if a parameter is not contiguous.
+        self._flat: list[tuple[np.ndarray, dict[str, np.ndarray]]] | None = None
+        if all(p.flags.c_contiguous for p in self._targets):
+            self._flat = [
+                (p.reshape(-1), {k: a.reshape(-1) for k, a in state.items()})
+                for p, state in zip(self._targets, self._state, strict=True)
+            ]
         self.t = 0
         self.lr = self.learning_rate
 
@@ -104,8 +120,12 @@ class Optimizer:
         self.lr = self.learning_rate_at(self.t)
         gs = self._clipped(self._gradient_targets(grads))
         self._begin_step(gs, loss)
-        for p, g, state in zip(self._targets, gs, self._state, strict=True):
-            self._update(p, g, state)
+        if self.fused and self._flat is not None:
+            for (p, state), g in zip(self._flat, gs, strict=True):
+                self._fused_update(p, np.ravel(g).astype(p.dtype, copy=False), state)
+        else:
+            for p, g, state in zip(self._targets, gs, self._state, strict=True):
+                self._update(p, g, state)
 
     def _clipped(self, gs: list[np.ndarray]) -> list[np.ndarray]:
         clip = self.hyper.clip_norm
@@ -118,6 +138,9 @@ class Optimizer:
         """Called once per step, after clipping and before the per-array updates."""
 
     def _gradient_targets(self, grads: Sequence[np.ndarray]) -> list[np.ndarray]:
+        # A network hands over the same gradient views every step: the views into its one flat buffer.
+        if len(grads) == len(self._seen_grads) and all(map(operator.is_, grads, self._seen_grads)):
+            return self._seen_flat
         for p, g in zip(self.params, grads, strict=True):
             if g.shape != p.shape:
                 raise ValueError(f"gradient of shape {g.shape} for a parameter of shape {p.shape}")
@@ -125,11 +148,16 @@ class Optimizer:
             return list(grads)
         flat = flat_buffer(grads)
         if flat is not None and flat.dtype == self._grad_buffer.dtype:
+            self._seen_grads, self._seen_flat = list(grads), [flat]
             return [flat]
         np.concatenate([np.ravel(g) for g in grads], out=self._grad_buffer, casting="same_kind")
         return [self._grad_buffer]
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        """``_update`` on 1-D views in one compiled pass; scalars go in as ``p.dtype`` (see kernels)."""
         raise NotImplementedError
 
     def _per_param(self, name: str) -> list[np.ndarray]:
