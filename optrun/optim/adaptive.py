@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -128,7 +129,8 @@ class Adam(Optimizer):
     from 1 over the whole run (never reset between epochs). eps is added
     outside the square root, as in the paper. AMSGrad (Reddi, Kale and Kumar,
     2018) never lets the denominator shrink; the bias correction of s_max
-    follows PyTorch.
+    follows PyTorch. The corrections are folded into two scalars, lr/(1 − β1ᵗ)
+    and 1/√(1 − β2ᵗ), so each element costs one square root and one division.
     """
 
     name = "adam"
@@ -160,16 +162,15 @@ class Adam(Optimizer):
         return m, s
 
     def _denominator(self, s: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """√ŝ + eps, with ŝ = s / (1 − β2ᵗ), into ``out``."""
-        np.divide(s, 1 - self.hyper.beta2**self.t, out=out)
-        np.sqrt(out, out=out)
+        """√ŝ + eps into ``out``, computed as √s · (1/√(1 − β2ᵗ)) + eps: one square root, no division."""
+        np.sqrt(s, out=out)
+        out *= 1 / math.sqrt(1 - self.hyper.beta2**self.t)
         out += self.hyper.eps
         return out
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         m, s = self._moments(g, state)
-        step = np.divide(m, 1 - self.hyper.beta1**self.t, out=state["_b"])  # m̂
-        step *= self.lr
+        step = np.multiply(m, self.lr / (1 - self.hyper.beta1**self.t), out=state["_b"])  # lr·m̂
         step /= self._denominator(s, state["_a"])
         p -= step
 
@@ -186,7 +187,8 @@ class Adam(Optimizer):
         k1, k2 = look_ahead or (0.0, 0.0)
         kernels.adam(
             p, g, state["m"], state["s"], state.get("s_max", state["_a"]),
-            f(h.beta1), f(1 - h.beta1), f(h.beta2), f(1 - h.beta2), f(1 - h.beta1**t), f(1 - h.beta2**t),
+            f(h.beta1), f(1 - h.beta1), f(h.beta2), f(1 - h.beta2),
+            f(self.lr / (1 - h.beta1**t)), f(1 / math.sqrt(1 - h.beta2**t)),
             f(self.lr), f(h.eps), f(decay), h.amsgrad, look_ahead is not None, f(k1), f(k2),
         )  # fmt: skip
 

@@ -89,8 +89,8 @@ def adam(
     one_minus_b1,
     b2,
     one_minus_b2,
-    correction1,
-    correction2,
+    step_size,
+    inv_root_correction2,
     lr,
     eps,
     decay,
@@ -100,8 +100,9 @@ def adam(
     k2,
 ):
     """m ← β1·m + (1 − β1)·g;  s ← β2·s + (1 − β2)·g²;  with amsgrad s_max ← max(s_max, s), used for s;
-    d = √(s / correction2) + eps;  θ ← decay·θ − lr·m̂ / d,  where
-    m̂ = m / correction1 (Adam), or m̂ = k1·m + k2·g (NAdam's look-ahead; k1, k2 from the caller).
+    d = √s · inv_root_correction2 + eps  (√ŝ + eps, with ŝ = s / (1 − β2ᵗ));
+    θ ← decay·θ − step_size·m / d  (step_size = lr / (1 − β1ᵗ): lr·m̂ / d), or with nadam
+    θ ← decay·θ − lr·(k1·m + k2·g) / d  (NAdam's look-ahead m̄; k1, k2 from the caller).
     ``decay`` is 1 − lr·weight_decay for AdamW and 1 otherwise (an exact no-op)."""
     for i in range(p.size):
         gi = g[i]
@@ -115,6 +116,6 @@ def adam(
                 top = si
             s_max[i] = top
             si = top
-        d = np.sqrt(si / correction2) + eps
-        step = (mi * k1 + gi * k2) * lr / d if nadam else mi / correction1 * lr / d
+        d = np.sqrt(si) * inv_root_correction2 + eps
+        step = (mi * k1 + gi * k2) * lr / d if nadam else mi * step_size / d
         p[i] = p[i] * decay - step
