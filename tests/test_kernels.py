@@ -7,6 +7,7 @@ import pytest
 from test_optim import SPECS, make_params, split
 
 from optrun.optim import build_optimizer
+from optrun.optim.base import FUSED_MIN_SIZE
 
 STEPS = 60
 
@@ -69,3 +70,10 @@ def test_non_contiguous_parameters_take_the_reference_path() -> None:
     opt.step([np.ones_like(view)])
     np.testing.assert_array_equal(base[:, ::2], np.arange(20).reshape(4, 5)[:, ::2] - 0.5)
     np.testing.assert_array_equal(base[:, 1::2], np.arange(20).reshape(4, 5)[:, 1::2])
+
+
+def test_kernels_are_used_from_fused_min_size_parameters() -> None:
+    """Small problems keep the numpy path (no compiler start-up); large contiguous ones use the kernels."""
+    assert not build_optimizer({"name": "adam"}, [np.zeros(FUSED_MIN_SIZE - 1)]).fused
+    assert build_optimizer({"name": "adam"}, [np.zeros(FUSED_MIN_SIZE)]).fused
+    assert build_optimizer({"name": "adam"}, [np.zeros(FUSED_MIN_SIZE // 2), np.zeros(FUSED_MIN_SIZE // 2)]).fused

@@ -14,16 +14,37 @@ once. The results are bit-identical to the reference
   instead of raising, and lets the loops vectorize.
 
 Each kernel documents its rule with the state it updates; θ is ``p``.
+
+numba is imported, and a kernel compiled (or loaded from numba's on-disk
+cache), at the kernel's first call: together about a second, once per process,
+which is why optimizers use the kernels only on large parameter sets
+(``optrun.optim.base.FUSED_MIN_SIZE``).
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit
+import functools
+from collections.abc import Callable
+from typing import Any
 
-# One thread: the kernels run between BLAS calls, whose threads spin for a while after each product, and
-# parallel kernels fighting them for the cores cost milliseconds a step. One SIMD pass is fast enough.
-_kernel = njit(cache=True, nogil=True, error_model="numpy")
+import numpy as np
+
+
+def _kernel(fn: Callable[..., None]) -> Callable[..., None]:
+    """``fn`` compiled on first call, single-threaded: the kernels run between BLAS calls, whose threads
+    spin for a while after each product, and parallel kernels contending with them cost milliseconds."""
+    compiled: Callable[..., None] | None = None
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> None:
+        nonlocal compiled
+        if compiled is None:
+            from numba import njit
+
+            compiled = njit(cache=True, nogil=True, error_model="numpy")(fn)
+        compiled(*args)
+
+    return call
 
 
 @_kernel
