@@ -60,10 +60,18 @@ def stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Generat
     return perm[~is_test], perm[is_test]
 
 
-def standardize(x_train: np.ndarray, x_test: np.ndarray) -> None:
-    """In place: x ← (x − mean) / std with the train split's per-feature mean and std (std 0 → 1)."""
+def standardize(x_train: np.ndarray, x_test: np.ndarray, chunk: int = 8192) -> None:
+    """In place: x ← (x − mean) / std with the train split's per-feature mean and std (std 0 → 1).
+
+    Both are accumulated in float64, the squared deviations over chunks of rows,
+    so no float64 copy of the whole split is ever made.
+    """
     mean = x_train.mean(axis=0, dtype=np.float64)
-    std = x_train.std(axis=0, dtype=np.float64)
+    squares = np.zeros_like(mean)
+    for start in range(0, len(x_train), chunk):
+        deviation = x_train[start : start + chunk] - mean
+        squares += np.einsum("ij,ij->j", deviation, deviation)
+    std = np.sqrt(squares / len(x_train))
     std[std == 0] = 1.0
     for x in (x_train, x_test):
         x -= mean.astype(x.dtype)

@@ -109,7 +109,7 @@ class RMSprop(Optimizer):
 
     def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         f, h, rho = p.dtype.type, self.hyper, self.hyper.decay_rate
-        g_avg, buffer = state.get("grad_avg", state["_a"]), state.get("buffer", state["_b"])  # unused stand-ins
+        g_avg, buffer = state.get("grad_avg", p[:0]), state.get("buffer", p[:0])  # empty: unused
         kernels.rmsprop(
             p, g, state["cache"], g_avg, buffer,
             f(rho), f(1 - rho), f(h.eps), f(self.lr), f(h.momentum), h.centered, bool(h.momentum),
@@ -186,7 +186,7 @@ class Adam(Optimizer):
         f, h, t = p.dtype.type, self.hyper, self.t
         k1, k2 = look_ahead or (0.0, 0.0)
         kernels.adam(
-            p, g, state["m"], state["s"], state.get("s_max", state["_a"]),
+            p, g, state["m"], state["s"], state.get("s_max", p[:0]),
             f(h.beta1), f(1 - h.beta1), f(h.beta2), f(1 - h.beta2),
             f(self.lr / (1 - h.beta1**t)), f(1 / math.sqrt(1 - h.beta2**t)),
             f(self.lr), f(h.eps), f(decay), h.amsgrad, look_ahead is not None, f(k1), f(k2),

@@ -86,11 +86,8 @@ class Optimizer:
         # The arrays actually updated: the one flat buffer when there is one.
         self._targets = [flat] if flat is not None else self.params
         self._state = [{k: np.zeros_like(p) for k in self.state_names} for p in self._targets]
-        # Two scratch arrays per target: every update is a few in-place whole-array operations that
-        # allocate nothing after construction (keys starting with "_" are not state, and not saved).
-        for state, p in zip(self._state, self._targets, strict=True):
-            state["_a"], state["_b"] = np.empty_like(p), np.empty_like(p)
-        self._grad_buffer = np.empty_like(flat) if flat is not None else None
+        self._is_flat = flat is not None
+        self._grad_buffer: np.ndarray | None = None  # made when gradients must be gathered into one buffer
         self._seen_grads: list[np.ndarray] = []  # gradient views found to tile one flat buffer ...
         self._seen_flat: list[np.ndarray] = []  # ... and that buffer
         # 1-D views of every target and its state, for the kernels; None if a parameter is not contiguous.
@@ -132,6 +129,10 @@ class Optimizer:
                 self._fused_update(p, np.ravel(g).astype(p.dtype, copy=False), state)
         else:
             for p, g, state in zip(self._targets, gs, self._state, strict=True):
+                if "_a" not in state:
+                    # Two scratch arrays per target, made at the first reference step: every update is a few
+                    # in-place whole-array operations that allocate nothing after it ("_" keys are not saved).
+                    state["_a"], state["_b"] = np.empty_like(p), np.empty_like(p)
                 self._update(p, g, state)
 
     def _clipped(self, gs: list[np.ndarray]) -> list[np.ndarray]:
@@ -151,12 +152,14 @@ class Optimizer:
         for p, g in zip(self.params, grads, strict=True):
             if g.shape != p.shape:
                 raise ValueError(f"gradient of shape {g.shape} for a parameter of shape {p.shape}")
-        if self._grad_buffer is None:
+        if not self._is_flat:
             return list(grads)
         flat = flat_buffer(grads)
-        if flat is not None and flat.dtype == self._grad_buffer.dtype:
+        if flat is not None and flat.dtype == self._targets[0].dtype:
             self._seen_grads, self._seen_flat = list(grads), [flat]
             return [flat]
+        if self._grad_buffer is None:
+            self._grad_buffer = np.empty_like(self._targets[0])
         np.concatenate([np.ravel(g) for g in grads], out=self._grad_buffer, casting="same_kind")
         return [self._grad_buffer]
 
