@@ -86,7 +86,7 @@ class Optimizer:
         # The arrays actually updated: the one flat buffer when there is one.
         self._targets = [flat] if flat is not None else self.params
         self._state = [{k: np.zeros_like(p) for k in self.state_names} for p in self._targets]
-        self._is_flat = flat is not None
+        self._is_flat = flat is not None  # one target, the buffer all parameters are views of
         self._grad_buffer: np.ndarray | None = None  # made when gradients must be gathered into one buffer
         self._seen_grads: list[np.ndarray] = []  # gradient views found to tile one flat buffer ...
         self._seen_flat: list[np.ndarray] = []  # ... and that buffer
@@ -172,7 +172,7 @@ class Optimizer:
 
     def _per_param(self, name: str) -> list[np.ndarray]:
         """State buffer ``name`` as one array per parameter (views, not copies)."""
-        if len(self._targets) == len(self.params) and self._targets[0] is self.params[0]:
+        if not self._is_flat:
             return [s[name] for s in self._state]
         flat, out, start = self._state[0][name], [], 0
         for p in self.params:
