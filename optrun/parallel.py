@@ -5,9 +5,10 @@ before the caller writes anything) and gives a ``map_unordered(fn, items,
 on_error)`` that yields ``(i, fn(items[i]))`` as each task finishes.
 
 Every task runs with one BLAS thread, whichever executor runs it: parallel
-workers then do not oversubscribe the cores, and a multi-threaded matrix
-product, which adds in another order and rounds differently, never makes
-``--jobs 2`` disagree with ``--jobs 1`` in the last digit.
+workers (whose update kernels keep to one thread too) then do not
+oversubscribe the cores, and a multi-threaded matrix product, which adds in
+another order and rounds differently, never makes ``--jobs 2`` disagree with
+``--jobs 1`` in the last digit.
 
 Local workers come from the ``forkserver`` start method (``spawn`` where there is
 none): forking a process that runs threads (a live progress display, BLAS
@@ -28,6 +29,8 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from threadpoolctl import threadpool_limits
+
+from optrun.optim import kernels
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -58,6 +61,7 @@ def available_cores() -> int:
 
 def _limit_blas() -> None:
     threadpool_limits(limits=1)  # for the rest of this worker process's life
+    kernels.threads = 1  # and the optimizers' update kernels (optrun.optim.kernels)
 
 
 def _one_blas_thread(fn: Callable[[T], R], item: T) -> R:

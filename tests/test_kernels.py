@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from test_optim import SPECS, make_params, split
 
-from optrun.optim import build_optimizer
+from optrun.optim import build_optimizer, kernels
 from optrun.optim.base import FUSED_MIN_SIZE
 
 STEPS = 60
@@ -24,8 +27,22 @@ def run(spec: dict, fused: bool, dtype: str, layout: str, gradients: list[np.nda
     return params, opt.state_dict()
 
 
+@pytest.fixture(params=["one thread", "split"])
+def threading_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels on the calling thread, or every other update split across 2 threads in chunks of
+    7 elements, chunks that straddle the parameters' boundaries (the thread choice's trials never end)."""
+    if request.param == "split":
+        monkeypatch.setattr(kernels, "threads", 2)
+        monkeypatch.setattr(kernels, "CHUNK", 7)
+        monkeypatch.setattr(kernels, "SPLIT_MIN_SIZE", 0)
+        monkeypatch.setattr(kernels.ThreadChoice, "TRIALS", STEPS)
+    else:
+        monkeypatch.setattr(kernels, "threads", 1)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(f"{k}={v}" if k != "name" else v for k, v in s.items()))
+@pytest.mark.usefixtures("threading_mode")
 def test_fused_update_is_bit_identical_to_the_reference(spec: dict, dtype: str) -> None:
     rng = np.random.default_rng(5)
     n = sum(p.size for p in make_params("separate", rng))
@@ -77,3 +94,37 @@ def test_kernels_are_used_from_fused_min_size_parameters() -> None:
     assert not build_optimizer({"name": "adam"}, [np.zeros(FUSED_MIN_SIZE - 1)]).fused
     assert build_optimizer({"name": "adam"}, [np.zeros(FUSED_MIN_SIZE)]).fused
     assert build_optimizer({"name": "adam"}, [np.zeros(FUSED_MIN_SIZE // 2), np.zeros(FUSED_MIN_SIZE // 2)]).fused
+
+
+def test_split_covers_every_element_once_on_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each chunk goes to exactly one thread; the helper takes chunks while the caller works on its own."""
+    monkeypatch.setattr(kernels, "CHUNK", 10)
+    p, g = np.zeros(95), np.arange(95.0)
+    seen: list[tuple[int, int]] = []
+
+    def kernel(p_chunk: np.ndarray, g_chunk: np.ndarray, empty: np.ndarray, lr: float) -> None:
+        assert empty.size == 0 and lr == 2.0  # stand-ins and scalars pass whole
+        p_chunk += g_chunk * lr
+        seen.append((int(g_chunk[0]), threading.get_ident()))
+        time.sleep(0.01)  # long enough that the helper thread gets chunks of its own
+
+    kernels._split(kernel, p, (g, p[:0], 2.0), 2)
+    np.testing.assert_array_equal(p, 2 * g)
+    assert sorted(start for start, _ in seen) == list(range(0, 95, 10))
+    assert len({thread for _, thread in seen}) == 2
+
+
+def test_thread_choice_keeps_the_faster_after_its_trials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernels, "threads", 2)
+    assert kernels.ThreadChoice(kernels.SPLIT_MIN_SIZE - 1).next() == 1  # too small to try
+    for split_seconds, want in ((0.5, 2), (2.0, 1)):
+        choice = kernels.ThreadChoice(kernels.SPLIT_MIN_SIZE)
+        choice.record(choice.next(), 100.0)  # the first step (compiling) is not counted
+        tried = []
+        for _ in range(2 * kernels.ThreadChoice.TRIALS):
+            n = choice.next()
+            tried.append(n)
+            choice.record(n, split_seconds if n == 2 else 1.0)
+        assert tried.count(1) == tried.count(2) == kernels.ThreadChoice.TRIALS  # alternating trials
+        assert choice.chosen == want
+        assert {choice.next() for _ in range(5)} == {want}

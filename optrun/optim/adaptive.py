@@ -49,7 +49,7 @@ class AdaGrad(Optimizer):
 
     def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         f = p.dtype.type
-        kernels.adagrad(p, g, state["cache"], f(self.lr), f(self.hyper.eps))
+        kernels.adagrad(p, g, state["cache"], f(self.lr), f(self.hyper.eps), n_threads=self.kernel_threads)
 
 
 class RMSprop(Optimizer):
@@ -113,6 +113,7 @@ class RMSprop(Optimizer):
         kernels.rmsprop(
             p, g, state["cache"], g_avg, buffer,
             f(rho), f(1 - rho), f(h.eps), f(self.lr), f(h.momentum), h.centered, bool(h.momentum),
+            n_threads=self.kernel_threads,
         )  # fmt: skip
 
 
@@ -190,6 +191,7 @@ class Adam(Optimizer):
             f(h.beta1), f(1 - h.beta1), f(h.beta2), f(1 - h.beta2),
             f(self.lr / (1 - h.beta1**t)), f(1 / math.sqrt(1 - h.beta2**t)),
             f(self.lr), f(h.eps), f(decay), h.amsgrad, look_ahead is not None, f(k1), f(k2),
+            n_threads=self.kernel_threads,
         )  # fmt: skip
 
 

@@ -10,11 +10,13 @@ Every step t = 1, 2, ... first clips, then updates:
 from __future__ import annotations
 
 import operator
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
+from optrun.optim import kernels
 from optrun.optim.schedules import ScheduleSpec
 from optrun.schema import PositiveFloat, Section, validate
 
@@ -65,9 +67,9 @@ class Optimizer:
     ``_update`` is the plain reference: whole-array numpy operations, easy to
     read against the rule. ``_fused_update`` does the same arithmetic in one
     compiled pass (``optrun.optim.kernels``) on flat views, with bit-identical
-    results. ``fused`` chooses: by default the kernels run on contiguous
-    parameters of at least ``FUSED_MIN_SIZE`` elements in all, where they save
-    more than the second their compiler takes to start.
+    results, on ``kernel_threads`` threads. ``fused`` chooses: by default the
+    kernels run on contiguous parameters of at least ``FUSED_MIN_SIZE`` elements
+    in all, where they save more than the second their compiler takes to start.
     """
 
     name: ClassVar[str]
@@ -97,7 +99,10 @@ class Optimizer:
                 (p.reshape(-1), {k: a.reshape(-1) for k, a in state.items()})
                 for p, state in zip(self._targets, self._state, strict=True)
             ]
-        self.fused = sum(p.size for p in self._targets) >= FUSED_MIN_SIZE  # kernels where they pay off
+        size = sum(p.size for p in self._targets)
+        self.fused = size >= FUSED_MIN_SIZE  # kernels where they pay off
+        self._threads = kernels.ThreadChoice(size)  # split large updates across threads where that is faster
+        self.kernel_threads = 1  # the threads this step's kernels use
         self.t = 0
         self.lr = self.learning_rate
 
@@ -125,8 +130,11 @@ class Optimizer:
         gs = self._clipped(self._gradient_targets(grads))
         self._begin_step(gs, loss)
         if self.fused and self._flat is not None:
+            self.kernel_threads = self._threads.next()
+            start = time.perf_counter()
             for (p, state), g in zip(self._flat, gs, strict=True):
                 self._fused_update(p, np.ravel(g).astype(p.dtype, copy=False), state)
+            self._threads.record(self.kernel_threads, time.perf_counter() - start)
         else:
             for p, g, state in zip(self._targets, gs, self._state, strict=True):
                 if "_a" not in state:

@@ -19,30 +19,121 @@ numba is imported, and a kernel compiled (or loaded from numba's on-disk
 cache), at the kernel's first call: together about a second, once per process,
 which is why optimizers use the kernels only on large parameter sets
 (``optrun.optim.base.FUSED_MIN_SIZE``).
+
+A large update can be split into chunks of ``CHUNK`` elements that several
+threads take in turn, each running the kernel (which releases the GIL) on its
+chunk. The rules are elementwise, so the result is the same to the last bit
+however the chunks fall; only the time differs, and not always in the split's
+favour. Right after a matrix product, BLAS's idle threads spin on the other
+cores for a while, and a helper thread sharing a core with one of them is
+preempted for milliseconds at a time: in a training loop, splitting Adam's
+update saves time, splitting SGD's costs more than the whole update. So each
+optimizer times its first few steps both ways (``ThreadChoice``) and keeps
+the faster.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import queue
+import statistics
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+CHUNK = 1 << 19
+"""Elements per task of a split update (2 MiB of float32 per array)."""
+SPLIT_MIN_SIZE = 4 * CHUNK
+"""Elements from which splitting an update across threads is tried."""
+MAX_THREADS = 4
+"""The most threads an update uses: updates are memory-bound, and a few cores saturate the memory bus."""
+threads = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, MAX_THREADS)
+"""Threads an update may use: the cores this process may run on, up to ``MAX_THREADS``. optrun's
+parallel workers set it to 1, as they do BLAS's threads, so that jobs do not oversubscribe the cores."""
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process it belongs to, the helper threads)
+
+
+def _helpers() -> ThreadPoolExecutor:
+    """This process's helper threads, made at first use (a forked child makes its own)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(MAX_THREADS - 1, thread_name_prefix="optrun-kernel"))
+    return _pool[1]
+
+
+def _split(kernel: Callable[..., None], p: np.ndarray, args: tuple[Any, ...], n_threads: int) -> None:
+    """``kernel(p, *args)`` chunk by chunk on ``n_threads`` threads (at most ``MAX_THREADS``). Array
+    arguments are either as long as ``p`` (they are chunked with it) or empty stand-ins (passed whole)."""
+    chunks: queue.SimpleQueue[slice] = queue.SimpleQueue()
+    for start in range(0, p.size, CHUNK):
+        chunks.put(slice(start, start + CHUNK))
+
+    def work() -> None:  # whichever thread is free takes the next chunk
+        while True:
+            try:
+                c = chunks.get_nowait()
+            except queue.Empty:
+                return
+            kernel(p[c], *(a[c] if isinstance(a, np.ndarray) and a.size else a for a in args))
+
+    helping = [_helpers().submit(work) for _ in range(min(n_threads, MAX_THREADS) - 1)]
+    work()
+    for future in helping:
+        future.result()
+
+
+class ThreadChoice:
+    """How many threads an optimizer's updates use: 1, or ``threads`` where the update is large enough
+    to try splitting and splitting proves faster over the first steps (the first step, which may compile
+    the kernel, is not counted; then ``TRIALS`` steps each way, alternating, compared by their median)."""
+
+    TRIALS = 5
+
+    def __init__(self, size: int) -> None:
+        self.candidates = [1, threads] if threads > 1 and size >= SPLIT_MIN_SIZE else [1]
+        self.seconds: dict[int, list[float]] = {n: [] for n in self.candidates}
+        self.chosen: int | None = 1 if len(self.candidates) == 1 else None
+        self._counted = False  # the first step's time includes compiling: it is left out
+
+    def next(self) -> int:
+        """The thread count for the next step: the choice, or during the trials the least-tried candidate."""
+        if self.chosen is not None:
+            return self.chosen
+        return min(self.candidates, key=lambda n: len(self.seconds[n]))
+
+    def record(self, n: int, seconds: float) -> None:
+        """How long a step on ``n`` threads took; decides once every candidate has had its trials."""
+        if self.chosen is not None:
+            return
+        if not self._counted:
+            self._counted = True
+            return
+        self.seconds[n].append(seconds)
+        if all(len(times) >= self.TRIALS for times in self.seconds.values()):
+            self.chosen = min(self.candidates, key=lambda k: statistics.median(self.seconds[k]))
+
 
 def _kernel(fn: Callable[..., None]) -> Callable[..., None]:
-    """``fn`` compiled on first call, single-threaded: the kernels run between BLAS calls, whose threads
-    spin for a while after each product, and parallel kernels contending with them cost milliseconds."""
+    """``fn`` compiled on first call, without numba's parallel loops: the kernels run between BLAS calls,
+    whose threads spin for a while after each product, and numba's spinning threads contending with
+    them cost milliseconds. Large updates are split across threads by ``_split`` instead."""
     compiled: Callable[..., None] | None = None
 
     @functools.wraps(fn)
-    def call(*args: Any) -> None:
+    def call(p: np.ndarray, *args: Any, n_threads: int = 1) -> None:
         nonlocal compiled
         if compiled is None:
             from numba import njit
 
             compiled = njit(cache=True, nogil=True, error_model="numpy")(fn)
-        compiled(*args)
+        if n_threads > 1:
+            _split(compiled, p, args, n_threads)
+        else:
+            compiled(p, *args)
 
     return call
 

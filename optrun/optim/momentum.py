@@ -33,7 +33,7 @@ class SGD(Optimizer):
         p -= np.multiply(g, self.lr, out=state["_a"])
 
     def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        kernels.sgd(p, g, p.dtype.type(self.lr))
+        kernels.sgd(p, g, p.dtype.type(self.lr), n_threads=self.kernel_threads)
 
 
 class _HeavyBall(Hyperparameters):
@@ -159,7 +159,9 @@ class Momentum(Optimizer):
     def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         f = p.dtype.type
         v_scale = (1 - self.dampening) * self.lr
-        kernels.heavy_ball(p, g, state["velocity"], f(self.mu), f(v_scale), f(self.lr), self.nesterov)
+        kernels.heavy_ball(
+            p, g, state["velocity"], f(self.mu), f(v_scale), f(self.lr), self.nesterov, n_threads=self.kernel_threads
+        )
 
     def _scalar_state(self) -> dict[str, Any]:
         return {"restarts": self.restarts, "previous_loss": self._previous_loss}
