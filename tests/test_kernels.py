@@ -29,11 +29,10 @@ def run(spec: dict, fused: bool, dtype: str, layout: str, gradients: list[np.nda
 
 @pytest.fixture(params=["one thread", "split"])
 def threading_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kernels on the calling thread, or every other update split across 2 threads in chunks of
-    7 elements, chunks that straddle the parameters' boundaries (the thread choice's trials never end)."""
+    """The kernels on the calling thread, or every other update split across 3 threads, in parts that
+    straddle the parameters' boundaries (the thread choice's trials never end)."""
     if request.param == "split":
-        monkeypatch.setattr(kernels, "threads", 2)
-        monkeypatch.setattr(kernels, "CHUNK", 7)
+        monkeypatch.setattr(kernels, "threads", 3)
         monkeypatch.setattr(kernels, "SPLIT_MIN_SIZE", 0)
         monkeypatch.setattr(kernels.ThreadChoice, "TRIALS", STEPS)
     else:
@@ -96,22 +95,21 @@ def test_kernels_are_used_from_fused_min_size_parameters() -> None:
     assert build_optimizer({"name": "adam"}, [np.zeros(FUSED_MIN_SIZE // 2), np.zeros(FUSED_MIN_SIZE // 2)]).fused
 
 
-def test_split_covers_every_element_once_on_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each chunk goes to exactly one thread; the helper takes chunks while the caller works on its own."""
-    monkeypatch.setattr(kernels, "CHUNK", 10)
+def test_split_covers_every_element_once_on_several_threads() -> None:
+    """Each part goes to exactly one thread, and each thread gets one part."""
     p, g = np.zeros(95), np.arange(95.0)
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int, int]] = []
 
-    def kernel(p_chunk: np.ndarray, g_chunk: np.ndarray, empty: np.ndarray, lr: float) -> None:
+    def kernel(p_part: np.ndarray, g_part: np.ndarray, empty: np.ndarray, lr: float) -> None:
         assert empty.size == 0 and lr == 2.0  # stand-ins and scalars pass whole
-        p_chunk += g_chunk * lr
-        seen.append((int(g_chunk[0]), threading.get_ident()))
-        time.sleep(0.01)  # long enough that the helper thread gets chunks of its own
+        p_part += g_part * lr
+        seen.append((int(g_part[0]), g_part.size, threading.get_ident()))
+        time.sleep(0.01)  # the parts overlap in time: each must be on a thread of its own
 
-    kernels._split(kernel, p, (g, p[:0], 2.0), 2)
+    kernels._split(kernel, p, (g, p[:0], 2.0), 3)
     np.testing.assert_array_equal(p, 2 * g)
-    assert sorted(start for start, _ in seen) == list(range(0, 95, 10))
-    assert len({thread for _, thread in seen}) == 2
+    assert sorted((start, size) for start, size, _ in seen) == [(0, 31), (31, 32), (63, 32)]
+    assert len({thread for *_, thread in seen}) == 3
 
 
 def test_thread_choice_keeps_the_faster_after_its_trials(monkeypatch: pytest.MonkeyPatch) -> None:

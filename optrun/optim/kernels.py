@@ -20,23 +20,22 @@ cache), at the kernel's first call: together about a second, once per process,
 which is why optimizers use the kernels only on large parameter sets
 (``optrun.optim.base.FUSED_MIN_SIZE``).
 
-A large update can be split into chunks of ``CHUNK`` elements that several
-threads take in turn, each running the kernel (which releases the GIL) on its
-chunk. The rules are elementwise, so the result is the same to the last bit
-however the chunks fall; only the time differs, and not always in the split's
-favour. Right after a matrix product, BLAS's idle threads spin on the other
-cores for a while, and a helper thread sharing a core with one of them is
-preempted for milliseconds at a time: in a training loop, splitting Adam's
-update saves time, splitting SGD's costs more than the whole update. So each
-optimizer times its first few steps both ways (``ThreadChoice``) and keeps
-the faster.
+A large update can be split into equal parts that several threads update at
+once, each running the kernel (which releases the GIL) on its part. The rules
+are elementwise, so the result is the same to the last bit however the parts
+fall; only the time differs, and not always in the split's favour. Right
+after a matrix product, BLAS's idle threads spin on the other cores for a
+while, and a helper thread sharing a core with one of them is preempted for
+milliseconds at a time: in a training loop with multi-threaded BLAS, a split
+update is slower, while with single-threaded BLAS (``optrun compare`` with
+one job) or on its own it is up to twice as fast. So each optimizer times its
+first few steps both ways (``ThreadChoice``) and keeps the faster.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import queue
 import statistics
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,10 +43,8 @@ from typing import Any
 
 import numpy as np
 
-CHUNK = 1 << 19
-"""Elements per task of a split update (2 MiB of float32 per array)."""
-SPLIT_MIN_SIZE = 4 * CHUNK
-"""Elements from which splitting an update across threads is tried."""
+SPLIT_MIN_SIZE = 1 << 21
+"""Elements from which splitting an update across threads is tried (8 MiB of float32 per array)."""
 MAX_THREADS = 4
 """The most threads an update uses: updates are memory-bound, and a few cores saturate the memory bus."""
 threads = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, MAX_THREADS)
@@ -66,22 +63,16 @@ def _helpers() -> ThreadPoolExecutor:
 
 
 def _split(kernel: Callable[..., None], p: np.ndarray, args: tuple[Any, ...], n_threads: int) -> None:
-    """``kernel(p, *args)`` chunk by chunk on ``n_threads`` threads (at most ``MAX_THREADS``). Array
-    arguments are either as long as ``p`` (they are chunked with it) or empty stand-ins (passed whole)."""
-    chunks: queue.SimpleQueue[slice] = queue.SimpleQueue()
-    for start in range(0, p.size, CHUNK):
-        chunks.put(slice(start, start + CHUNK))
+    """``kernel(p, *args)`` on ``n_threads`` equal parts at once, the first on this thread. Array
+    arguments are either as long as ``p`` (they are split with it) or empty stand-ins (passed whole).
+    One part per thread: each extra part would cost a hand-over of the GIL, tens of microseconds."""
 
-    def work() -> None:  # whichever thread is free takes the next chunk
-        while True:
-            try:
-                c = chunks.get_nowait()
-            except queue.Empty:
-                return
-            kernel(p[c], *(a[c] if isinstance(a, np.ndarray) and a.size else a for a in args))
+    def run(part: slice) -> None:
+        kernel(p[part], *(a[part] if isinstance(a, np.ndarray) and a.size else a for a in args))
 
-    helping = [_helpers().submit(work) for _ in range(min(n_threads, MAX_THREADS) - 1)]
-    work()
+    parts = [slice(p.size * i // n_threads, p.size * (i + 1) // n_threads) for i in range(n_threads)]
+    helping = [_helpers().submit(run, part) for part in parts[1:]]
+    run(parts[0])
     for future in helping:
         future.result()
 
