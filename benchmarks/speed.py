@@ -8,19 +8,23 @@ Prints, for (a) an MNIST-shaped MLP (blobs, 60,000 × 784, 10 classes, hidden
 [64], batch 32, Adam): the median seconds per training epoch (evaluation
 excluded) of optrun and of the same network, data, batch order and optimizer in
 PyTorch, their ratio, and the share of the machine's measured float32
-matrix-multiply peak each reaches (an epoch costs 6 × samples × weights flops);
-(c) one optimizer step on 10 million parameters for every optimizer, against
-PyTorch's ``foreach`` implementation, with the bytes numpy allocates per step
-after the first; (d) the epoch time of (a) at three dataset sizes; (e) the peak
-resident memory of (a), (b) and each optimizer's steps in (c), each measured in a
-fresh process, against the bound 2 × (dataset + parameters and gradients +
-optimizer state) + the interpreter's baseline. Each line ends with the issue's
-target and whether this run met it. PyTorch (``pip install torch==2.13.0``) is never a dependency of optrun.
+matrix-multiply peak each reaches (an epoch costs 6 × samples × weights flops),
+and for (a) the time its matrix products alone take; (c) one optimizer step on
+10 million parameters for every optimizer, against PyTorch's ``foreach``
+implementation, with the threads the optimizer chose and the bytes allocated
+per step after the first; (d) the epoch time of (a) at three dataset sizes; (e)
+the peak resident memory of (a), (b) and each optimizer's steps in (c), each
+measured in a fresh process, against the bound 2 × (dataset + parameters and
+gradients + optimizer state) + the baseline, the interpreter having run the
+workload's code once on a few rows. Each line ends with the issue's target and
+whether this run met it. PyTorch (``pip install torch==2.13.0``) is never a
+dependency of optrun.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -31,8 +35,8 @@ import tracemalloc
 import numpy as np
 
 from optrun.config import parse_config
+from optrun.data.digits import SHAPE as DIGITS_SHAPE
 from optrun.optim import OPTIMIZERS, build_optimizer, kernels
-from optrun.optim.base import FUSED_MIN_SIZE
 from optrun.train import _run_epoch, prepare
 
 try:
@@ -75,6 +79,29 @@ def optrun_epoch(spec: dict, epochs: int) -> tuple[float, int, int]:
     times = [_timed(lambda e=e: _run_epoch(exp, e)) for e in range(2, epochs + 2)]
     weights = sum(d.W.size for d in exp.model.dense)
     return statistics.median(times), len(exp.data.y_train), weights
+
+
+def matmul_floor(spec: dict, samples: int, repeats: int = 50) -> float:
+    """Seconds per epoch that ``spec``'s matrix products alone take, hot, on random arrays of the same
+    shapes: per batch, x·W for every layer, xᵀ·dy for every layer, dy·Wᵀ for all but the first."""
+    rng = np.random.default_rng(0)
+    batch = spec["train"]["batch_size"]
+    widths = [spec["dataset"]["n_features"], *spec["model"]["hidden"], spec["dataset"]["n_classes"]]
+    layers = [
+        (rng.random((batch, fan_in), np.float32), rng.random((fan_in, fan_out), np.float32),
+         rng.random((batch, fan_out), np.float32))
+        for fan_in, fan_out in itertools.pairwise(widths)
+    ]  # fmt: skip
+
+    def products() -> None:
+        for i, (x, w, dy) in enumerate(layers):
+            x @ w
+            x.T @ dy
+            if i:
+                dy @ w.T
+
+    products()
+    return statistics.median(_timed(products) for _ in range(repeats)) * -(-samples // batch)
 
 
 def torch_epoch(spec: dict, epochs: int) -> float | None:
@@ -181,8 +208,13 @@ print(json.dumps({{"baseline": baseline, "peak": high_water(), "needed": data + 
 WARM = """
 np.random.default_rng(0).standard_normal(1)  # numpy.random's code pages, loaded at first use
 warm = build_optimizer({{"name": {name!r}}}, [np.zeros(8, np.float32)])
-warm.fused = {fused}  # the kernels' code (numba, the compiled kernel) belongs to the baseline, as numpy's does
+warm.fused = True  # the kernels' code (numba, the compiled kernel) belongs to the baseline, as numpy's does
 warm.step([np.ones(8, np.float32)])
+"""
+WARM_EPOCH = """
+config = parse_config({spec!r})
+tiny = {{**{spec!r}, "dataset": {{"name": "blobs", "n_samples": 40, "n_features": {features}, "n_classes": 10}}}}
+_run_epoch(prepare(parse_config(tiny)), 1)  # every code path of the workload (kernels too, if it uses them) on 40 rows
 """
 EPOCH = """
 exp = prepare(config)
@@ -234,6 +266,10 @@ def main() -> None:
                  f"{ours / theirs:6.2f}" if theirs else f"{'-':>6}", f"{flops / ours / peak:12.1%}",
                  f"{flops / theirs / peak:11.1%}" if theirs else f"{'-':>11}"]  # fmt: skip
         print(f"{label:<34} {' '.join(cells)}  {goal}: {verdict(ok)}")
+        if spec is MNIST:
+            floor = matmul_floor(spec, samples)
+            print(f"{'':<34} its matrix products alone, hot: {floor:.3f} s"
+                  + (f" = {floor / theirs:.2f} of torch's epoch" if theirs else ""))  # fmt: skip
 
     print("\n(c) one optimizer step on 10 million float32 parameters, median")
     print("    (threads: what the optimizer chose after timing its first steps both ways; bytes allocated:")
@@ -259,15 +295,17 @@ def main() -> None:
           f"{verdict(spread <= 0.25)}")  # fmt: skip
 
     print("\n(e) peak resident memory, each in a fresh process (MiB), against")
-    print("    2 × (dataset + parameters and gradients + optimizer state) + the baseline: the interpreter")
-    print("    with optrun imported, the config parsed and, where a workload uses them, the kernels loaded")
+    print("    2 × (dataset + parameters and gradients + optimizer state) + the baseline: the interpreter with")
+    print("    the workload's code run once on a few rows (an epoch on 40 samples, a step on 8 parameters)")
     workloads = [
-        (label, f"config = parse_config({spec!r})" + WARM.format(name="adam", fused=params >= FUSED_MIN_SIZE), EPOCH)
-        for label, spec, params in (("MNIST-shaped epoch", MNIST, 235_146), ("digits epoch", DIGITS, 4_810))
+        (label, WARM_EPOCH.format(spec=spec, features=features), EPOCH)
+        for label, spec, features in (
+            ("MNIST-shaped epoch", MNIST, MNIST["dataset"]["n_features"]),
+            ("digits epoch", DIGITS, DIGITS_SHAPE[1] - 1),
+        )
     ]
     workloads += [
-        (f"{name} step, 10M", WARM.format(name=name, fused=True), STEPS.format(n=10_000_000, name=name))
-        for name in OPTIMIZERS
+        (f"{name} step, 10M", WARM.format(name=name), STEPS.format(n=10_000_000, name=name)) for name in OPTIMIZERS
     ]
     for label, setup, body in workloads:
         m = peak_memory(setup, body)

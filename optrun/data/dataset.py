@@ -82,7 +82,7 @@ def load_dataset(spec: Any, rng: np.random.Generator, dtype: str | np.dtype = "f
     """Generate or load the dataset a validated spec names, split and standardized, deterministic in ``rng``."""
     x, y = GENERATORS[spec.name][1](spec, rng, np.dtype(dtype))
     train, test = stratified_split(y, spec.test_fraction, rng)
-    x_train, x_test = x[train], x[test]
+    x_train, x_test = x[train].astype(dtype, copy=False), x[test].astype(dtype, copy=False)  # digits: from uint8
     del x
     standardize(x_train, x_test)
     return Dataset(spec.name, x_train, y[train], x_test, y[test], int(y.max()) + 1)

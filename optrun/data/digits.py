@@ -23,12 +23,14 @@ SHAPE = (1797, 65)  # 64 pixel counts and the label
 
 
 def digits(spec: DigitsSpec, rng: np.random.Generator, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel counts as uint8 (``load_dataset`` casts them to ``dtype`` after the split, so the whole
+    table is never held as floats) and the labels."""
     source = files("optrun.data").joinpath("digits.csv.gz")
     try:
         with source.open("rb") as raw, gzip.open(raw) as fh:
-            table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
-    except (OSError, EOFError, ValueError, zlib.error) as exc:
+            table = np.loadtxt(fh, delimiter=",", dtype=np.uint8, ndmin=2)
+    except (OSError, EOFError, ValueError, OverflowError, zlib.error) as exc:
         raise ConfigError(f"{source}: cannot read the bundled digits ({exc}); reinstall optrun") from None
     if table.shape != SHAPE:
         raise ConfigError(f"{source}: the bundled digits have shape {table.shape}, expected {SHAPE}; reinstall optrun")
-    return table[:, :-1].astype(dtype), table[:, -1].astype(np.int64)
+    return table[:, :-1], table[:, -1].astype(np.int64)
