@@ -29,7 +29,7 @@ def digits(spec: DigitsSpec, rng: np.random.Generator, dtype: np.dtype) -> tuple
     try:
         with source.open("rb") as raw, gzip.open(raw) as fh:
             table = np.loadtxt(fh, delimiter=",", dtype=np.uint8, ndmin=2)
-    except (OSError, EOFError, ValueError, OverflowError, zlib.error) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise ConfigError(f"{source}: cannot read the bundled digits ({exc}); reinstall optrun") from None
     if table.shape != SHAPE:
         raise ConfigError(f"{source}: the bundled digits have shape {table.shape}, expected {SHAPE}; reinstall optrun")
