@@ -126,3 +126,24 @@ def test_thread_choice_keeps_the_faster_after_its_trials(monkeypatch: pytest.Mon
         assert tried.count(1) == tried.count(2) == kernels.ThreadChoice.TRIALS  # alternating trials
         assert choice.chosen == want
         assert {choice.next() for _ in range(5)} == {want}
+
+
+@pytest.mark.parametrize(
+    ("cores", "env", "want"),
+    [
+        (2, {}, 2),
+        (16, {}, kernels.MAX_THREADS),
+        (16, {"OMP_NUM_THREADS": "1"}, 1),
+        (2, {"OPENBLAS_NUM_THREADS": "1"}, 1),
+        (2, {"OMP_NUM_THREADS": "many"}, 2),  # not a count: ignored
+    ],
+)
+def test_update_threads_follow_the_cores_and_the_users_thread_limits(
+    cores: int, env: dict[str, str], want: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kernels.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert kernels._default_threads() == want

@@ -47,9 +47,19 @@ SPLIT_MIN_SIZE = 1 << 21
 """Elements from which splitting an update across threads is tried (8 MiB of float32 per array)."""
 MAX_THREADS = 4
 """The most threads an update uses: updates are memory-bound, and a few cores saturate the memory bus."""
-threads = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, MAX_THREADS)
-"""Threads an update may use: the cores this process may run on, up to ``MAX_THREADS``. optrun's
-parallel workers set it to 1, as they do BLAS's threads, so that jobs do not oversubscribe the cores."""
+
+
+def _default_threads() -> int:
+    """The cores this process may run on, at most ``MAX_THREADS``, and at most ``OMP_NUM_THREADS`` or
+    ``OPENBLAS_NUM_THREADS`` where the user has set them to limit the threads a process uses."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    limits = [os.environ.get(name, "") for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")]
+    return min(cores, MAX_THREADS, *(int(v) for v in limits if v.isdigit() and int(v) > 0))
+
+
+threads = _default_threads()
+"""Threads an update may use. optrun's parallel workers set it to 1, as they do BLAS's threads,
+so that jobs do not oversubscribe the cores."""
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process it belongs to, the helper threads)
 
