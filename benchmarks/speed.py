@@ -87,11 +87,34 @@ def optrun_epoch(spec: dict) -> tuple[Callable[[], None], int, int]:
     return epoch, len(exp.data.y_train), sum(d.W.size for d in exp.model.dense)
 
 
-def paired(ours: Callable[[], object], theirs: Callable[[], object] | None, repeats: int) -> tuple[float, ...]:
-    """Median seconds of ``ours`` and of ``theirs`` and the median of their ratios, the two run by turns
-    so that both meet the same load on a shared machine (``theirs`` None: ours alone)."""
-    pairs = [(_timed(ours), _timed(theirs) if theirs else math.nan) for _ in range(repeats)]
-    return tuple(statistics.median(column) for column in (*zip(*pairs, strict=True), [a / b for a, b in pairs]))
+SETTLE = 0.25
+"""Seconds of rest before each side's turn: BLAS's and OpenMP's idle threads spin for up to a tenth of a
+second after their last call, and would slow whatever runs next on their cores."""
+
+
+def by_turns(
+    ours: Callable[[], object], theirs: Callable[[], object] | None, rounds: int, per_turn: int
+) -> tuple[float, float, float]:
+    """Median seconds of a call of ``ours`` and of ``theirs``, and the median over rounds of their ratio.
+
+    Each round gives each side a turn: a rest, an untimed call (to wake threads and warm caches), then
+    ``per_turn`` timed calls. Both sides so meet the same load on a shared machine, and neither meets
+    the other's spinning threads (``theirs`` None: nan).
+    """
+    rounds_times = []
+    for _ in range(rounds):
+        turns = []
+        for fn in (ours, theirs):
+            time.sleep(SETTLE)
+            if fn is None:
+                turns.append([math.nan])
+                continue
+            fn()
+            turns.append([_timed(fn) for _ in range(per_turn)])
+        rounds_times.append(turns)
+    ratio = statistics.median(statistics.median(a) / statistics.median(b) for a, b in rounds_times)
+    ours_all, theirs_all = ([t for turns in rounds_times for t in turns[side]] for side in (0, 1))
+    return statistics.median(ours_all), statistics.median(theirs_all), ratio
 
 
 def matmul_floor(spec: dict, samples: int, repeats: int = 50) -> float:
@@ -151,7 +174,7 @@ def torch_epoch(spec: dict) -> Callable[[], None] | None:
     return epoch
 
 
-def optimizer_steps(n: int, repeats: int) -> Iterator[tuple[str, float, float, float, int, int]]:
+def optimizer_steps(n: int, rounds: int) -> Iterator[tuple[str, float, float, float, int, int]]:
     """Per optimizer: (name, optrun's and torch's seconds per step and their ratio, by turns; the threads
     optrun chose; the bytes it allocates in a step after the first)."""
     shapes = [(2000, 2000), (2000, 2000), (1000, 2000), (2000,)]
@@ -176,7 +199,7 @@ def optimizer_steps(n: int, repeats: int) -> Iterator[tuple[str, float, float, f
         opt.step(grads)
         allocated = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
-        ours, theirs, ratio = paired(lambda o=opt, g=grads: o.step(g), torch_step(name, shapes), repeats)
+        ours, theirs, ratio = by_turns(lambda o=opt, g=grads: o.step(g), torch_step(name, shapes), rounds, 5)
         yield name, ours, theirs, ratio, opt.kernel_threads, allocated
 
 
@@ -261,18 +284,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args()
-    epochs, repeats = (3, 5) if args.quick else (5, 20)
+    rounds = 2 if args.quick else 4
     peak = matmul_peak()
     versions = f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "no torch"
     print(f"float32 matrix-multiply peak: {peak / 1e9:.1f} GFLOP/s; numpy {np.__version__}, {versions}")
-    print("(timings: medians; optrun and torch run by turns, and the ratio is the median of the pairs' ratios)")
+    print("(timings: medians; optrun and torch run by turns after a rest, the ratio the median of the turns' ratios)")
 
     print("\n(a, b) seconds per training epoch (evaluation excluded)")
     print(f"{'network':<34} {'optrun':>8} {'torch':>8} {'ratio':>6} {'optrun peak':>12} {'torch peak':>11}  target")
     targets = {"MNIST": (0.5, 0.5), "digits": (0.2, 0.0)}  # (most optrun/torch, least share of the peak)
     for label, spec in (("MNIST-shaped [256, 128], batch 128", MNIST), ("digits [64], batch 32", DIGITS)):
         epoch, samples, weights = optrun_epoch(spec)
-        ours, theirs, ratio = paired(epoch, torch_epoch(spec), epochs)
+        ours, theirs, ratio = by_turns(epoch, torch_epoch(spec), rounds, per_turn=1 if spec is MNIST else 10)
         peak = max(peak, matmul_peak())  # the best the machine showed: a busy moment only lowers it
         flops = 6 * samples * weights
         most, least = targets[label.split("-")[0].split()[0]]
@@ -291,16 +314,16 @@ def main() -> None:
     print("    Python objects, such as a split update's parts; one array would be 40,000,000 bytes)")
     columns = f"{'optrun ms':>10} {'threads':>7} {'torch ms':>9} {'ratio':>6} {'bytes allocated/step':>21}"
     print(f"{'optimizer':<10} {columns}  target")
-    for name, ours, theirs, ratio, threads, allocated in optimizer_steps(10_000_000, repeats):
+    for name, ours, theirs, ratio, threads, allocated in optimizer_steps(10_000_000, rounds):
         ok = not ratio > 1 and allocated < 65536  # a few Python objects, no array
         print(f"{name:<10} {ours * 1e3:10.2f} {threads:>7} {theirs * 1e3:9.2f} {ratio:6.2f} {allocated:21,d}  "
               f"<= torch, no array allocated: {verdict(ok)}")  # fmt: skip
 
     print("\n(d) MNIST-shaped epoch against the number of training samples (the three sizes by turns)")
     runs = [optrun_epoch({**MNIST, "dataset": {**MNIST["dataset"], "n_samples": n}}) for n in (18750, 37500, 75000)]
-    rounds = [[_timed(epoch) for epoch, _, _ in runs] for _ in range(epochs)]
+    times_by_round = [[_timed(epoch) for epoch, _, _ in runs] for _ in range(rounds + 1)]
     per_sample = []
-    for (_, samples, _), times in zip(runs, zip(*rounds, strict=True), strict=True):
+    for (_, samples, _), times in zip(runs, zip(*times_by_round, strict=True), strict=True):
         seconds = statistics.median(times)
         per_sample.append(seconds / samples)
         print(f"{samples:>7} samples: {seconds:7.3f} s/epoch, {seconds / samples * 1e6:6.2f} µs per sample")
