@@ -58,8 +58,8 @@ def _default_threads() -> int:
 
 
 threads = _default_threads()
-"""Threads an update may use. optrun's parallel workers set it to 1, as they do BLAS's threads,
-so that jobs do not oversubscribe the cores."""
+"""Threads an update may use, read when an optimizer is built. optrun's parallel workers set it to 1,
+as they do BLAS's threads, so that jobs do not oversubscribe the cores."""
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process it belongs to, the helper threads)
 
