@@ -105,10 +105,10 @@ def by_turns(
     for _ in range(rounds):
         turns = []
         for fn in (ours, theirs):
-            time.sleep(SETTLE)
             if fn is None:
                 turns.append([math.nan])
                 continue
+            time.sleep(SETTLE)
             fn()
             turns.append([_timed(fn) for _ in range(per_turn)])
         rounds_times.append(turns)
@@ -276,8 +276,18 @@ def peak_memory(setup: str, body: str) -> dict[str, float]:
     return {"peak": out["peak"] / 2**20, "needed": out["needed"] / 2**20, "bound": bound / 2**20}
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
+def verdict(ok: bool | None) -> str:
+    return "not measured (no torch)" if ok is None else "met" if ok else "NOT met"
+
+
+def at_most(ratio: float, most: float) -> bool | None:
+    """Whether optrun/torch ``ratio`` is at most ``most``; None where there was no torch to time (nan)."""
+    return None if math.isnan(ratio) else ratio <= most
+
+
+def cell(value: float, width: int, spec: str) -> str:
+    """``value`` formatted, right-aligned in ``width``; a dash where it was not measured (nan: no torch)."""
+    return f"{'-' if math.isnan(value) else format(value, spec):>{width}}"
 
 
 def main() -> None:
@@ -299,15 +309,16 @@ def main() -> None:
         peak = max(peak, matmul_peak())  # the best the machine showed: a busy moment only lowers it
         flops = 6 * samples * weights
         most, least = targets[label.split("-")[0].split()[0]]
-        goal = f"ratio <= {most}: {verdict(not ratio > most)}"  # no torch (nan): not checked
+        goal = f"ratio <= {most}: {verdict(at_most(ratio, most))}"
         if least:
             goal += f"; peak >= {least:.0%}: {verdict(flops / ours / peak >= least)}"
-        cells = [f"{ours:8.3f}", f"{theirs:8.3f}", f"{ratio:6.2f}", f"{flops / ours / peak:12.1%}",
-                 f"{flops / theirs / peak:11.1%}"]  # fmt: skip
+        cells = [cell(ours, 8, ".3f"), cell(theirs, 8, ".3f"), cell(ratio, 6, ".2f"),
+                 cell(flops / ours / peak, 12, ".1%"), cell(flops / theirs / peak, 11, ".1%")]  # fmt: skip
         print(f"{label:<34} {' '.join(cells)}  {goal}")
         if spec is MNIST:
             floor = matmul_floor(spec, samples)
-            print(f"{'':<34} its matrix products alone, hot: {floor:.3f} s = {floor / theirs:.2f} of torch's epoch")
+            share = "" if math.isnan(theirs) else f" = {floor / theirs:.2f} of torch's epoch"
+            print(f"{'':<34} its matrix products alone, hot: {floor:.3f} s{share}")
     print(f"(shares of the best peak measured, {peak / 1e9:.1f} GFLOP/s)")
 
     print("\n(c) one optimizer step on 10 million float32 parameters")
@@ -316,9 +327,11 @@ def main() -> None:
     columns = f"{'optrun ms':>10} {'threads':>7} {'torch ms':>9} {'ratio':>6} {'bytes allocated/step':>21}"
     print(f"{'optimizer':<10} {columns}  target")
     for name, ours, theirs, ratio, threads, allocated in optimizer_steps(10_000_000, rounds):
-        ok = not ratio > 1 and allocated < 65536  # a few Python objects, no array
-        print(f"{name:<10} {ours * 1e3:10.2f} {threads:>7} {theirs * 1e3:9.2f} {ratio:6.2f} {allocated:21,d}  "
-              f"<= torch, no array allocated: {verdict(ok)}")  # fmt: skip
+        print(
+            f"{name:<10} {ours * 1e3:10.2f} {threads:>7} {cell(theirs * 1e3, 9, '.2f')} {cell(ratio, 6, '.2f')} "
+            f"{allocated:21,d}  <= torch: {verdict(at_most(ratio, 1.0))}; "
+            f"no array allocated: {verdict(allocated < 65536)}"
+        )  # fmt: skip  (a few Python objects, no array)
 
     print("\n(d) MNIST-shaped epoch against the number of training samples (the three sizes by turns)")
     runs = [optrun_epoch({**MNIST, "dataset": {**MNIST["dataset"], "n_samples": n}}) for n in (18750, 37500, 75000)]
