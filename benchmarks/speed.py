@@ -1,7 +1,7 @@
 """Training speed of optrun against PyTorch's CPU build, in one process on one machine.
 
     python benchmarks/speed.py            # everything (PyTorch columns where it is installed)
-    python benchmarks/speed.py --quick    # fewer repeats
+    python benchmarks/speed.py --quick    # fewer rounds
 
 Prints, for (a) an MNIST-shaped MLP (blobs, 60,000 × 784, 10 classes, hidden
 [256, 128], relu, batch 128, Adam, float32) and (b) a digits-sized MLP (hidden
@@ -292,7 +292,7 @@ def cell(value: float, width: int, spec: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
     args = parser.parse_args()
     rounds = 2 if args.quick else 4
     peak = matmul_peak()
@@ -327,11 +327,11 @@ def main() -> None:
     columns = f"{'optrun ms':>10} {'threads':>7} {'torch ms':>9} {'ratio':>6} {'bytes allocated/step':>21}"
     print(f"{'optimizer':<10} {columns}  target")
     for name, ours, theirs, ratio, threads, allocated in optimizer_steps(10_000_000, rounds):
+        no_array = allocated < 65536  # a few Python objects
         print(
             f"{name:<10} {ours * 1e3:10.2f} {threads:>7} {cell(theirs * 1e3, 9, '.2f')} {cell(ratio, 6, '.2f')} "
-            f"{allocated:21,d}  <= torch: {verdict(at_most(ratio, 1.0))}; "
-            f"no array allocated: {verdict(allocated < 65536)}"
-        )  # fmt: skip  (a few Python objects, no array)
+            f"{allocated:21,d}  <= torch: {verdict(at_most(ratio, 1.0))}; no array allocated: {verdict(no_array)}"
+        )
 
     print("\n(d) MNIST-shaped epoch against the number of training samples (the three sizes by turns)")
     runs = [optrun_epoch({**MNIST, "dataset": {**MNIST["dataset"], "n_samples": n}}) for n in (18750, 37500, 75000)]

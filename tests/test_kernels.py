@@ -118,6 +118,7 @@ def test_thread_choice_keeps_the_faster_after_its_trials(monkeypatch: pytest.Mon
     for split_seconds, want in ((0.5, 2), (2.0, 1)):
         choice = kernels.ThreadChoice(kernels.SPLIT_MIN_SIZE)
         choice.record(choice.next(), 100.0)  # the first step (compiling) is not counted
+        assert choice.seconds == {1: [], 2: []}
         tried = []
         for _ in range(2 * kernels.ThreadChoice.TRIALS):
             n = choice.next()
