@@ -109,14 +109,24 @@ def curves(group: Group) -> Curves | None:
 
 
 @dataclass(frozen=True)
-class LabelStats:
-    """One row of comparison.csv (None: empty, no value)."""
+class _RowStart:
+    """The first columns of every comparison.csv row: who the group is (``Group.shared_figures``).
+    The broken-run counts that close every row are declared last in each subclass, to stay last."""
 
     label: str
     optimizer: str
     learning_rate: float | None
     hyperparameters: str
     seeds: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LabelStats(_RowStart):
+    """One row of comparison.csv (None: empty, no value)."""
+
     final_test_accuracy_mean: float | None
     final_test_accuracy_std: float | None
     final_train_loss_mean: float | None
@@ -129,19 +139,11 @@ class LabelStats:
     diverged: int
     failed: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class LandscapeStats:
+class LandscapeStats(_RowStart):
     """One row of an objective comparison's comparison.csv (None: empty, no value)."""
 
-    label: str
-    optimizer: str
-    learning_rate: float | None
-    hyperparameters: str
-    seeds: int
     final_loss_mean: float | None
     final_loss_std: float | None
     final_distance_mean: float | None
@@ -154,9 +156,6 @@ class LandscapeStats:
     rate_theory: float | None
     diverged: int
     failed: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 TARGET_DISTANCE_FRACTION = 1e-3  # steps to target: the distance to the minimum shrunk by this factor

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from csv_rows import metrics_without_timing
 
 from optrun.cli import cli
 from optrun.config import is_compare
@@ -154,13 +155,6 @@ def test_train_writes_a_complete_run_directory(runner, tmp_path) -> None:
     assert resolved["model"]["init"] == "he" and resolved["name"] == "my"
 
 
-def _metrics_without_timing(run_dir: Path) -> list[list[str]]:
-    with (run_dir / "metrics.csv").open() as fh:
-        rows = list(csv.reader(fh))
-    seconds = rows[0].index("seconds")
-    return [row[:seconds] + row[seconds + 1 :] for row in rows]
-
-
 def test_resolved_config_reproduces_the_run_and_directories_never_collide(runner, tmp_path) -> None:
     runs = tmp_path / "runs"
     assert invoke(runner, "train", write(tmp_path, GOOD), "--runs-dir", runs, "-q").exit_code == 0
@@ -169,7 +163,7 @@ def test_resolved_config_reproduces_the_run_and_directories_never_collide(runner
     assert result.exit_code == 0
     second = Path(result.output.strip())
     assert second != first and second.parent == runs and len(list(runs.iterdir())) == 2
-    assert _metrics_without_timing(first) == _metrics_without_timing(second)
+    assert metrics_without_timing(first) == metrics_without_timing(second)
 
 
 def test_quiet_prints_only_the_path(runner, tmp_path) -> None:
@@ -207,7 +201,7 @@ def test_set_overrides_and_smoke(runner, tmp_path) -> None:
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert resolved["optimizer"]["mu"] == 0.5 and resolved["optimizer"]["name"] == "momentum"
     assert resolved["train"]["epochs"] == 1 and resolved["train"]["max_samples"] == 256
-    assert len(_metrics_without_timing(run_dir)) == 3  # header, epoch 0, epoch 1
+    assert len(metrics_without_timing(run_dir)) == 3  # header, epoch 0, epoch 1
 
 
 def test_divergence_exits_3_and_keeps_the_rows_before_it(runner, tmp_path) -> None:
@@ -218,7 +212,7 @@ def test_divergence_exits_3_and_keeps_the_rows_before_it(runner, tmp_path) -> No
     run_dir = next((tmp_path / "r").iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "diverged" and "non-finite" in summary["reason"]
-    rows = _metrics_without_timing(run_dir)[1:]
+    rows = metrics_without_timing(run_dir)[1:]
     assert rows[0][0] == "0" and len(rows) == summary["epochs"] + 1
 
 
@@ -296,4 +290,4 @@ def test_scheduled_and_restarted_momentum_adds_mu_and_restarts_columns(runner, t
     shown = invoke(runner, "show", run_dir).output
     assert "mu" in shown and "restarts" in shown
     again = invoke(runner, "train", run_dir / "config.yaml", "--runs-dir", tmp_path / "r", "-q")
-    assert _metrics_without_timing(Path(again.output.strip())) == _metrics_without_timing(run_dir)
+    assert metrics_without_timing(Path(again.output.strip())) == metrics_without_timing(run_dir)

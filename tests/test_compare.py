@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from csv_rows import comparison_without_timing, metrics_without_timing
 
 from optrun.cli import cli
 from optrun.compare import compare, plan
@@ -45,12 +46,6 @@ def write_config(tmp_path: Path, data: dict, name: str = "cmp.yaml") -> Path:
 
 def invoke(*args, **kwargs):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, **kwargs)
-
-
-def metrics(run_dir: Path) -> list[list[str]]:
-    """metrics.csv without its timing column."""
-    with (run_dir / "metrics.csv").open() as fh:
-        return [row[:-1] for row in csv.reader(fh)]
 
 
 def run_dirs(compare_dir: Path) -> dict[str, Path]:
@@ -174,9 +169,9 @@ def test_for_a_seed_every_optimizer_gets_the_same_start_batches_and_epoch_0(tmp_
     out = compare(config, tmp_path)
     dirs = run_dirs(out.path)
     for seed in (0, 1):
-        rows0 = {tuple(metrics(dirs[f"{label}/seed-{seed}"])[1][:5]) for label in config.optimizers}
+        rows0 = {tuple(metrics_without_timing(dirs[f"{label}/seed-{seed}"])[1][:5]) for label in config.optimizers}
         assert len(rows0) == 1  # epoch-0 losses and accuracies identical across the six optimizers
-    assert metrics(dirs["sgd/seed-0"])[1][:5] != metrics(dirs["sgd/seed-1"])[1][:5]
+    assert metrics_without_timing(dirs["sgd/seed-0"])[1][:5] != metrics_without_timing(dirs["sgd/seed-1"])[1][:5]
 
 
 def test_compare_directory_holds_ordinary_runs_and_the_comparison(tmp_path) -> None:
@@ -196,11 +191,11 @@ def test_compare_directory_holds_ordinary_runs_and_the_comparison(tmp_path) -> N
     adam = compare_dir / "slow-adam" / "seed-1"
     assert read_run(adam).summary["status"] == "completed"
     retrain = invoke("train", adam / "config.yaml", "--runs-dir", tmp_path / "again", "-q")
-    assert metrics(Path(retrain.output.strip())) == metrics(adam)
+    assert metrics_without_timing(Path(retrain.output.strip())) == metrics_without_timing(adam)
 
     with (compare_dir / "comparison.csv").open() as fh:
         rows = {r["label"]: r for r in csv.DictReader(fh)}
-    finals = [float(metrics(adam.parent / f"seed-{k}")[-1][4]) for k in (0, 1)]
+    finals = [float(metrics_without_timing(adam.parent / f"seed-{k}")[-1][4]) for k in (0, 1)]
     assert float(rows["slow-adam"]["final_test_accuracy_mean"]) == pytest.approx(np.mean(finals), abs=1e-15)
     assert rows["slow-adam"]["optimizer"] == "adam" and rows["slow-adam"]["diverged"] == "0"
     summary = json.loads((compare_dir / "summary.json").read_text())
@@ -217,17 +212,12 @@ def _records_without_timing(outcome) -> dict[str, list]:
     }
 
 
-def _comparison_without_timing(compare_dir: Path) -> list[dict[str, str]]:
-    with (compare_dir / "comparison.csv").open() as fh:
-        return [{k: v for k, v in row.items() if k != "seconds_per_epoch"} for row in csv.DictReader(fh)]
-
-
 def test_two_worker_processes_give_exactly_the_metrics_of_one(tmp_path) -> None:
     config = compare_config(optimizers={"sgd": None, "adam": None, "rmsprop": None})
     one, two = compare(config, tmp_path, jobs=1), compare(config, tmp_path, jobs=2)
     assert json.loads((two.path / "summary.json").read_text())["executor"] == "2 processes"
     assert _records_without_timing(one) == _records_without_timing(two)
-    assert _comparison_without_timing(one.path) == _comparison_without_timing(two.path)
+    assert comparison_without_timing(one.path) == comparison_without_timing(two.path)
 
 
 def test_a_dask_cluster_gives_exactly_the_local_metrics(tmp_path) -> None:
@@ -239,7 +229,7 @@ def test_a_dask_cluster_gives_exactly_the_local_metrics(tmp_path) -> None:
     ) as cluster:
         remote = compare(config, tmp_path, scheduler=cluster.scheduler_address)
     assert _records_without_timing(remote) == _records_without_timing(local)
-    assert _comparison_without_timing(remote.path) == _comparison_without_timing(local.path)
+    assert comparison_without_timing(remote.path) == comparison_without_timing(local.path)
     assert json.loads((remote.path / "summary.json").read_text())["executor"].startswith("Dask cluster at tcp://")
 
 
@@ -314,7 +304,7 @@ def test_only_seeds_and_smoke(tmp_path) -> None:
     result = invoke("compare", path, "--runs-dir", tmp_path / "b", "--smoke", "-q")
     compare_dir = Path(result.output.strip())
     assert set(run_dirs(compare_dir)) == {"sgd/seed-0", "adam/seed-0", "rmsprop/seed-0"}
-    assert len(metrics(compare_dir / "adam" / "seed-0")) == 3  # header, epochs 0 and 1
+    assert len(metrics_without_timing(compare_dir / "adam" / "seed-0")) == 3  # header, epochs 0 and 1
 
 
 def test_a_train_config_compares_the_reference_optimizers_with_a_note(tmp_path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from csv_rows import comparison_without_timing, metrics_without_timing
 
 import optrun.compare
 from optrun import checkpoints
@@ -40,14 +40,6 @@ def config(optimizer: dict, epochs: int = 6):
     return parse_config({**data, "optimizer": optimizer})
 
 
-def metrics(run_dir: Path) -> list[list[str]]:
-    """metrics.csv without its timing column."""
-    with (run_dir / "metrics.csv").open() as fh:
-        rows = list(csv.reader(fh))
-    i = rows[0].index("seconds")
-    return [r[:i] + r[i + 1 :] for r in rows]
-
-
 def interrupt_at(epoch: int):
     def on_epoch(row) -> None:
         if row.epoch == epoch:
@@ -66,10 +58,10 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, spec: dict)
     summary = json.loads((cut / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["epochs"] == 3
     assert summary["reason"] == "interrupted by SIGINT after epoch 3"
-    assert len(metrics(cut)) == 1 + 4 and (cut / checkpoints.NAME).is_file()
+    assert len(metrics_without_timing(cut)) == 1 + 4 and (cut / checkpoints.NAME).is_file()
     resumed = resume(cut)
     assert resumed.summary["status"] == "completed" and resumed.summary["epochs"] == 6
-    assert metrics(cut) == metrics(whole)
+    assert metrics_without_timing(cut) == metrics_without_timing(whole)
     assert not (cut / checkpoints.NAME).exists()  # a finished run keeps no checkpoint
 
 
@@ -88,9 +80,9 @@ def test_rows_written_after_the_last_checkpoint_are_trained_again(tmp_path, monk
         run(c, tmp_path / "cut")
     monkeypatch.setattr(checkpoints, "save", real_save)
     cut = stopped.value.path
-    assert [r[0] for r in metrics(cut)[1:]] == ["0", "1", "2", "3", "4"]
+    assert [r[0] for r in metrics_without_timing(cut)[1:]] == ["0", "1", "2", "3", "4"]
     resume(cut)
-    assert metrics(cut) == metrics(whole)
+    assert metrics_without_timing(cut) == metrics_without_timing(whole)
 
 
 def test_resume_refuses_what_it_cannot_continue(tmp_path) -> None:
@@ -152,12 +144,12 @@ def test_a_signal_stops_the_command_cleanly_and_resume_finishes_it(tmp_path, sig
     assert f"Resume with: optrun train --resume {run_dir}" in err
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted"
-    rows = metrics(run_dir)
+    rows = metrics_without_timing(run_dir)
     assert all(len(r) == len(rows[0]) for r in rows)  # no torn row
     result = CliRunner().invoke(cli, ["train", "--resume", str(run_dir), "-q"])
     assert result.exit_code == 0, result.output
     whole = CliRunner().invoke(cli, ["train", str(path), "--runs-dir", str(tmp_path / "whole"), "-q"])
-    assert metrics(run_dir) == metrics(Path(whole.output.strip()))
+    assert metrics_without_timing(run_dir) == metrics_without_timing(Path(whole.output.strip()))
 
 
 def test_resume_and_config_exclude_each_other(tmp_path) -> None:
@@ -178,13 +170,6 @@ dataset: {name: digits}
 train: {epochs: 3, max_samples: 300}
 optimizers: {sgd: null, adam: null, rmsprop: null}
 """
-
-
-def _comparison_without_timing(compare_dir: Path) -> list[list[str]]:
-    with (compare_dir / "comparison.csv").open() as fh:
-        rows = list(csv.reader(fh))
-    i = rows[0].index("seconds_per_epoch")
-    return [r[:i] + r[i + 1 :] for r in rows]
 
 
 def test_an_interrupted_comparison_keeps_its_runs_and_resume_finishes_it(tmp_path, monkeypatch) -> None:
@@ -220,10 +205,10 @@ def test_an_interrupted_comparison_keeps_its_runs_and_resume_finishes_it(tmp_pat
     result = CliRunner().invoke(cli, ["compare", "--resume", str(cut), "-q", "-j", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads((cut / "summary.json").read_text())["status"] == "completed"
-    assert _comparison_without_timing(cut) == _comparison_without_timing(Path(whole.output.strip()))
+    assert comparison_without_timing(cut) == comparison_without_timing(Path(whole.output.strip()))
     for run_dir in cut.glob("*/seed-*"):
         twin = Path(whole.output.strip()) / run_dir.relative_to(cut)
-        assert metrics(run_dir) == metrics(twin), run_dir
+        assert metrics_without_timing(run_dir) == metrics_without_timing(twin), run_dir
 
 
 @pytest.mark.parametrize("group, sig, code", [(True, signal.SIGINT, 130), (False, signal.SIGTERM, 143)],

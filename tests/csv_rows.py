@@ -1,0 +1,25 @@
+"""The CSV files optrun writes, without their wall-clock timing column, which no two runs share:
+for tests that check two runs agree to the last digit."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def rows_without(path: Path, column: str) -> list[list[str]]:
+    """The rows of CSV file ``path``, header first, without ``column``."""
+    with path.open() as fh:
+        rows = list(csv.reader(fh))
+    i = rows[0].index(column)
+    return [row[:i] + row[i + 1 :] for row in rows]
+
+
+def metrics_without_timing(run_dir: Path) -> list[list[str]]:
+    """A run's metrics.csv without its ``seconds`` column."""
+    return rows_without(run_dir / "metrics.csv", "seconds")
+
+
+def comparison_without_timing(compare_dir: Path) -> list[list[str]]:
+    """A comparison's comparison.csv without its ``seconds_per_epoch`` column."""
+    return rows_without(compare_dir / "comparison.csv", "seconds_per_epoch")
