@@ -52,11 +52,7 @@ class MapUnordered(Protocol):
         ...
 
 
-def available_cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+available_cores = kernels.available_cores  # the cores this process may run on (the kernels' threads need it too)
 
 
 def _limit_blas() -> None:

@@ -49,10 +49,17 @@ MAX_THREADS = 4
 """The most threads an update uses: updates are memory-bound, and a few cores saturate the memory bus."""
 
 
+def available_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _default_threads() -> int:
     """The cores this process may run on, at most ``MAX_THREADS``, and at most ``OMP_NUM_THREADS`` or
     ``OPENBLAS_NUM_THREADS`` where the user has set them to limit the threads a process uses."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = available_cores()
     limits = [os.environ.get(name, "") for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")]
     return min(cores, MAX_THREADS, *(int(v) for v in limits if v.isdigit() and int(v) > 0))
 
