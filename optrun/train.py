@@ -159,8 +159,8 @@ def _run_epoch(exp: Experiment, epoch: int) -> str | None:
     order = exp.batch_order.permutation(len(y))
     for step, start in enumerate(range(0, len(y), batch), start=1):
         idx = order[start : start + batch]  # the last batch may be smaller: it is kept
-        xb = np.take(x, idx, axis=0, out=x_buf[: len(idx)], mode="clip")
-        yb = np.take(y, idx, out=y_buf[: len(idx)], mode="clip")
+        xb = x.take(idx, axis=0, out=x_buf[: len(idx)], mode="clip")
+        yb = y.take(idx, out=y_buf[: len(idx)], mode="clip")
         loss = exp.model.loss_and_grad(xb, yb)
         if not math.isfinite(loss):
             return f"non-finite minibatch loss at epoch {epoch}, step {step}"

@@ -44,7 +44,7 @@ class Dense(Layer):
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         np.matmul(self.x.T, dy, out=self.dW)  # dL/dW = xᵀ·dy
-        np.sum(dy, axis=0, out=self.db)  # dL/db = Σ_rows dy
+        np.add.reduce(dy, axis=0, out=self.db)  # dL/db = Σ_rows dy
         return dy @ self.W.T if need_dx else None
 
 
