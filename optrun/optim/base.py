@@ -90,6 +90,7 @@ class Optimizer:
         self._state = [{k: np.zeros_like(p) for k in self.state_names} for p in self._targets]
         self._is_flat = flat is not None  # one target, the buffer all parameters are views of
         self._grad_buffer: np.ndarray | None = None  # made when gradients must be gathered into one buffer
+        self._clip_buffers: list[np.ndarray] = []  # the clipped gradients
         self._seen_grads: list[np.ndarray] = []  # gradient views found to tile one flat buffer ...
         self._seen_flat: list[np.ndarray] = []  # ... and that buffer
         # 1-D views of every target and its state, for the kernels; None if a parameter is not contiguous.
@@ -148,7 +149,12 @@ class Optimizer:
         if clip is None:
             return gs
         norm = float(np.sqrt(sum(np.vdot(g, g) for g in gs)))
-        return gs if norm <= clip else [g * (clip / norm) for g in gs]
+        if norm <= clip:
+            return gs
+        buffers = self._clip_buffers  # made at the first clipped step and reused: a step allocates nothing
+        if [(b.shape, b.dtype) for b in buffers] != [(g.shape, g.dtype) for g in gs]:
+            buffers = self._clip_buffers = [np.empty_like(g) for g in gs]
+        return [np.multiply(g, clip / norm, out=b) for g, b in zip(gs, buffers, strict=True)]
 
     def _begin_step(self, gs: list[np.ndarray], loss: float | None) -> None:
         """Called once per step, after clipping and before the per-array updates."""
