@@ -129,6 +129,28 @@ def test_thread_choice_keeps_the_faster_after_its_trials(monkeypatch: pytest.Mon
         assert {choice.next() for _ in range(5)} == {want}
 
 
+def test_thread_choice_is_made_again_after_recheck_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A choice made in a busy moment does not last: RECHECK steps later the trials run again."""
+    monkeypatch.setattr(kernels, "threads", 2)
+    choice = kernels.ThreadChoice(kernels.SPLIT_MIN_SIZE)
+    choice.record(choice.next(), 100.0)  # compiling: not counted
+
+    def trials(split_seconds: float) -> None:
+        for _ in range(2 * kernels.ThreadChoice.TRIALS):
+            n = choice.next()
+            choice.record(n, split_seconds if n == 2 else 1.0)
+
+    trials(split_seconds=3.0)  # the helper's core was busy: one thread wins
+    assert choice.chosen == 1
+    for _ in range(kernels.ThreadChoice.RECHECK - 1):
+        choice.record(choice.next(), 1.0)
+    assert choice.chosen == 1  # not yet
+    choice.record(choice.next(), 1.0)
+    assert choice.chosen is None and choice.seconds == {1: [], 2: []}  # trials again, all counted
+    trials(split_seconds=0.5)  # the core is free now: the split wins
+    assert choice.chosen == 2
+
+
 @pytest.mark.parametrize(
     ("cores", "env", "want"),
     [

@@ -97,15 +97,23 @@ def _split(kernel: Callable[..., None], p: np.ndarray, args: tuple[Any, ...], n_
 class ThreadChoice:
     """How many threads an optimizer's updates use: 1, or ``threads`` where the update is large enough
     to try splitting and splitting proves faster over the first steps (the first step, which may compile
-    the kernel, is not counted; then ``TRIALS`` steps each way, alternating, compared by their median)."""
+    the kernel, is not counted; then ``TRIALS`` steps each way, alternating, compared by their median).
+    The choice is made again from fresh trials every ``RECHECK`` steps, so that one made in a busy
+    moment of a shared machine does not hold for the whole run."""
 
     TRIALS = 5
+    RECHECK = 2000  # the trials then cost at most TRIALS steps at the slower count: 0.25% of the steps
 
     def __init__(self, size: int) -> None:
         self.candidates = [1, threads] if threads > 1 and size >= SPLIT_MIN_SIZE else [1]
+        self._counted = False  # the first step's time includes compiling: it is left out
+        self._retry()
+
+    def _retry(self) -> None:
+        """Open the trials (where there is a choice to make)."""
         self.seconds: dict[int, list[float]] = {n: [] for n in self.candidates}
         self.chosen: int | None = 1 if len(self.candidates) == 1 else None
-        self._counted = False  # the first step's time includes compiling: it is left out
+        self._steps_since_choice = 0
 
     def next(self) -> int:
         """The thread count for the next step: the choice, or during the trials the least-tried candidate."""
@@ -116,6 +124,9 @@ class ThreadChoice:
     def record(self, n: int, seconds: float) -> None:
         """How long a step on ``n`` threads took; decides once every candidate has had its trials."""
         if self.chosen is not None:
+            self._steps_since_choice += 1
+            if self._steps_since_choice >= self.RECHECK and len(self.candidates) > 1:
+                self._retry()
             return
         if not self._counted:
             self._counted = True
