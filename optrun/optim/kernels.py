@@ -29,7 +29,8 @@ while, and a helper thread sharing a core with one of them is preempted for
 milliseconds at a time: in a training loop with multi-threaded BLAS, a split
 update is slower, while with single-threaded BLAS (``optrun compare`` with
 one job) or on its own it is up to twice as fast. So each optimizer times its
-first few steps both ways (``ThreadChoice``) and keeps the faster.
+first few steps both ways (``ThreadChoice``), keeps the faster, and times
+both again every 2000 steps.
 """
 
 from __future__ import annotations
