@@ -179,6 +179,7 @@ def fit(exp: Experiment | Landscape, on_epoch: Callable[[Record], None] | None =
     if isinstance(exp, Landscape):
         return _descend(exp, on_epoch)
     result = TrainResult(status="completed")
+    exp.optimizer.warm_up()  # before the timed epochs
 
     def record(row: EpochRecord) -> bool:
         result.records.append(row)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -22,6 +24,7 @@ def run(spec: dict, fused: bool, dtype: str, layout: str, gradients: list[np.nda
         params = split(flat)
     opt = build_optimizer(spec, params)
     opt.fused = fused
+    opt.warm_up()  # loads the kernel on empty views: changes nothing the steps then compute
     for t, g in enumerate(gradients):
         opt.step(split(g.astype(dtype)), loss=float(np.sin(t)))  # a loss that rises and falls, for restart
     return params, opt.state_dict()
@@ -93,6 +96,28 @@ def test_kernels_are_used_from_fused_min_size_parameters() -> None:
     assert not build_optimizer({"name": "adam"}, [np.zeros(FUSED_MIN_SIZE - 1)]).fused
     assert build_optimizer({"name": "adam"}, [np.zeros(FUSED_MIN_SIZE)]).fused
     assert build_optimizer({"name": "adam"}, [np.zeros(FUSED_MIN_SIZE // 2), np.zeros(FUSED_MIN_SIZE // 2)]).fused
+
+
+def test_warm_up_loads_the_compiler_only_where_steps_use_kernels_and_changes_nothing() -> None:
+    """A small problem never starts numba (quickstart stays fast); a large one starts it in warm_up,
+    before any step, leaving the parameters, the state and the step count as they were."""
+    code = """
+import sys
+import numpy as np
+from optrun.optim import build_optimizer
+from optrun.optim.base import FUSED_MIN_SIZE
+small = build_optimizer({"name": "adam"}, [np.ones(FUSED_MIN_SIZE - 1, np.float32)])
+small.warm_up()
+print("numba" in sys.modules)
+p = np.ones(FUSED_MIN_SIZE, np.float32)
+large = build_optimizer({"name": "adam", "amsgrad": True}, [p])
+large.warm_up()
+state = large.state_dict()
+print("numba" in sys.modules, large.t, state["step"], bool((p == 1).all()),
+      all(not a.any() for arrays in state["state"].values() for a in arrays))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "0", "0", "True", "True"]
 
 
 def test_split_covers_every_element_once_on_several_threads() -> None:

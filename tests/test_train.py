@@ -43,6 +43,17 @@ def test_optimizer_state_lives_for_the_whole_run() -> None:
     assert exp.optimizer.t == 3 * steps_per_epoch
 
 
+def test_the_optimizer_warms_up_before_the_first_timed_epoch() -> None:
+    """Loading compiled kernels (about a second per process) stays out of every epoch's seconds."""
+    exp = prepare(config({"name": "adam"}, train={"epochs": 2}))
+    events: list[str] = []
+    warm_up, step = exp.optimizer.warm_up, exp.optimizer.step
+    exp.optimizer.warm_up = lambda: (events.append("warm_up"), warm_up())[1]
+    exp.optimizer.step = lambda grads, loss=None: (events.append("step"), step(grads, loss))[1]
+    fit(exp)
+    assert events[0] == "warm_up" and events.count("warm_up") == 1 and events.count("step") > 1
+
+
 def test_batches_cover_every_sample_once_per_epoch_and_reshuffle() -> None:
     exp = prepare(config({"name": "sgd"}, train={"epochs": 2, "batch_size": 50}))
     seen: list[np.ndarray] = []

@@ -144,6 +144,20 @@ class Optimizer:
                     state["_a"], state["_b"] = np.empty_like(p), np.empty_like(p)
                 self._update(p, g, state)
 
+    def warm_up(self) -> None:
+        """Load the compiled kernel the steps will use, where they use one: numba's start (about a second,
+        once per process) then happens here instead of inside the first step, which keeps it out of timed
+        epochs (in a comparison, only the first run of a process would pay it). The kernel runs on empty
+        views: nothing changes."""
+        if not self.fused or self._flat is None:
+            return
+        t, self.t = self.t, max(self.t, 1)  # a step's scalars need t ≥ 1 (Adam's 1/(1 − β1ᵗ))
+        try:
+            for p, state in self._flat:
+                self._fused_update(p[:0], p[:0], {k: a[:0] for k, a in state.items()})
+        finally:
+            self.t = t
+
     def _clipped(self, gs: list[np.ndarray]) -> list[np.ndarray]:
         clip = self.hyper.clip_norm
         if clip is None:
