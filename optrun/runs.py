@@ -406,6 +406,6 @@ def read_run(path: str | Path) -> RunRecord:
             raise RunDirError(f"{path}: {what} (no {name})")
     config = read_yaml(path / "config.yaml")
     summary = _read_summary(path)
-    if not isinstance(config, dict) or not isinstance(summary, dict) or "status" not in summary:
+    if not isinstance(config, dict) or "status" not in summary:  # _read_summary checked it is a dict
         raise RunDirError(f"{path}: config.yaml or summary.json is not what optrun writes")
     return RunRecord(path, config, summary, _read_metrics(path / "metrics.csv"))
