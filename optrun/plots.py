@@ -54,10 +54,12 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
         if c is not None:
             _mean_and_band(loss_ax, c.x, c["train_loss"], colour, style)
             _mean_and_band(acc_ax, c.x, c["test_accuracy"], colour, style)
-            mean_accuracy = c["test_accuracy"].mean(axis=0)  # zoomed in, bands of many labels would hide the lines
-            zoom_ax.plot(c.x, mean_accuracy, color=colour, linestyle=style, linewidth=1.8)
-            if c.x[-1] >= zoom_from:
-                window.append(mean_accuracy[c.x >= zoom_from])
+            # zoomed in, bands of many labels would hide the lines; only the window's points, so that no
+            # segment from an earlier epoch crosses the panel's left edge
+            shown = c.x >= zoom_from
+            if shown.any():
+                window.append(c["test_accuracy"].mean(axis=0)[shown])
+                zoom_ax.plot(c.x[shown], window[-1], color=colour, linestyle=style, linewidth=1.8, clip_on=False)
         for run in group.runs:
             if run.status != "completed" and run.records:
                 _plot_broken(loss_ax, run.records, "epoch", "train_loss", colour, positive=True)
@@ -79,7 +81,8 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
     if window and last > zoom_from:
         lo, hi = min(float(w.min()) for w in window), max(float(w.max()) for w in window)
         pad = max(0.1 * (hi - lo), 0.002)
-        zoom_ax.set(xlim=(zoom_from, last), ylim=(lo - pad, hi + pad))
+        # accuracy lies in [0, 1]: the axis stops there (the lines are not clipped, so one at 100% shows whole)
+        zoom_ax.set(xlim=(zoom_from, last), ylim=(max(lo - pad, 0.0), min(hi + pad, 1.0)))
     for ax in (acc_ax, zoom_ax):
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     return _finish(fig, (loss_ax, acc_ax, zoom_ax), "epoch", title, handles)

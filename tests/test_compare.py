@@ -404,6 +404,19 @@ def test_the_plot_draws_the_mean_over_seeds_on_log_loss_axes(tmp_path) -> None:
     assert legend == ["sgd (2 seeds)", "slow-adam (2 seeds)", "target accuracy 90.0%"]
 
 
+def test_the_zoomed_panel_shows_only_its_window_and_no_accuracy_above_100_percent(tmp_path) -> None:
+    easy = {"name": "easy", "dataset": {"name": "blobs", "n_samples": 400, "noise": 0.1}, "train": {"epochs": 4},
+            "optimizers": {"adam": None, "sgd": None}}  # fmt: skip
+    out = compare(parse_config(easy, schema=CompareConfig), tmp_path)
+    zoom_ax = curves_figure(collect([out.path]).groups).axes[2]
+    accuracies = np.concatenate([line.get_ydata() for line in zoom_ax.lines])
+    assert accuracies.max() == 1.0  # the data reach 100%: the case where the axis used to pass it
+    bottom, top = zoom_ax.get_ylim()
+    assert top == 1.0 and bottom < accuracies.min()
+    # no segment comes in from before the window (it showed as a vertical stub at the left edge)
+    assert zoom_ax.get_xlim() == (2, 4) and [list(line.get_xdata()) for line in zoom_ax.lines] == [[2, 3, 4]] * 2
+
+
 def test_runs_of_different_lengths_share_one_plot(tmp_path) -> None:
     short = compare(compare_config(train={"epochs": 1, "max_samples": 300}, seeds=1), tmp_path).path
     long = compare(compare_config(train={"epochs": 6, "max_samples": 300}, seeds=1), tmp_path).path
