@@ -91,13 +91,18 @@ def optrun_epoch(spec: dict) -> tuple[Callable[[], None], int, int]:
 SETTLE = 0.25
 """Seconds of rest before each side's turn: BLAS's and OpenMP's idle threads spin for up to a tenth of a
 second after their last call, and would slow whatever runs next on their cores."""
+WARM_SECONDS = 0.05
+"""Seconds of untimed calls that open each turn: they wake threads and warm caches, and let the machine's
+memory clocks come up to speed. On this project's machine, after any pause in memory traffic (a rest, or a
+busy-wait that touches no memory), a pass over 10 million floats runs 1.7 times slower than in steady state,
+and about 20 ms of such passes bring it back: a 2 ms step timed inside that ramp times the machine's wake-up."""
 
 
 def by_turns(sides: list[Callable[[], object] | None], rounds: int, per_turn: int) -> list[tuple[float, float]]:
     """Per side: the median seconds of a call, and the median over rounds of its ratio to the last side's
     (nan for a side that is None, and for every ratio when the last side is None).
 
-    Each round gives each side a turn: a rest, an untimed call (to wake threads and warm caches), then
+    Each round gives each side a turn: a rest, untimed calls for ``WARM_SECONDS`` (at least one), then
     ``per_turn`` timed calls. All sides so meet the same load on a shared machine, and none meets
     another's spinning threads.
     """
@@ -109,7 +114,10 @@ def by_turns(sides: list[Callable[[], object] | None], rounds: int, per_turn: in
                 turns.append([math.nan])
                 continue
             time.sleep(SETTLE)
+            warm_until = time.perf_counter() + WARM_SECONDS
             fn()
+            while time.perf_counter() < warm_until:
+                fn()
             turns.append([_timed(fn) for _ in range(per_turn)])
         rounds_times.append(turns)
     return [
