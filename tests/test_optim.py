@@ -200,6 +200,19 @@ def make_params(layout: str, rng: np.random.Generator) -> list[np.ndarray]:
     return [a.reshape(s).copy() for a, s in zip(np.split(values, np.cumsum(sizes)[:-1]), SHAPES, strict=True)]
 
 
+def test_empty_views_do_not_break_a_flat_buffer() -> None:
+    # numpy keeps no address for an empty view (it reports its base's start), so a trailing empty parameter
+    # used to make the optimizer update each array on its own, with a thread hand-over for each
+    buf = np.arange(10.0)
+    params = [buf[0:6].reshape(2, 3), buf[6:6], buf[6:10], buf[10:10]]
+    assert flat_buffer(params) is buf
+    assert flat_buffer([buf[0:6], buf[8:8], buf[7:10]]) is None  # elements 6..7 are not covered
+    assert flat_buffer([buf[0:6], np.empty(0), buf[6:10]]) is None  # an empty array from elsewhere
+    opt = build_optimizer({"name": "sgd", "learning_rate": 0.5}, params)
+    opt.step([np.ones_like(p) for p in params])
+    np.testing.assert_array_equal(buf, np.arange(10.0) - 0.5)
+
+
 def split(vector: np.ndarray) -> list[np.ndarray]:
     sizes = [int(np.prod(s)) for s in SHAPES]
     return [a.reshape(s) for a, s in zip(np.split(vector, np.cumsum(sizes)[:-1]), SHAPES, strict=True)]

@@ -35,7 +35,11 @@ def flat_buffer(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
         return None
     address = base.__array_interface__["data"][0]
     for a in arrays:
-        if a.base is not base or not a.flags.c_contiguous or a.__array_interface__["data"][0] != address:
+        if a.base is not base:
+            return None
+        if not a.size:  # covers no bytes, and numpy does not keep the address of an empty view
+            continue
+        if not a.flags.c_contiguous or a.__array_interface__["data"][0] != address:
             return None
         address += a.nbytes
     return base if address == base.__array_interface__["data"][0] + base.nbytes else None
