@@ -192,7 +192,7 @@ def torch_epoch(spec: dict) -> Callable[[], None] | None:
 def optimizer_steps(n: int, rounds: int) -> Iterator[tuple[str, float, float, float, int, int]]:
     """Per optimizer: (name, optrun's and torch's seconds per step and their ratio, by turns; the threads
     optrun chose; the bytes it allocates in a step after the first)."""
-    shapes = [(2000, 2000), (2000, 2000), (1000, 2000), (2000,)]
+    shapes = [(2000, 2000), (2000, 2000), (999, 2000), (2000,)]  # three weight matrices and a bias
     sizes = [int(np.prod(s)) for s in shapes]
     sizes[-1] = n - sum(sizes[:-1])
     shapes[-1] = (sizes[-1],)
