@@ -10,15 +10,15 @@ excluded) of optrun and of the same network, data, batch order and optimizer in
 PyTorch, their ratio, and the share of the machine's measured float32
 matrix-multiply peak each reaches (an epoch costs 6 × samples × weights flops),
 and for (a) the time that its batch gathers and matrix products alone take in
-the same loop, a floor for any epoch with these products; (c) one optimizer step on
-10 million parameters for every optimizer, against PyTorch's ``foreach``
-implementation, with the threads the optimizer chose and the bytes allocated
-per step after the first; (d) the epoch time of (a) at three dataset sizes; (e)
-the peak resident memory of (a), (b) and each optimizer's steps in (c), each
-measured in a fresh process, against the bound 2 × (dataset + parameters and
-gradients + optimizer state) + the baseline, the interpreter having run the
-workload's code once on a few rows. Each line ends with the issue's target and
-whether this run met it. PyTorch (``pip install torch==2.13.0``) is never a
+the same loop, a floor for any epoch with these products; (c) one optimizer
+step on 10 million parameters for every optimizer, against PyTorch's
+``foreach`` implementation, with the threads the optimizer chose and the bytes
+allocated per step after the first; (d) the epoch time of (a) at three dataset
+sizes; (e) the peak resident memory of (a), (b) and each optimizer's steps in
+(c), each measured in a fresh process, against the bound 2 × (dataset +
+parameters and gradients + optimizer state) + the baseline, the interpreter
+having run the workload's code once on a few rows. Each line ends with the
+issue's target and whether this run met it. PyTorch (``pip install torch==2.13.0``) is never a
 dependency of optrun.
 """
 

@@ -206,7 +206,7 @@ def test_empty_views_do_not_break_a_flat_buffer() -> None:
     buf = np.arange(10.0)
     params = [buf[0:6].reshape(2, 3), buf[6:6], buf[6:10], buf[10:10]]
     assert flat_buffer(params) is buf
-    assert flat_buffer([buf[0:6], buf[8:8], buf[7:10]]) is None  # elements 6..7 are not covered
+    assert flat_buffer([buf[0:6], buf[8:8], buf[7:10]]) is None  # element 6 is not covered
     assert flat_buffer([buf[0:6], np.empty(0), buf[6:10]]) is None  # an empty array from elsewhere
     opt = build_optimizer({"name": "sgd", "learning_rate": 0.5}, params)
     opt.step([np.ones_like(p) for p in params])
