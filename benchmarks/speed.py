@@ -257,7 +257,7 @@ baseline = high_water()
 state = sum(a.nbytes for arrays in optimizer.state_dict()["state"].values() for a in arrays)
 print(json.dumps({{"baseline": baseline, "peak": high_water(), "needed": data + params + state}}))
 """
-WARM = """
+WARM_STEP = """
 np.random.default_rng(0).standard_normal(1)  # numpy.random's code pages, loaded at first use
 warm = build_optimizer({{"name": {name!r}}}, [np.zeros(8, np.float32)])
 warm.fused = True  # the kernels' code (numba, the compiled kernel) belongs to the baseline, as numpy's does
@@ -373,7 +373,7 @@ def main() -> None:
         )
     ]
     workloads += [
-        (f"{name} step, 10M", WARM.format(name=name), STEPS.format(n=10_000_000, name=name)) for name in OPTIMIZERS
+        (f"{name} step, 10M", WARM_STEP.format(name=name), STEPS.format(n=10_000_000, name=name)) for name in OPTIMIZERS
     ]
     for label, setup, body in workloads:
         m = peak_memory(setup, body)
