@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from optrun.optim import kernels
-from optrun.optim.base import Hyperparameters, Optimizer
+from optrun.optim.base import Hyperparameters, KernelCall, Optimizer
 from optrun.schema import NonNegativeFloat, PositiveFloat, UnitOpenFloat
 
 EPS = 1e-8  # one documented default for every optimizer (the reference code mixes 1e-8 and 1e-4)
@@ -47,9 +47,9 @@ class AdaGrad(Optimizer):
         b /= a
         p -= b  # θ ← θ − lr·g / (√c + eps)
 
-    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> KernelCall:
         f = p.dtype.type
-        kernels.adagrad(p, g, state["cache"], f(self.lr), f(self.hyper.eps), n_threads=self.kernel_threads)
+        return kernels.adagrad, (g, state["cache"], f(self.lr), f(self.hyper.eps))
 
 
 class RMSprop(Optimizer):
@@ -107,13 +107,12 @@ class RMSprop(Optimizer):
             b /= a
             p -= b
 
-    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> KernelCall:
         f, h, rho = p.dtype.type, self.hyper, self.hyper.decay_rate
         g_avg, buffer = state.get("grad_avg", p[:0]), state.get("buffer", p[:0])  # empty: unused
-        kernels.rmsprop(
-            p, g, state["cache"], g_avg, buffer,
+        return kernels.rmsprop, (
+            g, state["cache"], g_avg, buffer,
             f(rho), f(1 - rho), f(h.eps), f(self.lr), f(h.momentum), h.centered, bool(h.momentum),
-            n_threads=self.kernel_threads,
         )  # fmt: skip
 
 
@@ -175,23 +174,22 @@ class Adam(Optimizer):
         step /= self._denominator(s, state["_a"])
         p -= step
 
-    def _fused_update(
+    def _kernel_call(
         self,
         p: np.ndarray,
         g: np.ndarray,
         state: dict[str, np.ndarray],
         decay: float = 1.0,
         look_ahead: tuple[float, float] | None = None,
-    ) -> None:
+    ) -> KernelCall:
         """Adam's kernel; AdamW passes its ``decay``, NAdam its ``look_ahead`` coefficients (k1, k2)."""
         f, h, t = p.dtype.type, self.hyper, self.t
         k1, k2 = look_ahead or (0.0, 0.0)
-        kernels.adam(
-            p, g, state["m"], state["s"], state.get("s_max", p[:0]),
+        return kernels.adam, (
+            g, state["m"], state["s"], state.get("s_max", p[:0]),
             f(h.beta1), f(1 - h.beta1), f(h.beta2), f(1 - h.beta2),
             f(self.lr / (1 - h.beta1**t)), f(1 / math.sqrt(1 - h.beta2**t)),
             f(self.lr), f(h.eps), f(decay), h.amsgrad, look_ahead is not None, f(k1), f(k2),
-            n_threads=self.kernel_threads,
         )  # fmt: skip
 
 
@@ -217,8 +215,8 @@ class AdamW(Adam):
         p *= 1 - self.lr * self.hyper.weight_decay
         super()._update(p, g, state)
 
-    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], **_: object) -> None:
-        super()._fused_update(p, g, state, decay=1 - self.lr * self.hyper.weight_decay)
+    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], **_: object) -> KernelCall:
+        return super()._kernel_call(p, g, state, decay=1 - self.lr * self.hyper.weight_decay)
 
 
 class NAdam(Adam):
@@ -247,6 +245,6 @@ class NAdam(Adam):
         b /= self._denominator(s, a)
         p -= b
 
-    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], **_: object) -> None:
+    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], **_: object) -> KernelCall:
         b1, t = self.hyper.beta1, self.t
-        super()._fused_update(p, g, state, look_ahead=(b1 / (1 - b1 ** (t + 1)), (1 - b1) / (1 - b1**t)))
+        return super()._kernel_call(p, g, state, look_ahead=(b1 / (1 - b1 ** (t + 1)), (1 - b1) / (1 - b1**t)))

@@ -45,6 +45,9 @@ def flat_buffer(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
     return base if address == base.__array_interface__["data"][0] + base.nbytes else None
 
 
+KernelCall = tuple[kernels.Kernel, tuple[Any, ...]]
+"""A kernel and its arguments after the parameters: see ``Optimizer._kernel_call``."""
+
 FUSED_MIN_SIZE = 100_000
 """Parameters from which steps use the compiled kernels. A step saves about 3 ns per element (Adam);
 numba's start (about 1 s per process) is then repaid within a few thousand steps."""
@@ -200,6 +203,12 @@ class Optimizer:
 
     def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         """``_update`` on 1-D views in one compiled pass; scalars go in as ``p.dtype`` (see kernels)."""
+        kernel, args = self._kernel_call(p, g, state)
+        kernel(p, *args, n_threads=self.kernel_threads)
+
+    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> KernelCall:
+        """The kernel of this step's update and its arguments after ``p``: ``g``, the state arrays (each as
+        long as ``p``, or empty where an option leaves it unused), then the scalars, for step ``self.t``."""
         raise NotImplementedError
 
     def _per_param(self, name: str) -> list[np.ndarray]:

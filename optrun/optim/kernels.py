@@ -137,35 +137,41 @@ class ThreadChoice:
             self.chosen = min(self.candidates, key=lambda k: statistics.median(self.seconds[k]))
 
 
-def _kernel(fn: Callable[..., None]) -> Callable[..., None]:
-    """``fn`` compiled on first call, without numba's parallel loops: the kernels run between BLAS calls,
-    whose threads spin for a while after each product, and numba's spinning threads contending with
-    them cost milliseconds. Large updates are split across threads by ``_split`` instead."""
-    compiled: Callable[..., None] | None = None
+class Kernel:
+    """An update rule compiled on first use: ``kernel(p, *args, n_threads=1)`` runs it on ``p`` (split
+    across ``n_threads`` threads by ``_split``), ``kernel.compiled()`` is the numba function itself, for
+    compiled callers (``optrun.epoch``).
 
-    @functools.wraps(fn)
-    def call(p: np.ndarray, *args: Any, n_threads: int = 1) -> None:
-        nonlocal compiled
-        if compiled is None:
+    No numba parallel loops: the kernels run between BLAS calls, whose threads spin for a while after
+    each product, and numba's spinning threads contending with them cost milliseconds."""
+
+    def __init__(self, fn: Callable[..., None]) -> None:
+        functools.update_wrapper(self, fn)
+        self._fn = fn
+        self._compiled: Callable[..., None] | None = None
+
+    def compiled(self) -> Callable[..., None]:
+        if self._compiled is None:
             from numba import njit
 
-            compiled = njit(cache=True, nogil=True, error_model="numpy")(fn)
+            self._compiled = njit(cache=True, nogil=True, error_model="numpy")(self._fn)
+        return self._compiled
+
+    def __call__(self, p: np.ndarray, *args: Any, n_threads: int = 1) -> None:
         if n_threads > 1:
-            _split(compiled, p, args, n_threads)
+            _split(self.compiled(), p, args, n_threads)
         else:
-            compiled(p, *args)
-
-    return call
+            self.compiled()(p, *args)
 
 
-@_kernel
+@Kernel
 def sgd(p, g, lr):
     """θ ← θ − lr·g"""
     for i in range(p.size):
         p[i] -= g[i] * lr
 
 
-@_kernel
+@Kernel
 def heavy_ball(p, g, v, mu, v_scale, lr, nesterov):
     """v ← mu·v + v_scale·g  (v_scale = (1 − dampening)·lr);
     θ ← θ − v, or with nesterov θ ← θ − (mu·v + lr·g)"""
@@ -178,7 +184,7 @@ def heavy_ball(p, g, v, mu, v_scale, lr, nesterov):
             p[i] -= vi
 
 
-@_kernel
+@Kernel
 def adagrad(p, g, c, lr, eps):
     """c ← c + g²;  θ ← θ − lr·g / (√c + eps)"""
     for i in range(p.size):
@@ -187,7 +193,7 @@ def adagrad(p, g, c, lr, eps):
         p[i] -= g[i] * lr / (np.sqrt(ci) + eps)
 
 
-@_kernel
+@Kernel
 def rmsprop(p, g, c, g_avg, buffer, rho, one_minus_rho, eps, lr, momentum, centered, with_momentum):
     """c ← rho·c + (1 − rho)·g²;  d = √c + eps, or centered: ḡ ← rho·ḡ + (1 − rho)·g, d = √(c − ḡ²) + eps;
     θ ← θ − lr·g / d, or with momentum: b ← momentum·b + g / d, θ ← θ − lr·b
@@ -210,7 +216,7 @@ def rmsprop(p, g, c, g_avg, buffer, rho, one_minus_rho, eps, lr, momentum, cente
             p[i] -= gi * lr / d
 
 
-@_kernel
+@Kernel
 def adam(
     p,
     g,

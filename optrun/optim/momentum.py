@@ -10,7 +10,7 @@ from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
 from optrun.optim import kernels
-from optrun.optim.base import Hyperparameters, Optimizer
+from optrun.optim.base import Hyperparameters, KernelCall, Optimizer
 from optrun.optim.schedules import MomentumScheduleSpec, Restart
 from optrun.schema import PositiveFloat, UnitOpenFloat
 
@@ -32,8 +32,8 @@ class SGD(Optimizer):
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         p -= np.multiply(g, self.lr, out=state["_a"])
 
-    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        kernels.sgd(p, g, p.dtype.type(self.lr), n_threads=self.kernel_threads)
+    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> KernelCall:
+        return kernels.sgd, (g, p.dtype.type(self.lr))
 
 
 class _HeavyBall(Hyperparameters):
@@ -156,12 +156,9 @@ class Momentum(Optimizer):
         else:
             p -= v
 
-    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        f = p.dtype.type
-        v_scale = (1 - self.dampening) * self.lr
-        kernels.heavy_ball(
-            p, g, state["velocity"], f(self.mu), f(v_scale), f(self.lr), self.nesterov, n_threads=self.kernel_threads
-        )
+    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> KernelCall:
+        f, v_scale = p.dtype.type, (1 - self.dampening) * self.lr
+        return kernels.heavy_ball, (g, state["velocity"], f(self.mu), f(v_scale), f(self.lr), self.nesterov)
 
     def _scalar_state(self) -> dict[str, Any]:
         return {"restarts": self.restarts, "previous_loss": self._previous_loss}
