@@ -16,12 +16,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
 from optrun.config import Config
 from optrun.data import Dataset, load_dataset
-from optrun.models import Network, build_model
+from optrun.models import Dense, Network, ReLU, build_model
 from optrun.objectives import Objective, build_objective
 from optrun.optim import Optimizer, build_optimizer
 
@@ -78,6 +79,7 @@ class Experiment:
     optimizer: Optimizer
     batch_order: np.random.Generator
     epoch: int = 0  # epochs already trained (a resumed run starts after them)
+    compiled: Any = None  # its CompiledEpoch; False: numpy's epoch (None: not decided yet, see compiled_epoch)
     initial_loss: float | None = None  # the train loss at epoch 0, for train.divergence_factor
 
 
@@ -151,12 +153,39 @@ def _blown_up(config: Config, loss: float, initial: float | None, when: str) -> 
     return f"loss {loss:.4g} after {when} exceeds divergence_factor {factor:g} × the initial loss {initial:.4g}"
 
 
+def compiled_epoch(exp: Experiment) -> Any:
+    """The experiment's ``optrun.compiled_epoch.CompiledEpoch``, made (and compiled) at the first call, or
+    False where its epochs run in numpy: the network is not Dense layers with ReLUs between them, the
+    optimizer's steps are not exactly its kernel's (``Optimizer.kernel_only``: too few parameters for the
+    kernels, clipping, momentum restarts), or numpy's BLAS is not one it can call."""
+    if exp.compiled is None:
+        exp.compiled = False
+        layers, opt = exp.model.layers, exp.optimizer
+        relu_net = all(isinstance(layer, Dense) for layer in layers[::2]) and all(
+            isinstance(layer, ReLU) and layer.in_place for layer in layers[1::2]
+        )
+        if relu_net and len(layers) % 2 and opt.kernel_only:
+            from optrun import compiled_epoch as ce
+            from optrun.optim import kernels
+
+            blas = ce.find_blas()
+            if blas is not None:
+                batch = min(exp.config.train.batch_size, len(exp.data.y_train))
+                exp.compiled = ce.CompiledEpoch(exp.model, opt, batch, blas, kernels.threads)
+                exp.compiled.run(exp.data.x_train, exp.data.y_train, np.arange(0))  # compiles: no steps
+    return exp.compiled
+
+
 def _run_epoch(exp: Experiment, epoch: int) -> str | None:
     """One pass over the train split in a fresh random order; the reason if it diverged."""
     x, y = exp.data.x_train, exp.data.y_train
     batch = min(exp.config.train.batch_size, len(y))
-    x_buf, y_buf = np.empty((batch, x.shape[1]), dtype=x.dtype), np.empty(batch, dtype=y.dtype)
     order = exp.batch_order.permutation(len(y))
+    compiled = compiled_epoch(exp)
+    if compiled:
+        done = compiled.run(x, y, order)
+        return None if done * batch >= len(y) else f"non-finite minibatch loss at epoch {epoch}, step {done + 1}"
+    x_buf, y_buf = np.empty((batch, x.shape[1]), dtype=x.dtype), np.empty(batch, dtype=y.dtype)
     for step, start in enumerate(range(0, len(y), batch), start=1):
         idx = order[start : start + batch]  # the last batch may be smaller: it is kept
         xb = x.take(idx, axis=0, out=x_buf[: len(idx)], mode="clip")
@@ -180,6 +209,7 @@ def fit(exp: Experiment | Landscape, on_epoch: Callable[[Record], None] | None =
         return _descend(exp, on_epoch)
     result = TrainResult(status="completed")
     exp.optimizer.warm_up()  # before the timed epochs
+    compiled_epoch(exp)
 
     def record(row: EpochRecord) -> bool:
         result.records.append(row)

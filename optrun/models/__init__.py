@@ -1,6 +1,6 @@
 """Networks in vectorized NumPy: layers, softmax cross-entropy, and ``build_model``."""
 
-from optrun.models.layers import ACTIVATIONS, Dense, Layer
+from optrun.models.layers import ACTIVATIONS, Dense, Layer, ReLU
 from optrun.models.loss import log_softmax, softmax_cross_entropy
 from optrun.models.network import LogisticSpec, MLPSpec, ModelSpec, Network, build_model
 
@@ -12,6 +12,7 @@ __all__ = [
     "MLPSpec",
     "ModelSpec",
     "Network",
+    "ReLU",
     "build_model",
     "log_softmax",
     "softmax_cross_entropy",

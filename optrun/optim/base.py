@@ -165,6 +165,35 @@ class Optimizer:
         finally:
             self.t = t
 
+    @property
+    def kernel_only(self) -> bool:
+        """Whether each step is exactly one kernel call on the flat parameters, with scalars that depend on
+        the step count alone (no clipping, no rule that watches the loss), so that compiled code may take
+        the steps itself (``kernel_steps``, ``advance``)."""
+        return self.fused and self._is_flat and self.hyper.clip_norm is None
+
+    def kernel_steps(self, n: int) -> tuple[kernels.Kernel, list[np.ndarray], np.ndarray]:
+        """For the next ``n`` steps, without taking them: the kernel, its state arrays (as long as the
+        parameters, or empty where unused), and its scalars, one row per step in the kernel's order, in the
+        parameters' dtype (flags as 0 or 1)."""
+        (p, state), t, lr = self._flat[0], self.t, self.lr  # type: ignore[index]
+        rows: list[list[Any]] = []
+        try:
+            for self.t in range(t + 1, t + max(n, 1) + 1):  # with n = 0, one step tells the kernel and arrays
+                self.lr = self.learning_rate_at(self.t)
+                self._begin_step([], None)
+                kernel, args = self._kernel_call(p, p, state)
+                rows.append([a for a in args[1:] if not isinstance(a, np.ndarray)])
+        finally:
+            self.t, self.lr = t, lr
+        arrays = [a for a in args[1:] if isinstance(a, np.ndarray)]
+        return kernel, arrays, np.array(rows[:n], dtype=p.dtype).reshape(n, len(rows[0]))
+
+    def advance(self, n: int) -> None:
+        """Count ``n`` steps that ``kernel_steps`` described and compiled code took."""
+        self.t += n
+        self.lr = self.learning_rate_at(max(self.t, 1))
+
     def _clipped(self, gs: list[np.ndarray]) -> list[np.ndarray]:
         clip = self.hyper.clip_norm
         if clip is None:

@@ -72,7 +72,7 @@ as they do BLAS's threads, so that jobs do not oversubscribe the cores."""
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process it belongs to, the helper threads)
 
 
-def _helpers() -> ThreadPoolExecutor:
+def helpers() -> ThreadPoolExecutor:
     """This process's helper threads, made at first use (a forked child makes its own)."""
     global _pool
     if _pool is None or _pool[0] != os.getpid():
@@ -89,7 +89,7 @@ def _split(kernel: Callable[..., None], p: np.ndarray, args: tuple[Any, ...], n_
         kernel(p[part], *(a[part] if isinstance(a, np.ndarray) and a.size else a for a in args))
 
     parts = [slice(p.size * i // n_threads, p.size * (i + 1) // n_threads) for i in range(n_threads)]
-    helping = [_helpers().submit(run, part) for part in parts[1:]]
+    helping = [helpers().submit(run, part) for part in parts[1:]]
     run(parts[0])
     for future in helping:
         future.result()
@@ -257,3 +257,7 @@ def adam(
         d = np.sqrt(si) * inv_root_correction2 + eps
         step = (mi * k1 + gi * k2) * lr / d if nadam else mi * step_size / d
         p[i] = p[i] * decay - step
+
+
+RULES = (sgd, heavy_ball, adagrad, rmsprop, adam)
+"""Every kernel, in the order ``optrun.compiled_epoch`` numbers them."""

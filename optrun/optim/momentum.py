@@ -118,6 +118,10 @@ class Momentum(Optimizer):
         schedule = self.hyper.mu_schedule
         return float(self.hyper.mu if schedule is None else schedule(t))
 
+    @property
+    def kernel_only(self) -> bool:
+        return super().kernel_only and self.hyper.restart is None
+
     def extras(self) -> dict[str, float]:
         out: dict[str, float] = {}
         if self.hyper.mu_schedule is not None or self.hyper.restart is not None:

@@ -1,0 +1,361 @@
+"""A compiled training epoch: every batch's forward pass, backward pass and update, in numba code on
+several threads at once, for ReLU networks (``mlp`` with relu, ``logistic``) trained by a fused kernel.
+
+NumPy's epoch (``optrun.train``) calls BLAS, which splits each product across the cores, and in between
+runs dozens of small whole-array operations and the optimizer's kernel on one core. Here each of T
+threads owns a share of every step instead, and the threads meet at two barriers per step:
+
+1. rows: thread i gathers its share of the batch's rows, runs the forward pass on them (x·W + b, ReLU;
+   the logits' softmax cross-entropy), and the backward pass down to each layer's input (Δ·Wᵀ ⊙
+   [a > 0]): each row needs only its own row of every operand. Barrier.
+2. weights: thread i computes its share of the rows of every weight gradient (aᵀ·Δ, plus λW with
+   weight decay), the bias gradients of every T-th layer (Σ_rows Δ), and applies the optimizer's
+   kernel to exactly the parameters whose gradients it computed. Barrier.
+
+Each thread calls single-threaded BLAS on its part, so both the products and the update use every core
+with no hand-over between Python threads. Every number is the one NumPy's epoch computes, to the last
+bit, however many threads share the work: each product's element is the same dot product in the same
+order (rows of a product are independent), the bias sums add the rows in order, and the update is the
+optimizer's own kernel. The exceptions are exp and log in the softmax, which are libm's here and
+NumPy's own there: both within an ulp, they can differ in the last bit (tests/test_compiled_epoch.py).
+
+numba compiles this module's functions at its import (about 8 s the first time, then from numba's cache
+in ``__pycache__``, about 0.5 s), so ``optrun.train`` imports it only for a network it will train.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+import platform
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from threadpoolctl import ThreadpoolController
+
+from optrun.models import Network
+from optrun.optim import Optimizer, kernels
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's enums
+FLAG_STRIDE = 16  # int64s between two threads' barrier flags: one 128-byte line each
+
+
+@dataclass(frozen=True)
+class Blas:
+    """numpy's BLAS: the addresses of its cblas_sgemm and cblas_dgemm, and whether they take 64-bit ints."""
+
+    sgemm: int
+    dgemm: int
+    ilp64: bool
+
+
+def find_blas() -> Blas | None:
+    """numpy's OpenBLAS, where numpy uses one whose integer width is known: the ``scipy_openblas`` of
+    numpy's wheels (``scipy_cblas_sgemm64_`` for ILP64), or an OpenBLAS that reports its configuration."""
+    for info in ThreadpoolController().info():
+        if info.get("internal_api") != "openblas":
+            continue
+        lib = ctypes.CDLL(info["filepath"])
+        for prefix, suffix in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
+            names = [f"{prefix}cblas_{t}gemm{suffix}" for t in "sd"]
+            config = getattr(lib, f"{prefix}openblas_get_config{suffix}", None)
+            if not all(hasattr(lib, name) for name in names) or config is None:
+                continue
+            config.restype = ctypes.c_char_p
+            ilp64 = b"USE64BITINT" in (config() or b"")
+            if ilp64 != (suffix == "64_") and suffix:  # a suffix other than the ILP64 one: unknown
+                return None
+            return Blas(*(ctypes.cast(getattr(lib, n), ctypes.c_void_p).value or 0 for n in names), ilp64=ilp64)
+    return None
+
+
+# ---------------------------------------------------------------- intrinsics: BLAS calls, atomics, pause
+
+
+@intrinsic
+def _gemm(typingctx, fn, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, alpha, beta):
+    """cblas_?gemm(RowMajor, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) through the
+    function at address ``fn``; ``a``, ``b``, ``c`` are addresses, the dimensions have BLAS's int width."""
+    sig = types.void(fn, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, alpha, beta)
+
+    def codegen(context, builder, signature, args):
+        fn_, ta, tb, m_, n_, k_, a_, lda_, b_, ldb_, c_, ldc_, alpha_, beta_ = args
+        i32, dim, ptr = ir.IntType(32), m_.type, ir.IntType(8).as_pointer()
+        real = alpha_.type
+        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, dim, dim, dim, real, ptr, dim, ptr, dim, real, ptr, dim])
+        call = builder.inttoptr(fn_, fnty.as_pointer())
+
+        def enum(v):
+            return builder.trunc(v, i32) if v.type.width > 32 else v
+
+        builder.call(call, [
+            ir.Constant(i32, ROW_MAJOR), enum(ta), enum(tb), m_, n_, k_, alpha_,
+            builder.inttoptr(a_, ptr), lda_, builder.inttoptr(b_, ptr), ldb_, beta_, builder.inttoptr(c_, ptr), ldc_,
+        ])  # fmt: skip
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _store_release(typingctx, address, value):
+    """*address = value (int64), after every earlier write is visible."""
+
+    def codegen(context, builder, signature, args):
+        pointer = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        builder.store_atomic(builder.sext(args[1], ir.IntType(64)) if args[1].type.width < 64 else args[1],
+                             pointer, "release", 8)  # fmt: skip
+        return context.get_dummy_value()
+
+    return types.void(address, value), codegen
+
+
+@intrinsic
+def _load_acquire(typingctx, address):
+    """*address (int64), before any later read."""
+
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(builder.inttoptr(args[0], ir.IntType(64).as_pointer()), "acquire", 8)
+
+    return types.int64(address), codegen
+
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+@intrinsic
+def _pause(typingctx):
+    """The CPU's spin-wait hint (x86's pause), where there is one."""
+
+    def codegen(context, builder, signature, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause"
+            )
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def _call_void(typingctx, fn):
+    """The C function ``void f(void)`` at address ``fn`` (here sched_yield, whose int result is ignored)."""
+
+    def codegen(context, builder, signature, args):
+        builder.call(builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), []).as_pointer()), [])
+        return context.get_dummy_value()
+
+    return types.void(fn), codegen
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"))
+SCHED_YIELD = ctypes.cast(_libc.sched_yield, ctypes.c_void_p).value or 0
+SPINS = 1 << 14
+"""Spins at a barrier before each yield of the core: a share of a step arrives within microseconds, and a
+yield only matters where more threads than cores compete."""
+
+
+# ---------------------------------------------------------------- the epoch
+
+_sgd, _heavy_ball, _adagrad, _rmsprop, _adam = (k.compiled() for k in kernels.RULES)
+
+
+@njit(nogil=True, cache=True)
+def _barrier(flags, tid, n_threads, generation, yield_fn):
+    """Wait until every thread has reached ``generation``: each writes only its own flag."""
+    base = flags.ctypes.data
+    _store_release(base + tid * FLAG_STRIDE * 8, generation)
+    for other in range(n_threads):
+        spins = 0
+        while _load_acquire(base + other * FLAG_STRIDE * 8) < generation:
+            spins += 1
+            if spins % SPINS:
+                _pause()
+            else:
+                _call_void(yield_fn)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _update(rule, p, g, s0, s1, s2, sc, lo, hi):
+    """The optimizer's kernel on elements [lo, hi): ``rule`` indexes ``kernels.RULES``; ``sc`` holds this
+    step's scalars in the kernel's order (flags as 0 or 1); state arrays left empty stay whole."""
+    p, g = p[lo:hi], g[lo:hi]
+    a0 = s0[lo:hi] if s0.size else s0
+    a1 = s1[lo:hi] if s1.size else s1
+    a2 = s2[lo:hi] if s2.size else s2
+    if rule == 0:
+        _sgd(p, g, sc[0])
+    elif rule == 1:
+        _heavy_ball(p, g, a0, sc[0], sc[1], sc[2], sc[3] != 0)
+    elif rule == 2:
+        _adagrad(p, g, a0, sc[0], sc[1])
+    elif rule == 3:
+        _rmsprop(p, g, a0, a1, a2, sc[0], sc[1], sc[2], sc[3], sc[4], sc[5] != 0, sc[6] != 0)
+    else:
+        _adam(p, g, a0, a1, a2, sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6], sc[7], sc[8], sc[9] != 0,
+              sc[10] != 0, sc[11], sc[12])  # fmt: skip
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _worker(
+    tid, n_threads, x, y, order, batch, widths, w_off, b_off, a_off, d_off, params, grads, decay, acts, deltas,
+    rule, s0, s1, s2, scalars, gemm, dims, losses, flags, yield_fn,
+):  # fmt: skip
+    """Thread ``tid``'s share of every step of an epoch (see the module docstring); returns the steps
+    completed: fewer than the epoch's where a minibatch loss was not finite (that step updates nothing).
+
+    ``acts`` holds each layer's input a_l at ``a_off[l]`` (a_0 the batch, the last the logits), ``deltas``
+    each layer's output gradient Δ_l at ``d_off[l]`` (l ≥ 1), as rows of ``batch``; ``dims`` is scratch
+    of BLAS's integer type."""
+    n_layers = widths.size - 1
+    classes = widths[n_layers]
+    one, zero = params.dtype.type(1), params.dtype.type(0)
+    size = np.int64(params.itemsize)
+    a_base, d_base = np.int64(acts.ctypes.data), np.int64(deltas.ctypes.data)
+    p_base, g_base = np.int64(params.ctypes.data), np.int64(grads.ctypes.data)
+    n_steps = (order.size + batch - 1) // batch
+    generation = 0
+    for step in range(n_steps):
+        start = step * batch
+        n = min(batch, order.size - start)
+        r0, r1 = n * tid // n_threads, n * (tid + 1) // n_threads
+        # 1. rows r0..r1: gather, forward pass, loss, backward pass down to every layer's input
+        for i in range(r0, r1):
+            acts[a_off[0] + i * widths[0] : a_off[0] + (i + 1) * widths[0]] = x[order[start + i]]
+        for layer in range(n_layers):
+            fan_in, fan_out, src, out = widths[layer], widths[layer + 1], a_off[layer], a_off[layer + 1]
+            if r1 > r0:
+                dims[0], dims[1], dims[2] = r1 - r0, fan_out, fan_in
+                _gemm(gemm, NO_TRANS, NO_TRANS, dims[0], dims[1], dims[2],
+                      a_base + (src + r0 * fan_in) * size, dims[2], p_base + w_off[layer] * size, dims[1],
+                      a_base + (out + r0 * fan_out) * size, dims[1], one, zero)  # fmt: skip
+            relu, b = layer < n_layers - 1, b_off[layer]
+            for i in range(r0, r1):
+                row = out + i * fan_out
+                for j in range(fan_out):
+                    v = acts[row + j] + params[b + j]
+                    acts[row + j] = v if (not relu or v >= 0 or v != v) else zero  # np.maximum(v, 0)
+        logits, top, count = a_off[n_layers], d_off[n_layers], params.dtype.type(n)
+        loss = 0.0
+        for i in range(r0, r1):  # log p = z − max z − log Σ exp(z − max z); Δ = (p − onehot) / n
+            row = logits + i * classes
+            largest = acts[row]
+            for j in range(1, classes):
+                v = acts[row + j]
+                if v > largest or v != v:
+                    largest = v
+            total = zero
+            for j in range(classes):
+                total += np.exp(acts[row + j] - largest)
+            log_total = np.log(total)
+            label = y[order[start + i]]
+            for j in range(classes):
+                log_p = acts[row + j] - largest - log_total
+                g = np.exp(log_p)
+                if j == label:
+                    loss -= log_p
+                    g -= one
+                deltas[top + i * classes + j] = g / count
+        losses[tid * FLAG_STRIDE] = loss
+        for layer in range(n_layers - 1, 0, -1):  # Δ_l = Δ_{l+1}·W_lᵀ ⊙ [a_l > 0]
+            fan_in, fan_out, d_in = widths[layer], widths[layer + 1], d_off[layer]
+            if r1 > r0:
+                dims[0], dims[1], dims[2] = r1 - r0, fan_in, fan_out
+                _gemm(gemm, NO_TRANS, TRANS, dims[0], dims[1], dims[2],
+                      d_base + (d_off[layer + 1] + r0 * fan_out) * size, dims[2], p_base + w_off[layer] * size,
+                      dims[2], d_base + (d_in + r0 * fan_in) * size, dims[1], one, zero)  # fmt: skip
+            for i in range(r0 * fan_in, r1 * fan_in):
+                deltas[d_in + i] *= one if acts[a_off[layer] + i] > 0 else zero
+        generation += 1
+        _barrier(flags, tid, n_threads, generation, yield_fn)
+        total_loss = 0.0
+        for other in range(n_threads):
+            total_loss += losses[other * FLAG_STRIDE]
+        if not math.isfinite(total_loss):
+            return step
+        # 2. weights: rows q0..q1 of every weight gradient (a_lᵀ·Δ_{l+1} + λW), every n_threads-th bias
+        # gradient (Σ_rows Δ_{l+1}, row by row as numpy adds them), and the update of exactly those
+        for layer in range(n_layers):
+            fan_in, fan_out, w, d = widths[layer], widths[layer + 1], w_off[layer], d_off[layer + 1]
+            q0, q1 = fan_in * tid // n_threads, fan_in * (tid + 1) // n_threads
+            if q1 > q0:
+                dims[0], dims[1], dims[2], dims[3] = q1 - q0, fan_out, n, fan_in
+                _gemm(gemm, TRANS, NO_TRANS, dims[0], dims[1], dims[2],
+                      a_base + (a_off[layer] + q0) * size, dims[3], d_base + d * size, dims[1],
+                      g_base + (w + q0 * fan_out) * size, dims[1], one, zero)  # fmt: skip
+                if decay != 0:
+                    for i in range(w + q0 * fan_out, w + q1 * fan_out):
+                        grads[i] += decay * params[i]
+                _update(rule, params, grads, s0, s1, s2, scalars[step], w + q0 * fan_out, w + q1 * fan_out)
+            if layer % n_threads == tid:
+                b = b_off[layer]
+                for j in range(fan_out):
+                    grads[b + j] = deltas[d + j]
+                for i in range(1, n):
+                    for j in range(fan_out):
+                        grads[b + j] += deltas[d + i * fan_out + j]
+                _update(rule, params, grads, s0, s1, s2, scalars[step], b, b + fan_out)
+        generation += 1
+        _barrier(flags, tid, n_threads, generation, yield_fn)
+    return n_steps
+
+
+class CompiledEpoch:
+    """Epochs of ``model`` trained by ``optimizer`` in batches of ``batch`` rows, on ``threads`` threads.
+
+    ``model`` is Dense layers with in-place ReLUs between them, in float32 or float64; ``optimizer`` takes
+    steps that are exactly its kernel's (``Optimizer.kernel_only``): ``optrun.train`` checks both."""
+
+    def __init__(self, model: Network, optimizer: Optimizer, batch: int, blas: Blas, threads: int) -> None:
+        self.model, self.optimizer, self.batch, self.threads = model, optimizer, batch, threads
+        dtype, dense = model.dtype, model.dense
+        widths = [d.fan_in for d in dense] + [dense[-1].fan_out]
+        self.widths = np.array(widths, np.int64)
+
+        def offset(a: np.ndarray) -> int:
+            return (a.ctypes.data - model.flat_params.ctypes.data) // dtype.itemsize
+
+        self.w_off = np.array([offset(d.W) for d in dense], np.int64)
+        self.b_off = np.array([offset(d.b) for d in dense], np.int64)
+        self.a_off = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64) * batch
+        self.d_off = np.concatenate([[0, 0], np.cumsum(widths[1:-1])]).astype(np.int64) * batch  # from Δ_1
+        self.acts = np.empty(batch * sum(widths), dtype)
+        self.deltas = np.empty(batch * sum(widths[1:]), dtype)
+        self.gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
+        self.dims = [np.zeros(4, np.int64 if blas.ilp64 else np.int32) for _ in range(threads)]
+        self.losses = np.zeros(threads * FLAG_STRIDE)
+        self.flags = np.zeros(threads * FLAG_STRIDE, np.int64)
+        self._blas_threads = ThreadpoolController()
+
+    def run(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> int:
+        """One epoch over the rows ``order`` of (x, y): the steps completed (fewer than the epoch's where
+        a minibatch loss was not finite; the optimizer's step count advances by the steps completed)."""
+        n_steps = -(-len(order) // self.batch)
+        kernel, states, scalars = self.optimizer.kernel_steps(n_steps)
+        empty = self.model.flat_params[:0]
+        s0, s1, s2 = [*states, empty, empty, empty][:3]
+        model, decay = self.model, self.model.dtype.type(self.model.weight_decay)
+        self.flags[:] = 0
+
+        def share(tid: int, threads: int) -> int:
+            return _worker(
+                tid, threads, x, y, order, self.batch, self.widths, self.w_off, self.b_off, self.a_off,
+                self.d_off, model.flat_params, model.flat_grads, decay, self.acts, self.deltas,
+                kernels.RULES.index(kernel), s0, s1, s2, scalars, self.gemm, self.dims[tid], self.losses, self.flags,
+                SCHED_YIELD,
+            )  # fmt: skip
+
+        threads = self.threads if n_steps else 1
+        with self._blas_threads.limit(limits=1, user_api="blas"):
+            helping = [kernels.helpers().submit(share, tid, threads) for tid in range(1, threads)]
+            done = share(0, threads)
+            for future in helping:
+                future.result()
+        self.optimizer.advance(done)
+        return done

@@ -1,0 +1,117 @@
+"""The compiled epoch (optrun.compiled_epoch) against numpy's epoch, the reference it replaces.
+
+Both compute the same products in the same order and apply the optimizer's own kernel; only exp and
+log in the softmax may differ in the last bit. So in float64 the two epochs agree to about 1e-15 after
+several steps, and in float32 to a few units in the last place after one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optrun.config import parse_config
+from optrun.optim import kernels
+from optrun.train import Experiment, _run_epoch, compiled_epoch, prepare
+
+pytest.importorskip("numba")
+
+
+def spec(optimizer: dict, dtype: str = "float64", **model: object) -> dict:
+    """Above FUSED_MIN_SIZE (about 110,000 parameters), with a last batch shorter than the others."""
+    return {
+        "dataset": {"name": "blobs", "n_samples": 250, "n_features": 300, "n_classes": 5, "noise": 3.0},
+        "model": {"type": "mlp", "hidden": [256, 128], "dtype": dtype, **model},
+        "train": {"batch_size": 64},  # 200 training rows: batches of 64, 64, 64, 8
+        "optimizer": optimizer,
+    }
+
+
+def pair(config: dict) -> tuple[Experiment, Experiment]:
+    """Two experiments from one config: the first runs numpy's epoch, the second the compiled one."""
+    numpy_exp, compiled_exp = prepare(parse_config(config)), prepare(parse_config(config))
+    numpy_exp.compiled = False
+    assert compiled_epoch(compiled_exp), "this config should run the compiled epoch"
+    return numpy_exp, compiled_exp
+
+
+OPTIMIZERS = [
+    {"name": "sgd", "learning_rate": 0.05},
+    {"name": "momentum", "mu_schedule": {"name": "linear", "start": 0.5, "end": 0.9, "steps": 5}},
+    {"name": "nesterov", "learning_rate": 0.01},
+    {"name": "adagrad"},
+    {"name": "rmsprop", "centered": True, "momentum": 0.5},
+    {"name": "adam", "schedule": {"name": "cosine", "steps": 8, "warmup": 2}},
+    {"name": "adam", "amsgrad": True},
+    {"name": "adamw"},
+    {"name": "nadam"},
+]
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=lambda o: "-".join(map(str, o.values()))[:40])
+def test_two_compiled_epochs_match_numpys_in_float64(optimizer: dict) -> None:
+    ref, fast = pair(spec(optimizer, weight_decay=0.01))
+    for epoch in (1, 2):
+        assert _run_epoch(ref, epoch) is None
+        assert _run_epoch(fast, epoch) is None
+    assert fast.optimizer.t == ref.optimizer.t == 8
+    assert fast.optimizer.learning_rate == ref.optimizer.learning_rate
+    moved = np.abs(ref.model.flat_params - prepare(parse_config(spec(optimizer))).model.flat_params).max()
+    assert moved > 1e-3  # the steps did something
+    np.testing.assert_allclose(fast.model.flat_params, ref.model.flat_params, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(fast.model.flat_grads, ref.model.flat_grads, rtol=1e-9, atol=1e-13)
+    for name in ref.optimizer.state_names:
+        for a, b in zip(fast.optimizer._per_param(name), ref.optimizer._per_param(name), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-15)
+
+
+def test_a_float32_step_matches_numpys_to_a_few_ulps() -> None:
+    ref, fast = pair(spec({"name": "sgd", "learning_rate": 0.1}, dtype="float32"))
+    order = np.arange(64)  # one full batch
+    fast.compiled.run(fast.data.x_train, fast.data.y_train, order)
+    x, y = ref.data.x_train[order], ref.data.y_train[order]
+    ref.optimizer.step(ref.model.grads, ref.model.loss_and_grad(x, y))
+    scale = np.abs(ref.model.flat_grads).max()
+    np.testing.assert_allclose(fast.model.flat_grads, ref.model.flat_grads, rtol=0, atol=scale * 1e-6)
+    np.testing.assert_allclose(fast.model.flat_params, ref.model.flat_params, rtol=1e-6, atol=1e-7)
+
+
+def test_the_threads_share_the_work_without_changing_more_than_rounding(monkeypatch) -> None:
+    """Any thread count gives the same numbers up to rounding (BLAS may take another path for a part of
+    a product than for the whole), and one thread count gives the same bits every time."""
+    runs = {}
+    for threads in (1, 2, 3, 3):
+        monkeypatch.setattr(kernels, "threads", threads)
+        _, fast = pair(spec({"name": "adam"}))
+        assert fast.compiled.threads == threads
+        _run_epoch(fast, 1)
+        runs.setdefault(threads, []).append(fast.model.flat_params.copy())
+    np.testing.assert_array_equal(runs[3][0], runs[3][1])
+    for threads in (2, 3):
+        np.testing.assert_allclose(runs[threads][0], runs[1][0], rtol=1e-12, atol=1e-14)
+
+
+def test_a_non_finite_loss_stops_the_epoch_at_the_same_step_with_the_same_parameters() -> None:
+    ref, fast = pair(spec({"name": "sgd", "learning_rate": 1e120}))
+    with np.errstate(all="ignore"):  # fit() ignores them too: the divergence is reported instead
+        reasons = [_run_epoch(exp, 1) for exp in (ref, fast)]
+    assert reasons[0] is not None and reasons[0].startswith("non-finite minibatch loss at epoch 1, step ")
+    assert reasons[1] == reasons[0]
+    assert fast.optimizer.t == ref.optimizer.t < 4
+    np.testing.assert_array_equal(np.isfinite(fast.model.flat_params), np.isfinite(ref.model.flat_params))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        spec({"name": "adam"}, activation="tanh"),  # not a ReLU network
+        spec({"name": "adam", "clip_norm": 1.0}),  # clipping needs the norm of the whole gradient
+        spec({"name": "momentum", "restart": {"every": 3}}),  # restarts change the state between steps
+        {**spec({"name": "adam"}), "model": {"type": "mlp", "hidden": [8]}},  # too small for the kernels
+    ],
+    ids=["tanh", "clip_norm", "restart", "small"],
+)
+def test_what_the_compiled_epoch_cannot_train_runs_in_numpy(config: dict) -> None:
+    exp = prepare(parse_config(config))
+    assert compiled_epoch(exp) is False
+    assert _run_epoch(exp, 1) is None
