@@ -203,6 +203,70 @@ def _update(rule, p, g, s0, s1, s2, sc, lo, hi):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
+def _rows(buffer, offset, batch, width):
+    """The (batch, width) matrix at ``offset`` of a flat buffer (2-D views let the loops vectorize)."""
+    return buffer[offset : offset + batch * width].reshape((batch, width))
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _bias_relu(h, b, r0, r1, relu):
+    """Rows r0..r1 of h ← h + b, then np.maximum(h, 0) where ``relu`` (NaN stays NaN)."""
+    zero = h.dtype.type(0)
+    for i in range(r0, r1):
+        for j in range(h.shape[1]):
+            v = h[i, j] + b[j]
+            if relu:
+                r = v if v >= zero else zero
+                v = v if v != v else r
+            h[i, j] = v
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _relu_gradient(d, a, r0, r1):
+    """Rows r0..r1 of d ← d ⊙ [a > 0], as numpy multiplies by the boolean mask (inf·0 is nan)."""
+    one, zero = d.dtype.type(1), d.dtype.type(0)
+    for i in range(r0, r1):
+        for j in range(d.shape[1]):
+            d[i, j] *= one if a[i, j] > 0 else zero
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _softmax_cross_entropy(z, dz, y, rows, r0, r1, n):
+    """Rows r0..r1: log p = z − max z − log Σ exp(z − max z); dz = (p − onehot(y[rows])) / n; returns
+    Σ −log p_y over the rows."""
+    one, count = z.dtype.type(1), z.dtype.type(n)
+    loss = 0.0
+    for i in range(r0, r1):
+        largest = z[i, 0]
+        for j in range(1, z.shape[1]):
+            v = z[i, j]
+            if v > largest or v != v:  # np.maximum.reduce: nan wins
+                largest = v
+        total = z.dtype.type(0)
+        for j in range(z.shape[1]):
+            total += np.exp(z[i, j] - largest)
+        log_total = np.log(total)
+        label = y[rows[i]]
+        for j in range(z.shape[1]):
+            log_p = z[i, j] - largest - log_total
+            g = np.exp(log_p)
+            if j == label:
+                loss -= log_p
+                g -= one
+            dz[i, j] = g / count
+    return loss
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _column_sums(d, out, n):
+    """out ← Σ over the first n rows of d, adding row after row as numpy's reduce over axis 0 does."""
+    out[:] = d[0]
+    for i in range(1, n):
+        for j in range(out.size):
+            out[j] += d[i, j]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
 def _worker(
     tid, n_threads, x, y, order, batch, widths, w_off, b_off, a_off, d_off, params, grads, decay, acts, deltas,
     rule, s0, s1, s2, scalars, gemm, dims, losses, flags, yield_fn,
@@ -226,8 +290,10 @@ def _worker(
         n = min(batch, order.size - start)
         r0, r1 = n * tid // n_threads, n * (tid + 1) // n_threads
         # 1. rows r0..r1: gather, forward pass, loss, backward pass down to every layer's input
+        rows = order[start : start + n]
+        inputs = _rows(acts, a_off[0], batch, widths[0])
         for i in range(r0, r1):
-            acts[a_off[0] + i * widths[0] : a_off[0] + (i + 1) * widths[0]] = x[order[start + i]]
+            inputs[i] = x[rows[i]]
         for layer in range(n_layers):
             fan_in, fan_out, src, out = widths[layer], widths[layer + 1], a_off[layer], a_off[layer + 1]
             if r1 > r0:
@@ -235,33 +301,10 @@ def _worker(
                 _gemm(gemm, NO_TRANS, NO_TRANS, dims[0], dims[1], dims[2],
                       a_base + (src + r0 * fan_in) * size, dims[2], p_base + w_off[layer] * size, dims[1],
                       a_base + (out + r0 * fan_out) * size, dims[1], one, zero)  # fmt: skip
-            relu, b = layer < n_layers - 1, b_off[layer]
-            for i in range(r0, r1):
-                row = out + i * fan_out
-                for j in range(fan_out):
-                    v = acts[row + j] + params[b + j]
-                    acts[row + j] = v if (not relu or v >= 0 or v != v) else zero  # np.maximum(v, 0)
-        logits, top, count = a_off[n_layers], d_off[n_layers], params.dtype.type(n)
-        loss = 0.0
-        for i in range(r0, r1):  # log p = z − max z − log Σ exp(z − max z); Δ = (p − onehot) / n
-            row = logits + i * classes
-            largest = acts[row]
-            for j in range(1, classes):
-                v = acts[row + j]
-                if v > largest or v != v:
-                    largest = v
-            total = zero
-            for j in range(classes):
-                total += np.exp(acts[row + j] - largest)
-            log_total = np.log(total)
-            label = y[order[start + i]]
-            for j in range(classes):
-                log_p = acts[row + j] - largest - log_total
-                g = np.exp(log_p)
-                if j == label:
-                    loss -= log_p
-                    g -= one
-                deltas[top + i * classes + j] = g / count
+            bias = params[b_off[layer] : b_off[layer] + fan_out]
+            _bias_relu(_rows(acts, out, batch, fan_out), bias, r0, r1, layer < n_layers - 1)
+        logits = _rows(acts, a_off[n_layers], batch, classes)
+        loss = _softmax_cross_entropy(logits, _rows(deltas, d_off[n_layers], batch, classes), y, rows, r0, r1, n)
         losses[tid * FLAG_STRIDE] = loss
         for layer in range(n_layers - 1, 0, -1):  # Δ_l = Δ_{l+1}·W_lᵀ ⊙ [a_l > 0]
             fan_in, fan_out, d_in = widths[layer], widths[layer + 1], d_off[layer]
@@ -270,8 +313,7 @@ def _worker(
                 _gemm(gemm, NO_TRANS, TRANS, dims[0], dims[1], dims[2],
                       d_base + (d_off[layer + 1] + r0 * fan_out) * size, dims[2], p_base + w_off[layer] * size,
                       dims[2], d_base + (d_in + r0 * fan_in) * size, dims[1], one, zero)  # fmt: skip
-            for i in range(r0 * fan_in, r1 * fan_in):
-                deltas[d_in + i] *= one if acts[a_off[layer] + i] > 0 else zero
+            _relu_gradient(_rows(deltas, d_in, batch, fan_in), _rows(acts, a_off[layer], batch, fan_in), r0, r1)
         generation += 1
         _barrier(flags, tid, n_threads, generation, yield_fn)
         total_loss = 0.0
@@ -290,16 +332,14 @@ def _worker(
                       a_base + (a_off[layer] + q0) * size, dims[3], d_base + d * size, dims[1],
                       g_base + (w + q0 * fan_out) * size, dims[1], one, zero)  # fmt: skip
                 if decay != 0:
-                    for i in range(w + q0 * fan_out, w + q1 * fan_out):
-                        grads[i] += decay * params[i]
+                    lo, hi = w + q0 * fan_out, w + q1 * fan_out
+                    g, p = grads[lo:hi], params[lo:hi]
+                    for i in range(g.size):
+                        g[i] += decay * p[i]
                 _update(rule, params, grads, s0, s1, s2, scalars[step], w + q0 * fan_out, w + q1 * fan_out)
             if layer % n_threads == tid:
                 b = b_off[layer]
-                for j in range(fan_out):
-                    grads[b + j] = deltas[d + j]
-                for i in range(1, n):
-                    for j in range(fan_out):
-                        grads[b + j] += deltas[d + i * fan_out + j]
+                _column_sums(_rows(deltas, d, batch, fan_out), grads[b : b + fan_out], n)
                 _update(rule, params, grads, s0, s1, s2, scalars[step], b, b + fan_out)
         generation += 1
         _barrier(flags, tid, n_threads, generation, yield_fn)
