@@ -8,19 +8,21 @@ threads owns a share of every step instead, and the threads meet at two barriers
 1. rows: thread i gathers its share of the batch's rows, runs the forward pass on them (x·W + b, ReLU;
    the logits' softmax cross-entropy), and the backward pass down to each layer's input (Δ·Wᵀ ⊙
    [a > 0]): each row needs only its own row of every operand. Barrier.
-2. weights: thread i computes its share of the rows of every weight gradient (aᵀ·Δ, plus λW with
-   weight decay), the bias gradients of every T-th layer (Σ_rows Δ), and applies the optimizer's
-   kernel to exactly the parameters whose gradients it computed. Barrier.
+2. weights: the threads take tasks from a shared counter until none is left: a block of rows of a weight
+   gradient (aᵀ·Δ, plus λW with weight decay), or a bias gradient (Σ_rows Δ), each followed by the
+   optimizer's kernel on exactly the parameters whose gradients it computed. Barrier.
 
-Each thread calls single-threaded BLAS on its part, so both the products and the update use every core
-with no hand-over between Python threads. Every number is the one NumPy's epoch computes, to the last
-bit, however many threads share the work: each product's element is the same dot product in the same
-order (rows of a product are independent), the bias sums add the rows in order, and the update is the
-optimizer's own kernel. The exceptions are exp and log in the softmax, which are libm's here and
-NumPy's own there: both within an ulp, they can differ in the last bit (tests/test_compiled_epoch.py).
+Each thread calls single-threaded BLAS on its part, so both the products and the update use every core,
+with no hand-over between Python threads and no Python between the steps. The numbers are numpy's epoch's
+up to rounding: the same products of the same operands, the bias sums added row after row as numpy adds
+them, the optimizer's own kernel. Two things can change last bits: exp and log in the softmax are
+libm's here and numpy's own there (each within an ulp), and OpenBLAS may compute a few rows of a product
+with another kernel than it uses for the whole. A given thread count gives the same bits every run;
+tests/test_compiled_epoch.py checks float64 epochs against numpy's to 1e-11.
 
-numba compiles this module's functions at its import (about 8 s the first time, then from numba's cache
-in ``__pycache__``, about 0.5 s), so ``optrun.train`` imports it only for a network it will train.
+numba compiles the epoch at its first call, which ``optrun.train.compiled_epoch`` makes before the first
+timed epoch: about 8 s the first time, then about 0.5 s from numba's cache in ``__pycache__``. Importing
+numba takes another half second, so ``optrun.train`` imports this module only for a network it will train.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ from optrun.optim import Optimizer, kernels
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's enums
 FLAG_STRIDE = 16  # int64s between two threads' barrier flags: one 128-byte line each
+BLOCK = 128
+"""Rows of a weight gradient per task of a step's second phase: the threads take tasks as they finish
+others, so a core that runs slower (a shared VM's often does) takes fewer, and each block's numbers are the
+same whichever thread computes them."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,17 @@ def _load_acquire(typingctx, address):
         return builder.load_atomic(builder.inttoptr(args[0], ir.IntType(64).as_pointer()), "acquire", 8)
 
     return types.int64(address), codegen
+
+
+@intrinsic
+def _fetch_add(typingctx, address, value):
+    """*address += value (int64), atomically; returns the value before."""
+
+    def codegen(context, builder, signature, args):
+        pointer = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        return builder.atomic_rmw("add", pointer, args[1], "acq_rel")
+
+    return types.int64(address, types.int64), codegen
 
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
@@ -269,7 +286,7 @@ def _column_sums(d, out, n):
 @njit(nogil=True, cache=True, error_model="numpy")
 def _worker(
     tid, n_threads, x, y, order, batch, widths, w_off, b_off, a_off, d_off, params, grads, decay, acts, deltas,
-    rule, s0, s1, s2, scalars, gemm, dims, losses, flags, yield_fn,
+    tasks, rule, s0, s1, s2, scalars, gemm, dims, losses, flags, yield_fn,
 ):  # fmt: skip
     """Thread ``tid``'s share of every step of an epoch (see the module docstring); returns the steps
     completed: fewer than the epoch's where a minibatch loss was not finite (that step updates nothing).
@@ -284,6 +301,7 @@ def _worker(
     a_base, d_base = np.int64(acts.ctypes.data), np.int64(deltas.ctypes.data)
     p_base, g_base = np.int64(params.ctypes.data), np.int64(grads.ctypes.data)
     n_steps = (order.size + batch - 1) // batch
+    counter = np.int64(flags.ctypes.data) + n_threads * FLAG_STRIDE * 8  # the tasks taken, after the flags
     generation = 0
     for step in range(n_steps):
         start = step * batch
@@ -321,26 +339,32 @@ def _worker(
             total_loss += losses[other * FLAG_STRIDE]
         if not math.isfinite(total_loss):
             return step
-        # 2. weights: rows q0..q1 of every weight gradient (a_lᵀ·Δ_{l+1} + λW), every n_threads-th bias
-        # gradient (Σ_rows Δ_{l+1}, row by row as numpy adds them), and the update of exactly those
-        for layer in range(n_layers):
-            fan_in, fan_out, w, d = widths[layer], widths[layer + 1], w_off[layer], d_off[layer + 1]
-            q0, q1 = fan_in * tid // n_threads, fan_in * (tid + 1) // n_threads
-            if q1 > q0:
-                dims[0], dims[1], dims[2], dims[3] = q1 - q0, fan_out, n, fan_in
-                _gemm(gemm, TRANS, NO_TRANS, dims[0], dims[1], dims[2],
-                      a_base + (a_off[layer] + q0) * size, dims[3], d_base + d * size, dims[1],
-                      g_base + (w + q0 * fan_out) * size, dims[1], one, zero)  # fmt: skip
-                if decay != 0:
-                    lo, hi = w + q0 * fan_out, w + q1 * fan_out
-                    g, p = grads[lo:hi], params[lo:hi]
-                    for i in range(g.size):
-                        g[i] += decay * p[i]
-                _update(rule, params, grads, s0, s1, s2, scalars[step], w + q0 * fan_out, w + q1 * fan_out)
-            if layer % n_threads == tid:
+        # 2. weights, in tasks taken from a shared counter until none is left: a block of rows of one
+        # weight gradient (a_lᵀ·Δ_{l+1} + λW) and its update, or one bias gradient (Σ_rows Δ_{l+1}, row
+        # after row as numpy adds them) and its update. Every thread takes exactly one task past the last.
+        first = step * (tasks.shape[0] + n_threads)
+        while True:
+            task = _fetch_add(counter, 1) - first
+            if task >= tasks.shape[0]:
+                break
+            layer, q0, q1 = tasks[task, 0], tasks[task, 1], tasks[task, 2]
+            fan_in, fan_out, d = widths[layer], widths[layer + 1], d_off[layer + 1]
+            if q0 < 0:
                 b = b_off[layer]
                 _column_sums(_rows(deltas, d, batch, fan_out), grads[b : b + fan_out], n)
                 _update(rule, params, grads, s0, s1, s2, scalars[step], b, b + fan_out)
+                continue
+            w = w_off[layer]
+            lo, hi = w + q0 * fan_out, w + q1 * fan_out
+            dims[0], dims[1], dims[2], dims[3] = q1 - q0, fan_out, n, fan_in
+            _gemm(gemm, TRANS, NO_TRANS, dims[0], dims[1], dims[2],
+                  a_base + (a_off[layer] + q0) * size, dims[3], d_base + d * size, dims[1],
+                  g_base + lo * size, dims[1], one, zero)  # fmt: skip
+            if decay != 0:
+                g, p = grads[lo:hi], params[lo:hi]
+                for i in range(g.size):
+                    g[i] += decay * p[i]
+            _update(rule, params, grads, s0, s1, s2, scalars[step], lo, hi)
         generation += 1
         _barrier(flags, tid, n_threads, generation, yield_fn)
     return n_steps
@@ -370,7 +394,13 @@ class CompiledEpoch:
         self.gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
         self.dims = [np.zeros(4, np.int64 if blas.ilp64 else np.int32) for _ in range(threads)]
         self.losses = np.zeros(threads * FLAG_STRIDE)
-        self.flags = np.zeros(threads * FLAG_STRIDE, np.int64)
+        self.flags = np.zeros((threads + 1) * FLAG_STRIDE, np.int64)  # and the task counter
+        # The second phase's tasks: (layer, first row, end row) of a weight gradient block, (layer, -1, -1)
+        # for a bias; the largest first, so that the last ones taken are short.
+        blocks = [(layer, q, min(q + BLOCK, fan_in)) for layer, fan_in in enumerate(widths[:-1])
+                  for q in range(0, fan_in, BLOCK)]  # fmt: skip
+        blocks.sort(key=lambda task: -(task[2] - task[1]) * widths[task[0] + 1])
+        self.tasks = np.array(blocks + [(layer, -1, -1) for layer in range(len(dense))], np.int64)
         self._blas_threads = ThreadpoolController()
 
     def run(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> int:
@@ -386,7 +416,7 @@ class CompiledEpoch:
         def share(tid: int, threads: int) -> int:
             return _worker(
                 tid, threads, x, y, order, self.batch, self.widths, self.w_off, self.b_off, self.a_off,
-                self.d_off, model.flat_params, model.flat_grads, decay, self.acts, self.deltas,
+                self.d_off, model.flat_params, model.flat_grads, decay, self.acts, self.deltas, self.tasks,
                 kernels.RULES.index(kernel), s0, s1, s2, scalars, self.gemm, self.dims[tid], self.losses, self.flags,
                 SCHED_YIELD,
             )  # fmt: skip
