@@ -140,7 +140,7 @@ class ThreadChoice:
 class Kernel:
     """An update rule compiled on first use: ``kernel(p, *args, n_threads=1)`` runs it on ``p`` (split
     across ``n_threads`` threads by ``_split``), ``kernel.compiled()`` is the numba function itself, for
-    compiled callers (``optrun.epoch``).
+    compiled callers (``optrun.compiled_epoch``).
 
     No numba parallel loops: the kernels run between BLAS calls, whose threads spin for a while after
     each product, and numba's spinning threads contending with them cost milliseconds."""
