@@ -219,6 +219,14 @@ def _update(rule, p, g, s0, s1, s2, sc, lo, hi):
               sc[10] != 0, sc[11], sc[12])  # fmt: skip
 
 
+@njit(nogil=True, cache=True)
+def _product(gemm, dims, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, one, zero):
+    """C ← op(A)·op(B), m × n with inner size k, for the row-major matrices at addresses a, b, c with leading
+    dimensions lda, ldb, ldc; the integers go through ``dims``, scratch of BLAS's integer type."""
+    dims[0], dims[1], dims[2], dims[3], dims[4], dims[5] = m, n, k, lda, ldb, ldc
+    _gemm(gemm, trans_a, trans_b, dims[0], dims[1], dims[2], a, dims[3], b, dims[4], c, dims[5], one, zero)
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def _rows(buffer, offset, batch, width):
     """The (batch, width) matrix at ``offset`` of a flat buffer (2-D views let the loops vectorize)."""
@@ -292,8 +300,8 @@ def _worker(
     completed: fewer than the epoch's where a minibatch loss was not finite (that step updates nothing).
 
     ``acts`` holds each layer's input a_l at ``a_off[l]`` (a_0 the batch, the last the logits), ``deltas``
-    each layer's output gradient Δ_l at ``d_off[l]`` (l ≥ 1), as rows of ``batch``; ``dims`` is scratch
-    of BLAS's integer type."""
+    each layer's output gradient Δ_l at ``d_off[l]`` (l ≥ 1), as rows of ``batch``; ``dims`` is this
+    thread's scratch for ``_product``."""
     n_layers = widths.size - 1
     classes = widths[n_layers]
     one, zero = params.dtype.type(1), params.dtype.type(0)
@@ -315,10 +323,9 @@ def _worker(
         for layer in range(n_layers):
             fan_in, fan_out, src, out = widths[layer], widths[layer + 1], a_off[layer], a_off[layer + 1]
             if r1 > r0:
-                dims[0], dims[1], dims[2] = r1 - r0, fan_out, fan_in
-                _gemm(gemm, NO_TRANS, NO_TRANS, dims[0], dims[1], dims[2],
-                      a_base + (src + r0 * fan_in) * size, dims[2], p_base + w_off[layer] * size, dims[1],
-                      a_base + (out + r0 * fan_out) * size, dims[1], one, zero)  # fmt: skip
+                _product(gemm, dims, NO_TRANS, NO_TRANS, r1 - r0, fan_out, fan_in,
+                         a_base + (src + r0 * fan_in) * size, fan_in, p_base + w_off[layer] * size, fan_out,
+                         a_base + (out + r0 * fan_out) * size, fan_out, one, zero)  # fmt: skip
             bias = params[b_off[layer] : b_off[layer] + fan_out]
             _bias_relu(_rows(acts, out, batch, fan_out), bias, r0, r1, layer < n_layers - 1)
         logits = _rows(acts, a_off[n_layers], batch, classes)
@@ -327,10 +334,9 @@ def _worker(
         for layer in range(n_layers - 1, 0, -1):  # Δ_l = Δ_{l+1}·W_lᵀ ⊙ [a_l > 0]
             fan_in, fan_out, d_in = widths[layer], widths[layer + 1], d_off[layer]
             if r1 > r0:
-                dims[0], dims[1], dims[2] = r1 - r0, fan_in, fan_out
-                _gemm(gemm, NO_TRANS, TRANS, dims[0], dims[1], dims[2],
-                      d_base + (d_off[layer + 1] + r0 * fan_out) * size, dims[2], p_base + w_off[layer] * size,
-                      dims[2], d_base + (d_in + r0 * fan_in) * size, dims[1], one, zero)  # fmt: skip
+                _product(gemm, dims, NO_TRANS, TRANS, r1 - r0, fan_in, fan_out,
+                         d_base + (d_off[layer + 1] + r0 * fan_out) * size, fan_out, p_base + w_off[layer] * size,
+                         fan_out, d_base + (d_in + r0 * fan_in) * size, fan_in, one, zero)  # fmt: skip
             _relu_gradient(_rows(deltas, d_in, batch, fan_in), _rows(acts, a_off[layer], batch, fan_in), r0, r1)
         generation += 1
         _barrier(flags, tid, n_threads, generation, yield_fn)
@@ -356,10 +362,8 @@ def _worker(
                 continue
             w = w_off[layer]
             lo, hi = w + q0 * fan_out, w + q1 * fan_out
-            dims[0], dims[1], dims[2], dims[3] = q1 - q0, fan_out, n, fan_in
-            _gemm(gemm, TRANS, NO_TRANS, dims[0], dims[1], dims[2],
-                  a_base + (a_off[layer] + q0) * size, dims[3], d_base + d * size, dims[1],
-                  g_base + lo * size, dims[1], one, zero)  # fmt: skip
+            _product(gemm, dims, TRANS, NO_TRANS, q1 - q0, fan_out, n, a_base + (a_off[layer] + q0) * size,
+                     fan_in, d_base + d * size, fan_out, g_base + lo * size, fan_out, one, zero)  # fmt: skip
             if decay != 0:
                 g, p = grads[lo:hi], params[lo:hi]
                 for i in range(g.size):
@@ -392,7 +396,7 @@ class CompiledEpoch:
         self.acts = np.empty(batch * sum(widths), dtype)
         self.deltas = np.empty(batch * sum(widths[1:]), dtype)
         self.gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
-        self.dims = [np.zeros(4, np.int64 if blas.ilp64 else np.int32) for _ in range(threads)]
+        self.dims = [np.zeros(6, np.int64 if blas.ilp64 else np.int32) for _ in range(threads)]
         self.losses = np.zeros(threads * FLAG_STRIDE)
         self.flags = np.zeros((threads + 1) * FLAG_STRIDE, np.int64)  # and the task counter
         # The second phase's tasks: (layer, first row, end row) of a weight gradient block, (layer, -1, -1)
