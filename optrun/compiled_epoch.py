@@ -28,20 +28,19 @@ numba takes another half second, so ``optrun.train`` imports this module only fo
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import math
-import platform
 from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 from threadpoolctl import ThreadpoolController
 
 from optrun.models import Network
 from optrun.optim import Optimizer, kernels
+from optrun.optim.atomics import SCHED_YIELD, fetch_add, store_release, wait_until
+from optrun.optim.split import update_range
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's enums
 FLAG_STRIDE = 16  # int64s between two threads' barrier flags: one 128-byte line each
@@ -80,7 +79,7 @@ def find_blas() -> Blas | None:
     return None
 
 
-# ---------------------------------------------------------------- intrinsics: BLAS calls, atomics, pause
+# ---------------------------------------------------------------- BLAS calls
 
 
 @intrinsic
@@ -108,115 +107,16 @@ def _gemm(typingctx, fn, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, alph
     return sig, codegen
 
 
-@intrinsic
-def _store_release(typingctx, address, value):
-    """*address = value (int64), after every earlier write is visible."""
-
-    def codegen(context, builder, signature, args):
-        pointer = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
-        builder.store_atomic(builder.sext(args[1], ir.IntType(64)) if args[1].type.width < 64 else args[1],
-                             pointer, "release", 8)  # fmt: skip
-        return context.get_dummy_value()
-
-    return types.void(address, value), codegen
-
-
-@intrinsic
-def _load_acquire(typingctx, address):
-    """*address (int64), before any later read."""
-
-    def codegen(context, builder, signature, args):
-        return builder.load_atomic(builder.inttoptr(args[0], ir.IntType(64).as_pointer()), "acquire", 8)
-
-    return types.int64(address), codegen
-
-
-@intrinsic
-def _fetch_add(typingctx, address, value):
-    """*address += value (int64), atomically; returns the value before."""
-
-    def codegen(context, builder, signature, args):
-        pointer = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
-        return builder.atomic_rmw("add", pointer, args[1], "acq_rel")
-
-    return types.int64(address, types.int64), codegen
-
-
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
-
-
-@intrinsic
-def _pause(typingctx):
-    """The CPU's spin-wait hint (x86's pause), where there is one."""
-
-    def codegen(context, builder, signature, args):
-        if _X86:
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause"
-            )
-            builder.call(fn, [])
-        return context.get_dummy_value()
-
-    return types.void(), codegen
-
-
-@intrinsic
-def _call_void(typingctx, fn):
-    """The C function ``void f(void)`` at address ``fn`` (here sched_yield, whose int result is ignored)."""
-
-    def codegen(context, builder, signature, args):
-        builder.call(builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), []).as_pointer()), [])
-        return context.get_dummy_value()
-
-    return types.void(fn), codegen
-
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c"))
-SCHED_YIELD = ctypes.cast(_libc.sched_yield, ctypes.c_void_p).value or 0
-SPINS = 1 << 14
-"""Spins at a barrier before each yield of the core: a share of a step arrives within microseconds, and a
-yield only matters where more threads than cores compete."""
-
-
 # ---------------------------------------------------------------- the epoch
-
-_sgd, _heavy_ball, _adagrad, _rmsprop, _adam = (k.compiled() for k in kernels.RULES)
 
 
 @njit(nogil=True, cache=True)
 def _barrier(flags, tid, n_threads, generation, yield_fn):
     """Wait until every thread has reached ``generation``: each writes only its own flag."""
     base = flags.ctypes.data
-    _store_release(base + tid * FLAG_STRIDE * 8, generation)
+    store_release(base + tid * FLAG_STRIDE * 8, generation)
     for other in range(n_threads):
-        spins = 0
-        while _load_acquire(base + other * FLAG_STRIDE * 8) < generation:
-            spins += 1
-            if spins % SPINS:
-                _pause()
-            else:
-                _call_void(yield_fn)
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _update(rule, p, g, s0, s1, s2, sc, lo, hi):
-    """The optimizer's kernel on elements [lo, hi): ``rule`` indexes ``kernels.RULES``; ``sc`` holds this
-    step's scalars in the kernel's order (flags as 0 or 1); state arrays left empty stay whole."""
-    p, g = p[lo:hi], g[lo:hi]
-    a0 = s0[lo:hi] if s0.size else s0
-    a1 = s1[lo:hi] if s1.size else s1
-    a2 = s2[lo:hi] if s2.size else s2
-    if rule == 0:
-        _sgd(p, g, sc[0])
-    elif rule == 1:
-        _heavy_ball(p, g, a0, sc[0], sc[1], sc[2], sc[3] != 0)
-    elif rule == 2:
-        _adagrad(p, g, a0, sc[0], sc[1])
-    elif rule == 3:
-        _rmsprop(p, g, a0, a1, a2, sc[0], sc[1], sc[2], sc[3], sc[4], sc[5] != 0, sc[6] != 0)
-    else:
-        _adam(p, g, a0, a1, a2, sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6], sc[7], sc[8], sc[9] != 0,
-              sc[10] != 0, sc[11], sc[12])  # fmt: skip
+        wait_until(base + other * FLAG_STRIDE * 8, generation, yield_fn)
 
 
 @njit(nogil=True, cache=True)
@@ -350,7 +250,7 @@ def _worker(
         # after row as numpy adds them) and its update. Every thread takes exactly one task past the last.
         first = step * (tasks.shape[0] + n_threads)
         while True:
-            task = _fetch_add(counter, 1) - first
+            task = fetch_add(counter, 1) - first
             if task >= tasks.shape[0]:
                 break
             layer, q0, q1 = tasks[task, 0], tasks[task, 1], tasks[task, 2]
@@ -358,7 +258,7 @@ def _worker(
             if q0 < 0:
                 b = b_off[layer]
                 _column_sums(_rows(deltas, d, batch, fan_out), grads[b : b + fan_out], n)
-                _update(rule, params, grads, s0, s1, s2, scalars[step], b, b + fan_out)
+                update_range(rule, params, grads, s0, s1, s2, scalars[step], b, b + fan_out)
                 continue
             w = w_off[layer]
             lo, hi = w + q0 * fan_out, w + q1 * fan_out
@@ -368,7 +268,7 @@ def _worker(
                 g, p = grads[lo:hi], params[lo:hi]
                 for i in range(g.size):
                     g[i] += decay * p[i]
-            _update(rule, params, grads, s0, s1, s2, scalars[step], lo, hi)
+            update_range(rule, params, grads, s0, s1, s2, scalars[step], lo, hi)
         generation += 1
         _barrier(flags, tid, n_threads, generation, yield_fn)
     return n_steps

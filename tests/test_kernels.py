@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 from test_optim import SPECS, make_params, split
 
 from optrun.optim import build_optimizer, kernels
+from optrun.optim import split as split_module
+from optrun.optim.atomics import SCHED_YIELD
 from optrun.optim.base import FUSED_MIN_SIZE
 
 STEPS = 60
@@ -32,9 +33,10 @@ def run(spec: dict, fused: bool, dtype: str, layout: str, gradients: list[np.nda
 
 @pytest.fixture(params=["one thread", "split"])
 def threading_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kernels on the calling thread, or every other update split across 3 threads, in parts that
+    """The kernels on the calling thread, or every other update split across 3 threads, in chunks that
     straddle the parameters' boundaries (the thread choice's trials never end)."""
     if request.param == "split":
+        monkeypatch.setattr(split_module, "CHUNK", 5)
         monkeypatch.setattr(kernels, "threads", 3)
         monkeypatch.setattr(kernels, "SPLIT_MIN_SIZE", 0)
         monkeypatch.setattr(kernels.ThreadChoice, "TRIALS", STEPS)
@@ -120,21 +122,38 @@ print("numba" in sys.modules, large.t, state["step"], bool((p == 1).all()),
     assert out.split() == ["False", "True", "0", "0", "True", "True"]
 
 
-def test_split_covers_every_element_once_on_several_threads() -> None:
-    """Each part goes to exactly one thread, and each thread gets one part."""
-    p, g = np.zeros(95), np.arange(95.0)
-    seen: list[tuple[int, int, int]] = []
-
-    def kernel(p_part: np.ndarray, g_part: np.ndarray, empty: np.ndarray, lr: float) -> None:
-        assert empty.size == 0 and lr == 2.0  # stand-ins and scalars pass whole
-        p_part += g_part * lr
-        seen.append((int(g_part[0]), g_part.size, threading.get_ident()))
-        time.sleep(0.01)  # the parts overlap in time: each must be on a thread of its own
-
-    kernels._split(kernel, p, (g, p[:0], 2.0), 3)
+def test_split_update_takes_every_chunk_once_on_several_threads() -> None:
+    """Three threads run the chunk loop at once: each chunk is updated exactly once (twice would double
+    it), every thread took one chunk number past the last, and the caller waited for every chunk."""
+    p, g, sc = np.zeros(95), np.arange(95.0), np.array([-2.0])
+    counters = np.zeros(2, np.int64)
+    call = (kernels.RULES.index(kernels.sgd), p, g, p[:0], p[:0], p[:0], sc, counters, 7)
+    split_module.update_chunks(*call, True, SCHED_YIELD)  # compiled before the threads start
+    p[:], counters[:] = 0.0, 0
+    helpers = [threading.Thread(target=split_module.update_chunks, args=(*call, False, SCHED_YIELD)) for _ in "ab"]
+    for helper in helpers:
+        helper.start()
+    split_module.update_chunks(*call, True, SCHED_YIELD)
+    assert counters[1] == 14  # every chunk done when the caller returns: ceil(95 / 7)
     np.testing.assert_array_equal(p, 2 * g)
-    assert sorted((start, size) for start, size, _ in seen) == [(0, 31), (31, 32), (63, 32)]
-    assert len({thread for *_, thread in seen}) == 3
+    for helper in helpers:
+        helper.join()
+    assert counters[0] == 14 + 3
+
+
+def test_split_update_is_exact_where_helpers_never_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller takes every chunk itself when the helpers are busy elsewhere, and returns."""
+    monkeypatch.setattr(split_module, "CHUNK", 4)
+    p, g = np.zeros(50, np.float32), np.arange(50, dtype=np.float32)
+    gate = threading.Event()
+    busy = [kernels.helpers().submit(gate.wait) for _ in range(kernels.MAX_THREADS - 1)]
+    try:
+        kernels.sgd(p, g, np.float32(-0.5), n_threads=3)
+        np.testing.assert_array_equal(p, g * np.float32(0.5))
+    finally:
+        gate.set()
+        for future in busy:
+            future.result()
 
 
 def test_thread_choice_keeps_the_faster_after_its_trials(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -155,15 +155,17 @@ class Optimizer:
         """Load the compiled kernel the steps will use, where they use one: numba's start (about a second,
         once per process) then happens here instead of inside the first step, which keeps it out of timed
         epochs (in a comparison, only the first run of a process would pay it). The kernel runs on empty
-        views: nothing changes."""
+        views: nothing changes. Where the steps may be split across threads, the split's code is loaded too."""
         if not self.fused or self._flat is None:
             return
         t, self.t = self.t, max(self.t, 1)  # a step's scalars need t ≥ 1 (Adam's 1/(1 − β1ᵗ))
         try:
             for p, state in self._flat:
-                self._fused_update(p[:0], p[:0], {k: a[:0] for k, a in state.items()})
+                for n_threads in self._threads.candidates:
+                    self.kernel_threads = n_threads
+                    self._fused_update(p[:0], p[:0], {k: a[:0] for k, a in state.items()})
         finally:
-            self.t = t
+            self.t, self.kernel_threads = t, 1
 
     @property
     def kernel_only(self) -> bool:

@@ -20,17 +20,15 @@ cache), at the kernel's first call: together about a second, once per process,
 which is why optimizers use the kernels only on large parameter sets
 (``optrun.optim.base.FUSED_MIN_SIZE``).
 
-A large update can be split into equal parts that several threads update at
-once, each running the kernel (which releases the GIL) on its part. The rules
-are elementwise, so the result is the same to the last bit however the parts
-fall; only the time differs, and not always in the split's favour. Right
-after a matrix product, BLAS's idle threads spin on the other cores for a
-while, and a helper thread sharing a core with one of them is preempted for
-milliseconds at a time: in a training loop with multi-threaded BLAS, a split
-update is slower, while with single-threaded BLAS (``optrun compare`` with
-one job) or on its own it is up to twice as fast. So each optimizer times its
-first few steps both ways (``ThreadChoice``), keeps the faster, and times
-both again every 2000 steps.
+A large update can be split across several threads (``optrun.optim.split``): they take chunks of
+the parameters from a shared counter, each running the kernel (which releases the GIL) on its chunks. The
+rules are elementwise, so the result is the same to the last bit however the chunks fall; only the time
+differs, and not always in the split's favour. Right after a matrix product, BLAS's idle threads spin on
+the other cores for a while, and a helper thread sharing a core with one of them is preempted for
+milliseconds at a time: in a training loop with multi-threaded BLAS, a split update can be slower, while
+with single-threaded BLAS (``optrun compare`` with one job) or on its own it is up to twice as fast. So
+each optimizer times its first few steps both ways (``ThreadChoice``), keeps the faster, and times both
+again every 2000 steps.
 """
 
 from __future__ import annotations
@@ -80,21 +78,6 @@ def helpers() -> ThreadPoolExecutor:
     return _pool[1]
 
 
-def _split(kernel: Callable[..., None], p: np.ndarray, args: tuple[Any, ...], n_threads: int) -> None:
-    """``kernel(p, *args)`` on ``n_threads`` equal parts at once, the first on this thread. Array
-    arguments are either as long as ``p`` (they are split with it) or empty stand-ins (passed whole).
-    One part per thread: each extra part would cost a hand-over of the GIL, tens of microseconds."""
-
-    def run(part: slice) -> None:
-        kernel(p[part], *(a[part] if isinstance(a, np.ndarray) and a.size else a for a in args))
-
-    parts = [slice(p.size * i // n_threads, p.size * (i + 1) // n_threads) for i in range(n_threads)]
-    helping = [helpers().submit(run, part) for part in parts[1:]]
-    run(parts[0])
-    for future in helping:
-        future.result()
-
-
 class ThreadChoice:
     """How many threads an optimizer's updates use: 1, or ``threads`` where the update is large enough
     to try splitting and splitting proves faster over the first steps (the first step, which may compile
@@ -139,8 +122,8 @@ class ThreadChoice:
 
 class Kernel:
     """An update rule compiled on first use: ``kernel(p, *args, n_threads=1)`` runs it on ``p`` (split
-    across ``n_threads`` threads by ``_split``), ``kernel.compiled()`` is the numba function itself, for
-    compiled callers (``optrun.compiled_epoch``).
+    across ``n_threads`` threads by ``optrun.optim.split``), ``kernel.compiled()`` is the numba function
+    itself, for compiled callers.
 
     No numba parallel loops: the kernels run between BLAS calls, whose threads spin for a while after
     each product, and numba's spinning threads contending with them cost milliseconds."""
@@ -159,7 +142,9 @@ class Kernel:
 
     def __call__(self, p: np.ndarray, *args: Any, n_threads: int = 1) -> None:
         if n_threads > 1:
-            _split(self.compiled(), p, args, n_threads)
+            from optrun.optim.split import split_update
+
+            split_update(self, p, args, n_threads)
         else:
             self.compiled()(p, *args)
 
