@@ -134,6 +134,16 @@ def _rows(buffer, offset, batch, width):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
+def _gather(inputs, x, rows, r0, r1):
+    """Rows r0..r1 of inputs ← x[rows[r0..r1]], element by element (a row assigned as a slice copies at
+    half the speed)."""
+    for i in range(r0, r1):
+        row = rows[i]
+        for j in range(x.shape[1]):
+            inputs[i, j] = x[row, j]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
 def _bias_relu(h, b, r0, r1, relu):
     """Rows r0..r1 of h ← h + b, then np.maximum(h, 0) where ``relu`` (NaN stays NaN)."""
     zero = h.dtype.type(0)
@@ -217,9 +227,7 @@ def _worker(
         r0, r1 = n * tid // n_threads, n * (tid + 1) // n_threads
         # 1. rows r0..r1: gather, forward pass, loss, backward pass down to every layer's input
         rows = order[start : start + n]
-        inputs = _rows(acts, a_off[0], batch, widths[0])
-        for i in range(r0, r1):
-            inputs[i] = x[rows[i]]
+        _gather(_rows(acts, a_off[0], batch, widths[0]), x, rows, r0, r1)
         for layer in range(n_layers):
             fan_in, fan_out, src, out = widths[layer], widths[layer + 1], a_off[layer], a_off[layer + 1]
             if r1 > r0:
