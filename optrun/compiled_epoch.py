@@ -2,23 +2,26 @@
 several threads at once, for ReLU networks (``mlp`` with relu, ``logistic``) trained by a fused kernel.
 
 NumPy's epoch (``optrun.train``) calls BLAS, which splits each product across the cores, and in between
-runs dozens of small whole-array operations and the optimizer's kernel on one core. Here each of T
-threads owns a share of every step instead, and the threads meet at two barriers per step:
+runs dozens of small whole-array operations and the optimizer's kernel on one core. Here T threads share
+every step instead, taking tasks from a shared counter, and meet at two barriers per step:
 
-1. rows: thread i gathers its share of the batch's rows, runs the forward pass on them (x·W + b, ReLU;
-   the logits' softmax cross-entropy), and the backward pass down to each layer's input (Δ·Wᵀ ⊙
-   [a > 0]): each row needs only its own row of every operand. Barrier.
-2. weights: the threads take tasks from a shared counter until none is left: a block of rows of a weight
-   gradient (aᵀ·Δ, plus λW with weight decay), or a bias gradient (Σ_rows Δ), each followed by the
-   optimizer's kernel on exactly the parameters whose gradients it computed. Barrier.
+1. rows: a task is a chunk of ``ROWS`` rows of the batch: gather them, run the forward pass on them
+   (x·W + b, ReLU; the logits' softmax cross-entropy), and the backward pass down to each layer's input
+   (Δ·Wᵀ ⊙ [a > 0]): each row needs only its own row of every operand. Barrier.
+2. weights: a task is a block of rows of a weight gradient (aᵀ·Δ, plus λW with weight decay), or a bias
+   gradient (Σ_rows Δ), each followed by the optimizer's kernel on exactly the parameters whose gradients
+   it computed. Barrier.
 
-Each thread calls single-threaded BLAS on its part, so both the products and the update use every core,
-with no hand-over between Python threads and no Python between the steps. The numbers are numpy's epoch's
-up to rounding: the same products of the same operands, the bias sums added row after row as numpy adds
-them, the optimizer's own kernel. Two things can change last bits: exp and log in the softmax are
-libm's here and numpy's own there (each within an ulp), and OpenBLAS may compute a few rows of a product
-with another kernel than it uses for the whole. A given thread count gives the same bits every run;
-tests/test_compiled_epoch.py checks float64 epochs against numpy's to 1e-11.
+Each thread calls single-threaded BLAS on its tasks, so both the products and the update use every core,
+with no hand-over between Python threads and no Python between the steps; a core that runs slower (a
+shared VM's often does) takes fewer tasks. The tasks are the same pieces on any number of threads, and
+BLAS gives a piece the same bits whichever thread computes it, so an epoch's numbers do not depend on the
+thread count (BLAS may round a product split at other rows differently: the pieces are fixed for that).
+They are numpy's epoch's up to rounding: the same products, the bias sums added row after row as numpy
+adds them, the optimizer's own kernel. Two things can change last bits: exp and log in the softmax are
+libm's here and numpy's own there (each within an ulp), and OpenBLAS may compute a chunk of rows of a
+product with another kernel than it uses for the whole. tests/test_compiled_epoch.py checks float64
+epochs against numpy's to 1e-11, and 1, 2 and 3 threads against each other bit for bit.
 
 numba compiles the epoch at its first call, which ``optrun.train.compiled_epoch`` makes before the first
 timed epoch: about 8 s the first time, then about 0.5 s from numba's cache in ``__pycache__``. Importing
@@ -44,10 +47,12 @@ from optrun.optim.split import update_range
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's enums
 FLAG_STRIDE = 16  # int64s between two threads' barrier flags: one 128-byte line each
+ROWS = 64
+"""Rows of a batch per task of a step's first phase. Each task's products pack all of every weight matrix
+for BLAS, so fewer rows cost more: 32 made the MNIST-shaped epoch 10–30% slower than 64 on 2 cores. A
+batch of 128 rows is 2 tasks: on more cores, the first phase leaves the others idle (the second uses all)."""
 BLOCK = 128
-"""Rows of a weight gradient per task of a step's second phase: the threads take tasks as they finish
-others, so a core that runs slower (a shared VM's often does) takes fewer, and each block's numbers are the
-same whichever thread computes them."""
+"""Rows of a weight gradient per task of a step's second phase."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,35 @@ def _column_sums(d, out, n):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
+def _rows_pass(r0, r1, n, x, y, rows, batch, widths, w_off, b_off, a_off, d_off, params, acts, deltas, gemm, dims):
+    """Rows r0..r1 of a step's n: gather them, the forward pass (x·W + b, ReLU), the softmax cross-entropy
+    of the logits and its gradient, and the backward pass down to every layer's input (Δ·Wᵀ ⊙ [a > 0]);
+    returns the rows' summed loss."""
+    n_layers = widths.size - 1
+    one, zero = params.dtype.type(1), params.dtype.type(0)
+    size = np.int64(params.itemsize)
+    a_base, d_base, p_base = np.int64(acts.ctypes.data), np.int64(deltas.ctypes.data), np.int64(params.ctypes.data)
+    _gather(_rows(acts, a_off[0], batch, widths[0]), x, rows, r0, r1)
+    for layer in range(n_layers):
+        fan_in, fan_out, src, out = widths[layer], widths[layer + 1], a_off[layer], a_off[layer + 1]
+        _product(gemm, dims, NO_TRANS, NO_TRANS, r1 - r0, fan_out, fan_in,
+                 a_base + (src + r0 * fan_in) * size, fan_in, p_base + w_off[layer] * size, fan_out,
+                 a_base + (out + r0 * fan_out) * size, fan_out, one, zero)  # fmt: skip
+        bias = params[b_off[layer] : b_off[layer] + fan_out]
+        _bias_relu(_rows(acts, out, batch, fan_out), bias, r0, r1, layer < n_layers - 1)
+    classes = widths[n_layers]
+    logits, d_logits = _rows(acts, a_off[n_layers], batch, classes), _rows(deltas, d_off[n_layers], batch, classes)
+    loss = _softmax_cross_entropy(logits, d_logits, y, rows, r0, r1, n)
+    for layer in range(n_layers - 1, 0, -1):  # Δ_l = Δ_{l+1}·W_lᵀ ⊙ [a_l > 0]
+        fan_in, fan_out, d_in = widths[layer], widths[layer + 1], d_off[layer]
+        _product(gemm, dims, NO_TRANS, TRANS, r1 - r0, fan_in, fan_out,
+                 d_base + (d_off[layer + 1] + r0 * fan_out) * size, fan_out, p_base + w_off[layer] * size,
+                 fan_out, d_base + (d_in + r0 * fan_in) * size, fan_in, one, zero)  # fmt: skip
+        _relu_gradient(_rows(deltas, d_in, batch, fan_in), _rows(acts, a_off[layer], batch, fan_in), r0, r1)
+    return loss
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
 def _worker(
     tid, n_threads, x, y, order, batch, widths, w_off, b_off, a_off, d_off, params, grads, decay, acts, deltas,
     tasks, rule, s0, s1, s2, scalars, gemm, dims, losses, flags, yield_fn,
@@ -211,41 +245,30 @@ def _worker(
 
     ``acts`` holds each layer's input a_l at ``a_off[l]`` (a_0 the batch, the last the logits), ``deltas``
     each layer's output gradient Δ_l at ``d_off[l]`` (l ≥ 1), as rows of ``batch``; ``dims`` is this
-    thread's scratch for ``_product``."""
-    n_layers = widths.size - 1
-    classes = widths[n_layers]
+    thread's scratch for ``_product``. Both phases take their tasks from one counter: every thread takes
+    exactly one past a phase's last, so each knows where the next phase's tasks begin (``first``)."""
     one, zero = params.dtype.type(1), params.dtype.type(0)
     size = np.int64(params.itemsize)
     a_base, d_base = np.int64(acts.ctypes.data), np.int64(deltas.ctypes.data)
-    p_base, g_base = np.int64(params.ctypes.data), np.int64(grads.ctypes.data)
+    g_base = np.int64(grads.ctypes.data)
     n_steps = (order.size + batch - 1) // batch
     counter = np.int64(flags.ctypes.data) + n_threads * FLAG_STRIDE * 8  # the tasks taken, after the flags
-    generation = 0
+    generation, first = 0, 0
     for step in range(n_steps):
         start = step * batch
         n = min(batch, order.size - start)
-        r0, r1 = n * tid // n_threads, n * (tid + 1) // n_threads
-        # 1. rows r0..r1: gather, forward pass, loss, backward pass down to every layer's input
         rows = order[start : start + n]
-        _gather(_rows(acts, a_off[0], batch, widths[0]), x, rows, r0, r1)
-        for layer in range(n_layers):
-            fan_in, fan_out, src, out = widths[layer], widths[layer + 1], a_off[layer], a_off[layer + 1]
-            if r1 > r0:
-                _product(gemm, dims, NO_TRANS, NO_TRANS, r1 - r0, fan_out, fan_in,
-                         a_base + (src + r0 * fan_in) * size, fan_in, p_base + w_off[layer] * size, fan_out,
-                         a_base + (out + r0 * fan_out) * size, fan_out, one, zero)  # fmt: skip
-            bias = params[b_off[layer] : b_off[layer] + fan_out]
-            _bias_relu(_rows(acts, out, batch, fan_out), bias, r0, r1, layer < n_layers - 1)
-        logits = _rows(acts, a_off[n_layers], batch, classes)
-        loss = _softmax_cross_entropy(logits, _rows(deltas, d_off[n_layers], batch, classes), y, rows, r0, r1, n)
+        # 1. rows, in chunks of ROWS taken from the counter
+        n_chunks = (n + ROWS - 1) // ROWS
+        loss = 0.0
+        while True:
+            chunk = fetch_add(counter, 1) - first
+            if chunk >= n_chunks:
+                break
+            loss += _rows_pass(chunk * ROWS, min(n, (chunk + 1) * ROWS), n, x, y, rows, batch, widths, w_off,
+                               b_off, a_off, d_off, params, acts, deltas, gemm, dims)  # fmt: skip
+        first += n_chunks + n_threads
         losses[tid * FLAG_STRIDE] = loss
-        for layer in range(n_layers - 1, 0, -1):  # Δ_l = Δ_{l+1}·W_lᵀ ⊙ [a_l > 0]
-            fan_in, fan_out, d_in = widths[layer], widths[layer + 1], d_off[layer]
-            if r1 > r0:
-                _product(gemm, dims, NO_TRANS, TRANS, r1 - r0, fan_in, fan_out,
-                         d_base + (d_off[layer + 1] + r0 * fan_out) * size, fan_out, p_base + w_off[layer] * size,
-                         fan_out, d_base + (d_in + r0 * fan_in) * size, fan_in, one, zero)  # fmt: skip
-            _relu_gradient(_rows(deltas, d_in, batch, fan_in), _rows(acts, a_off[layer], batch, fan_in), r0, r1)
         generation += 1
         _barrier(flags, tid, n_threads, generation, yield_fn)
         total_loss = 0.0
@@ -253,10 +276,9 @@ def _worker(
             total_loss += losses[other * FLAG_STRIDE]
         if not math.isfinite(total_loss):
             return step
-        # 2. weights, in tasks taken from a shared counter until none is left: a block of rows of one
-        # weight gradient (a_lᵀ·Δ_{l+1} + λW) and its update, or one bias gradient (Σ_rows Δ_{l+1}, row
-        # after row as numpy adds them) and its update. Every thread takes exactly one task past the last.
-        first = step * (tasks.shape[0] + n_threads)
+        # 2. weights, in tasks taken from the counter: a block of rows of one weight gradient
+        # (a_lᵀ·Δ_{l+1} + λW) and its update, or one bias gradient (Σ_rows Δ_{l+1}, row after row as numpy
+        # adds them) and its update.
         while True:
             task = fetch_add(counter, 1) - first
             if task >= tasks.shape[0]:
@@ -277,6 +299,7 @@ def _worker(
                 for i in range(g.size):
                     g[i] += decay * p[i]
             update_range(rule, params, grads, s0, s1, s2, scalars[step], lo, hi)
+        first += tasks.shape[0] + n_threads
         generation += 1
         _barrier(flags, tid, n_threads, generation, yield_fn)
     return n_steps

@@ -9,8 +9,8 @@ workers (whose update kernels keep to one thread too) then do not
 oversubscribe the cores, and a multi-threaded matrix product, which adds in
 another order and rounds differently, never makes ``--jobs 2`` disagree with
 ``--jobs 1`` in the last digit. The compiled epoch (``optrun.compiled_epoch``)
-is the exception: in this process it splits each batch's rows across the
-kernels' threads, and the last bits follow that split.
+runs on several threads in this process and on one in a worker, with the same
+bits: it cuts every product into the same fixed pieces on any number of threads.
 
 Local workers come from the ``forkserver`` start method (``spawn`` where there is
 none): forking a process that runs threads (a live progress display, BLAS
