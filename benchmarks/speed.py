@@ -316,7 +316,7 @@ def main() -> None:
 
     print("\n(c) one optimizer step on 10 million float32 parameters")
     print("    (threads: what the optimizer chose after timing its first steps both ways; bytes allocated:")
-    print("    Python objects, such as a split update's parts; one array would be 40,000,000 bytes)")
+    print("    Python objects, such as a split update's futures and counters; one array would be 40,000,000 bytes)")
     columns = f"{'optrun ms':>10} {'threads':>7} {'torch ms':>9} {'ratio':>6} {'bytes allocated/step':>21}"
     print(f"{'optimizer':<10} {columns}  target")
     # Twice the rounds: SGD's step is bound by memory bandwidth on both sides, and its ratio lies within a

@@ -16,8 +16,7 @@ Each thread calls single-threaded BLAS on its tasks, so both the products and th
 with no hand-over between Python threads and no Python between the steps; a core that runs slower (a
 shared VM's often does) takes fewer tasks. The tasks are the same pieces on any number of threads, and
 BLAS gives a piece the same bits whichever thread computes it, so an epoch's numbers do not depend on the
-thread count (BLAS may round a product split at other rows differently: the pieces are fixed for that).
-They are numpy's epoch's up to rounding: the same products, the bias sums added row after row as numpy
+thread count. They are numpy's epoch's up to rounding: the same products, the bias sums added row after row as numpy
 adds them, the optimizer's own kernel. Two things can change last bits: exp and log in the softmax are
 libm's here and numpy's own there (each within an ulp), and OpenBLAS may compute a chunk of rows of a
 product with another kernel than it uses for the whole. tests/test_compiled_epoch.py checks float64
