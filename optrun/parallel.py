@@ -16,14 +16,22 @@ Local workers come from the ``forkserver`` start method (``spawn`` where there i
 none): forking a process that runs threads (a live progress display, BLAS
 pools) can deadlock the child, and a fork server that has already imported the
 task's module starts each worker in milliseconds.
+
+A Ctrl-C on the terminal goes to every process of the group. Only this process
+acts on it: the fork server and the workers start with SIGINT ignored, and a
+worker's SIGINT interrupts a running task (which hands back what it has) and
+nothing else, so that a Ctrl-C while they start or wait prints no traceback.
+On an interrupt this process sends SIGINT to the workers itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -62,6 +70,54 @@ def _limit_blas() -> None:
     kernels.threads = 1  # and the optimizers' update kernels (optrun.optim.kernels)
 
 
+_task_running = False  # in a local worker: whether a task is running, which a SIGINT then interrupts
+
+
+def _init_worker() -> None:
+    """A local worker's setup: one BLAS thread, one kernel thread, and SIGINT for the running task only."""
+    _limit_blas()
+    signal.signal(signal.SIGINT, _interrupt_task)
+
+
+def _interrupt_task(signum: int, frame: Any) -> None:
+    if _task_running:
+        raise KeyboardInterrupt
+
+
+def _as_task(fn: Callable[[T], R], item: T) -> R:
+    """``fn(item)`` in a local worker, open to SIGINT while it runs."""
+    global _task_running
+    _task_running = True
+    try:
+        return fn(item)
+    finally:
+        _task_running = False
+
+
+@contextmanager
+def _handling(signums: Sequence[int], handler: Any) -> Iterator[None]:
+    """``handler`` for the signals ``signums`` during the block, where one can be set (in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM during the block are delivered at its end, to the handlers in place before it."""
+    caught: list[int] = []
+    with _handling((signal.SIGINT, signal.SIGTERM), lambda signum, frame: caught.append(signum)):
+        yield
+    for signum in dict.fromkeys(caught):
+        signal.raise_signal(signum)
+
+
 def _one_blas_thread(fn: Callable[[T], R], item: T) -> R:
     _limit_blas()  # on a Dask worker: set, never restored, so a task in another thread cannot undo it mid-run
     return fn(item)
@@ -89,7 +145,7 @@ def executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[MapUnorder
     else:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_limit_blas)
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker)
         try:
             yield partial(_pool_map, pool, context)
         except BaseException:
@@ -109,7 +165,17 @@ def _pool_map(
 ) -> Iterator[tuple[int, R]]:
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload([fn.__module__])  # workers fork from a server that imported it once
-    futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        # The server starts with SIGINT ignored, and so every worker it forks: Python keeps it ignored.
+        with _handling([signal.SIGINT], signal.SIG_IGN):
+            multiprocessing.forkserver.ensure_running()
+        # The pool starts its workers as tasks come, each waiting for the server (which first imports the
+        # task's module: about a second). An interrupt in there would leave a worker starting that the pool
+        # does not know of yet: it is taken after the last worker has started.
+        with _signals_deferred():
+            futures = {pool.submit(_as_task, fn, item): i for i, item in enumerate(items)}
+    else:
+        with _handling([signal.SIGINT], signal.SIG_IGN):  # spawn: the workers start right here
+            futures = {pool.submit(_as_task, fn, item): i for i, item in enumerate(items)}
     pending = set(futures)
     try:
         for future in as_completed(futures):
