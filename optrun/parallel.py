@@ -109,6 +109,21 @@ def _handling(signums: Sequence[int], handler: Any) -> Iterator[None]:
 
 
 @contextmanager
+def _environment(**variables: str) -> Iterator[None]:
+    """Environment variables set for the block (for the processes it starts)."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
 def _signals_deferred() -> Iterator[None]:
     """SIGINT and SIGTERM during the block are delivered at its end, to the handlers in place before it."""
     caught: list[int] = []
@@ -165,8 +180,11 @@ def _pool_map(
 ) -> Iterator[tuple[int, R]]:
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload([fn.__module__])  # workers fork from a server that imported it once
-        # The server starts with SIGINT ignored, and so every worker it forks: Python keeps it ignored.
-        with _handling([signal.SIGINT], signal.SIG_IGN):
+        # The server starts with SIGINT ignored, and so every worker it forks (Python keeps it ignored), and
+        # without the current directory on its path (Python's -P): it imports the task's module before it
+        # learns this process's path, and a folder named optrun there (a clone of the repository) would
+        # stand in for the package.
+        with _handling([signal.SIGINT], signal.SIG_IGN), _environment(PYTHONSAFEPATH="1"):
             multiprocessing.forkserver.ensure_running()
         # The pool starts its workers as tasks come, each waiting for the server (which first imports the
         # task's module: about a second). An interrupt in there would leave a worker starting that the pool

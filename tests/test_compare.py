@@ -7,6 +7,8 @@ import dataclasses
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +220,22 @@ def test_two_worker_processes_give_exactly_the_metrics_of_one(tmp_path) -> None:
     assert json.loads((two.path / "summary.json").read_text())["executor"] == "2 processes"
     assert _records_without_timing(one) == _records_without_timing(two)
     assert comparison_without_timing(one.path) == comparison_without_timing(two.path)
+
+
+def test_workers_start_from_a_folder_that_holds_a_folder_named_optrun(tmp_path) -> None:
+    """As the ``optrun`` command runs from the folder above a clone of the repository: the script's folder
+    first on the path, then the package, and in the current folder an optrun/ whose runs/ (a run folder)
+    could stand in for optrun.runs in a worker."""
+    work, script = tmp_path / "above-the-clone", tmp_path / "bin" / "optrun"
+    (work / "optrun" / "runs").mkdir(parents=True)
+    script.parent.mkdir()
+    script.write_text("from optrun.cli import main\nif __name__ == '__main__':\n    main()\n")  # as pip writes it
+    config = write_config(tmp_path, {**SMALL, "seeds": 1})
+    command = [sys.executable, str(script), "compare", str(config), "--runs-dir", str(tmp_path / "runs"), "-j", "2"]
+    done = subprocess.run([*command, "-q"], cwd=work, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    runs = [read_run(path) for path in Path(done.stdout.strip()).glob("*/seed-*")]
+    assert len(runs) == 2 and {run.summary["status"] for run in runs} == {"completed"}
 
 
 def test_a_dask_cluster_gives_exactly_the_local_metrics(tmp_path) -> None:
