@@ -37,6 +37,7 @@ from optrun.runs import (
     read_run,
     resume,
     run,
+    signal_name,
 )
 from optrun.schema import ConfigError
 from optrun.tables import comparison_table, metrics_table, result_text, run_overview
@@ -69,6 +70,9 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                 err=True,
             )
             sys.exit(EXIT_SIGTERM if exc.signal == "SIGTERM" else EXIT_SIGINT)
+        except KeyboardInterrupt as exc:  # outside a run: loading the config, writing the plots at the end
+            click.echo(f"interrupted by {signal_name(exc)}", err=True)
+            sys.exit(EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT)
         finally:
             signal.signal(signal.SIGTERM, previous)
 

@@ -114,7 +114,8 @@ class CompareOutcome:
 
     @property
     def all_failed(self) -> bool:
-        return all(r.result.status != "completed" for r in self.runs)
+        """Whether no run of the comparison completed: of those run now and, on a resume, those before."""
+        return not any(group.completed for group in self.comparison.groups)
 
 
 FINISHED = ("completed", "diverged", "failed")  # a run in one of these states is a result; resume skips it

@@ -211,6 +211,25 @@ def test_an_interrupted_comparison_keeps_its_runs_and_resume_finishes_it(tmp_pat
         assert metrics_without_timing(run_dir) == metrics_without_timing(twin), run_dir
 
 
+def test_ctrl_c_after_the_runs_exits_130_with_one_line_and_resume_writes_the_comparison(tmp_path, monkeypatch):
+    """A Ctrl-C while the comparison is written (its plots take a second) ends as one in a run does."""
+    path = tmp_path / "cmp.yaml"
+    path.write_text(COMPARE)
+
+    def write(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optrun.compare, "write", write)
+    result = CliRunner().invoke(cli, ["compare", str(path), "--runs-dir", str(tmp_path / "runs"), "-q", "-j", "1"])
+    assert result.exit_code == 130 and result.output.splitlines()[-1] == "interrupted by SIGINT", result.output
+    monkeypatch.undo()
+    compare_dir = next((tmp_path / "runs").iterdir())
+    assert not (compare_dir / "comparison.csv").exists()
+    resumed = CliRunner().invoke(cli, ["compare", "--resume", str(compare_dir), "-q", "-j", "1"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((compare_dir / "summary.json").read_text())["status"] == "completed"
+
+
 def session_processes(session: int) -> list[str]:
     return subprocess.run(["pgrep", "-s", str(session)], capture_output=True, text=True).stdout.split()
 
