@@ -42,7 +42,7 @@ from threadpoolctl import ThreadpoolController
 from optrun.models import Network
 from optrun.optim import Optimizer, kernels
 from optrun.optim.atomics import SCHED_YIELD, fetch_add, store_release, wait_until
-from optrun.optim.split import update_range
+from optrun.optim.split import state_operands, update_range
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's enums
 FLAG_STRIDE = 16  # int64s between two threads' barrier flags: one 128-byte line each
@@ -342,8 +342,7 @@ class CompiledEpoch:
         a minibatch loss was not finite; the optimizer's step count advances by the steps completed)."""
         n_steps = -(-len(order) // self.batch)
         kernel, states, scalars = self.optimizer.kernel_steps(n_steps)
-        empty = self.model.flat_params[:0]
-        s0, s1, s2 = [*states, empty, empty, empty][:3]
+        s0, s1, s2 = state_operands(states, self.model.flat_params)
         model, decay = self.model, self.model.dtype.type(self.model.weight_decay)
         self.flags[:] = 0
 

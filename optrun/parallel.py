@@ -189,11 +189,11 @@ def _pool_map(
         # The pool starts its workers as tasks come, each waiting for the server (which first imports the
         # task's module: about a second). An interrupt in there would leave a worker starting that the pool
         # does not know of yet: it is taken after the last worker has started.
-        with _signals_deferred():
-            futures = {pool.submit(_as_task, fn, item): i for i, item in enumerate(items)}
+        starting = _signals_deferred()
     else:
-        with _handling([signal.SIGINT], signal.SIG_IGN):  # spawn: the workers start right here
-            futures = {pool.submit(_as_task, fn, item): i for i, item in enumerate(items)}
+        starting = _handling([signal.SIGINT], signal.SIG_IGN)  # spawn: the workers start right here
+    with starting:
+        futures = {pool.submit(_as_task, fn, item): i for i, item in enumerate(items)}
     pending = set(futures)
     try:
         for future in as_completed(futures):

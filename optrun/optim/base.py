@@ -185,10 +185,10 @@ class Optimizer:
                 self.lr = self.learning_rate_at(self.t)
                 self._begin_step([], None)
                 kernel, args = self._kernel_call(p, p, state)
-                rows.append([a for a in args[1:] if not isinstance(a, np.ndarray)])
+                _, arrays, scalars = kernels.operands(args)
+                rows.append(scalars)
         finally:
             self.t, self.lr = t, lr
-        arrays = [a for a in args[1:] if isinstance(a, np.ndarray)]
         return kernel, arrays, np.array(rows[:n], dtype=p.dtype).reshape(n, len(rows[0]))
 
     def advance(self, n: int) -> None:

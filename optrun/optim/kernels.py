@@ -78,6 +78,13 @@ def helpers() -> ThreadPoolExecutor:
     return _pool[1]
 
 
+def operands(args: tuple[Any, ...]) -> tuple[np.ndarray, list[np.ndarray], list[Any]]:
+    """A kernel's arguments after ``p`` as ``g``, its state arrays and its scalars: every kernel takes its
+    arrays first."""
+    arrays = [a for a in args if isinstance(a, np.ndarray)]
+    return arrays[0], arrays[1:], [a for a in args if not isinstance(a, np.ndarray)]
+
+
 class ThreadChoice:
     """How many threads an optimizer's updates use: 1, or ``threads`` where the update is large enough
     to try splitting and splitting proves faster over the first steps (the first step, which may compile

@@ -66,6 +66,11 @@ def update_chunks(rule, p, g, s0, s1, s2, sc, counters, chunk, wait, yield_fn):
         wait_until(done, n_chunks, yield_fn)
 
 
+def state_operands(states: list[np.ndarray], p: np.ndarray) -> list[np.ndarray]:
+    """``update_range``'s three state arrays: ``states``, then empty stand-ins of ``p``'s dtype."""
+    return [*states, p[:0], p[:0], p[:0]][:3]
+
+
 def split_update(kernel: kernels.Kernel, p: np.ndarray, args: tuple[Any, ...], n_threads: int) -> None:
     """``kernel(p, *args)`` on ``n_threads`` threads: this one and ``n_threads − 1`` helpers
     (``kernels.helpers``), taking chunks as they come, returning when every chunk is done.
@@ -73,11 +78,9 @@ def split_update(kernel: kernels.Kernel, p: np.ndarray, args: tuple[Any, ...], n
     ``args`` are the kernel's arguments after ``p``: its arrays (as long as ``p``, or empty where unused)
     then its scalars, in ``p.dtype`` as every caller passes them. Helpers that wake after the last chunk
     was taken find none, and leave: the call does not wait for them."""
-    arrays = [a for a in args if isinstance(a, np.ndarray)]
-    g, states = arrays[0], [*arrays[1:], p[:0], p[:0], p[:0]][:3]
-    scalars = np.array([a for a in args if not isinstance(a, np.ndarray)], dtype=p.dtype)
+    g, states, scalars = kernels.operands(args)
     counters = np.zeros(2, np.int64)  # chunks taken, chunks done: this call's own
-    call = (kernels.RULES.index(kernel), p, g, *states, scalars, counters, CHUNK)
+    call = (kernels.RULES.index(kernel), p, g, *state_operands(states, p), np.array(scalars, p.dtype), counters, CHUNK)
     for _ in range(n_threads - 1):
         kernels.helpers().submit(update_chunks, *call, False, SCHED_YIELD)
     update_chunks(*call, True, SCHED_YIELD)
