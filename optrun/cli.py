@@ -6,6 +6,7 @@ run diverged or failed (``compare``).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -123,7 +124,8 @@ def _stats(row: Record) -> str:
 @contextmanager
 def _progress(console: Console, config: configs.Config, quiet: bool) -> Iterator[Callable[[Record], None]]:
     """A callback that shows each epoch (or step): a live bar on a terminal, plain lines otherwise
-    (for steps, about 20 lines in all)."""
+    (for steps, about 20 lines in all). What the library tells its logger meanwhile (a compile before
+    the first epoch) shows in the bar, or as a line of its own."""
     unit, total = ("step", config.train.steps) if config.objective is not None else ("epoch", config.train.epochs)
     every = max(1, total // 20) if unit == "step" else 1
     if quiet:
@@ -136,12 +138,33 @@ def _progress(console: Console, config: configs.Config, quiet: bool) -> Iterator
             if done % every == 0 or done == total:
                 console.print(f"{unit} {done:>{width}}/{total}  {_stats(row)}", highlight=False)
 
-        yield line
+        with _library_messages(lambda message: console.print(message, highlight=False)):
+            yield line
     else:
         columns = (TextColumn(unit), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"))
         with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
             task = bar.add_task("train", total=total, stats="evaluating the start")
-            yield lambda row: bar.update(task, completed=getattr(row, unit), stats=_stats(row))
+            with _library_messages(lambda message: bar.update(task, stats=message)):
+                yield lambda row: bar.update(task, completed=getattr(row, unit), stats=_stats(row))
+
+
+@contextmanager
+def _library_messages(show: Callable[[str], None]) -> Iterator[None]:
+    """Pass what the library logs at level INFO or above (``logging.getLogger("optrun")``) to ``show``."""
+
+    class Show(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            show(record.getMessage())
+
+    logger, handler = logging.getLogger("optrun"), Show()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @cli.command(short_help="Train the network a config describes; write a run directory.")

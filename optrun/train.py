@@ -1,7 +1,9 @@
 """The training loops: a network over epochs of minibatches, or a point over steps on an objective.
 
 No file I/O and no printing here: progress goes out through the ``on_epoch`` callback,
-one ``EpochRecord`` per epoch for a network, one ``StepRecord`` per step on an objective.
+one ``EpochRecord`` per epoch for a network, one ``StepRecord`` per step on an objective,
+and the one wait that is not an epoch (compiling the compiled epoch, seconds on a first run)
+is told to the ``optrun`` logger at level INFO, which the command line shows.
 
 Fairness: the seed is split into three independent streams (data or the
 objective's rotation, initial weights, batch order or gradient noise), none of
@@ -12,6 +14,7 @@ same order.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -25,6 +28,8 @@ from optrun.data import Dataset, load_dataset
 from optrun.models import Dense, Network, ReLU, build_model
 from optrun.objectives import Objective, build_objective
 from optrun.optim import Optimizer, build_optimizer
+
+log = logging.getLogger("optrun")
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,9 @@ def _blown_up(config: Config, loss: float, initial: float | None, when: str) -> 
     return f"loss {loss:.4g} after {when} exceeds divergence_factor {factor:g} × the initial loss {initial:.4g}"
 
 
+COMPILING = "compiling the epoch (about 10 s the first time)"
+
+
 def compiled_epoch(exp: Experiment) -> Any:
     """The experiment's ``optrun.compiled_epoch.CompiledEpoch``, made (and compiled) at the first call, or
     False where its epochs run in numpy: the network is not Dense layers with ReLUs between them, the
@@ -170,6 +178,7 @@ def compiled_epoch(exp: Experiment) -> Any:
 
             blas = ce.find_blas()
             if blas is not None:
+                log.info(COMPILING)
                 batch = min(exp.config.train.batch_size, len(exp.data.y_train))
                 exp.compiled = ce.CompiledEpoch(exp.model, opt, batch, blas, kernels.threads)
                 exp.compiled.run(exp.data.x_train, exp.data.y_train, np.arange(0))  # compiles: no steps

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from csv_rows import metrics_without_timing
 
 from optrun.cli import cli
 from optrun.config import is_compare
-from optrun.train import COLUMNS
+from optrun.train import COLUMNS, COMPILING
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 GOOD = "seed: 0\ndataset: {name: digits}\ntrain: {epochs: 2}\noptimizer: {name: adam}\n"
@@ -177,6 +178,15 @@ def test_plain_lines_when_not_a_terminal(runner, tmp_path) -> None:
     lines = result.output.splitlines()
     assert lines[0].startswith("epoch 0/2  loss ") and lines[2].startswith("epoch 2/2  loss ")
     assert "\x1b[" not in result.output  # no terminal escapes in logs
+
+
+def test_a_compile_before_the_first_epoch_is_told_unless_quiet(runner, tmp_path) -> None:
+    big = GOOD.replace("{name: digits}", "{name: blobs, n_samples: 100, n_features: 400, n_classes: 5}")
+    config = write(tmp_path, big + "model: {hidden: [256], activation: relu}\n")  # 104k parameters: compiled
+    lines = invoke(runner, "train", config, "--runs-dir", tmp_path / "r").output.splitlines()
+    assert lines[0] == COMPILING and lines[1].startswith("epoch 0/2  loss ")
+    assert COMPILING not in invoke(runner, "train", config, "--runs-dir", tmp_path / "r", "--quiet").output
+    assert logging.getLogger("optrun").level == logging.NOTSET  # a notebook's logging is left as it was
 
 
 def test_set_overrides_and_smoke(runner, tmp_path) -> None:
