@@ -106,22 +106,24 @@ def by_turns(sides: list[Callable[[], object] | None], rounds: int, per_turn: in
 
     Each round gives each side a turn: a rest, untimed calls for ``WARM_SECONDS`` (at least one), then
     ``per_turn`` timed calls. All sides so meet the same load on a shared machine, and none meets
-    another's spinning threads.
+    another's spinning threads. Every other round takes the sides in reverse order, so that no side always
+    runs right after the same other one.
     """
     rounds_times = []
-    for _ in range(rounds):
-        turns = []
-        for fn in sides:
+    for r in range(rounds):
+        turns: dict[int, list[float]] = {}
+        for side in range(len(sides))[:: -1 if r % 2 else 1]:
+            fn = sides[side]
             if fn is None:
-                turns.append([math.nan])
+                turns[side] = [math.nan]
                 continue
             time.sleep(SETTLE)
             warm_until = time.perf_counter() + WARM_SECONDS
             fn()
             while time.perf_counter() < warm_until:
                 fn()
-            turns.append([_timed(fn) for _ in range(per_turn)])
-        rounds_times.append(turns)
+            turns[side] = [_timed(fn) for _ in range(per_turn)]
+        rounds_times.append([turns[side] for side in range(len(sides))])
     return [
         (
             statistics.median(t for turns in rounds_times for t in turns[side]),
@@ -330,10 +332,8 @@ def main() -> None:
 
     print("\n(d) MNIST-shaped epoch against the number of training samples (the three sizes by turns)")
     runs = [optrun_epoch({**MNIST, "dataset": {**MNIST["dataset"], "n_samples": n}}) for n in (18750, 37500, 75000)]
-    times_by_round = [[_timed(epoch) for epoch, _, _ in runs] for _ in range(rounds + 1)]
     per_sample = []
-    for (_, samples, _), times in zip(runs, zip(*times_by_round, strict=True), strict=True):
-        seconds = statistics.median(times)
+    for (_, samples, _), (seconds, _) in zip(runs, by_turns([epoch for epoch, _, _ in runs], rounds, 1), strict=True):
         per_sample.append(seconds / samples)
         print(f"{samples:>7} samples: {seconds:7.3f} s/epoch, {seconds / samples * 1e6:6.2f} µs per sample")
     spread = max(per_sample) / min(per_sample) - 1
