@@ -111,11 +111,9 @@ def by_turns(sides: list[Callable[[], object] | None], rounds: int, per_turn: in
     """
     rounds_times = []
     for r in range(rounds):
-        turns: dict[int, list[float]] = {}
+        turns = [[math.nan]] * len(sides)  # a side that is None keeps it
         for side in range(len(sides))[:: -1 if r % 2 else 1]:
-            fn = sides[side]
-            if fn is None:
-                turns[side] = [math.nan]
+            if (fn := sides[side]) is None:
                 continue
             time.sleep(SETTLE)
             warm_until = time.perf_counter() + WARM_SECONDS
@@ -123,7 +121,7 @@ def by_turns(sides: list[Callable[[], object] | None], rounds: int, per_turn: in
             while time.perf_counter() < warm_until:
                 fn()
             turns[side] = [_timed(fn) for _ in range(per_turn)]
-        rounds_times.append([turns[side] for side in range(len(sides))])
+        rounds_times.append(turns)
     return [
         (
             statistics.median(t for turns in rounds_times for t in turns[side]),

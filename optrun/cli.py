@@ -45,7 +45,6 @@ from optrun.tables import comparison_table, metrics_table, result_text, run_over
 from optrun.train import Record, StepRecord
 
 EXIT_DIVERGED = 3
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal number, as shells report them
 
 
 class UserError(click.ClickException):
@@ -70,14 +69,19 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                 f"Resume with: optrun {exc.resume_command}",
                 err=True,
             )
-            sys.exit(EXIT_SIGTERM if exc.signal == "SIGTERM" else EXIT_SIGINT)
+            sys.exit(_exit_code(exc.signal))
         except KeyboardInterrupt as exc:  # outside a run: loading the config, writing the plots at the end
             click.echo(f"interrupted by {signal_name(exc)}", err=True)
-            sys.exit(EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT)
+            sys.exit(_exit_code(signal_name(exc)))
         finally:
             signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _exit_code(name: str) -> int:
+    """128 + the signal's number, as shells report a process ended by it: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + signal.Signals[name]
 
 
 def _terminate(signum: int, frame: Any) -> None:
