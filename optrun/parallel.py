@@ -18,7 +18,8 @@ pools) can deadlock the child, and a fork server that has already imported the
 task's module starts each worker in milliseconds.
 
 A Ctrl-C on the terminal goes to every process of the group. Only this process
-acts on it: the fork server and the workers start with SIGINT ignored, and a
+acts on it: the fork server and the workers start with SIGINT blocked (the server
+then ignores it), and a
 worker's SIGINT interrupts a running task (which hands back what it has) and
 nothing else, so that a Ctrl-C while they start or wait prints no traceback.
 On an interrupt this process sends SIGINT to the workers itself.
@@ -74,9 +75,11 @@ _task_running = False  # in a local worker: whether a task is running, which a S
 
 
 def _init_worker() -> None:
-    """A local worker's setup: one BLAS thread, one kernel thread, and SIGINT for the running task only."""
+    """A local worker's setup: one BLAS thread, one kernel thread, and SIGINT for the running task only
+    (the worker started with SIGINT blocked: see ``_starting``)."""
     _limit_blas()
     signal.signal(signal.SIGINT, _interrupt_task)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 
 
 def _interrupt_task(signum: int, frame: Any) -> None:
@@ -124,11 +127,21 @@ def _environment(**variables: str) -> Iterator[None]:
 
 
 @contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM during the block are delivered at its end, to the handlers in place before it."""
+def _starting() -> Iterator[None]:
+    """For a block that starts processes: SIGINT and SIGTERM that come during it are delivered at its end,
+    to the handlers in place before it, and the processes begin with SIGINT blocked (a child inherits the
+    mask), so that a Ctrl-C to the whole group is neither lost here nor taken by them while they import.
+    The fork server never unblocks it (it ignores SIGINT once it has imported); a worker does."""
     caught: list[int] = []
     with _handling((signal.SIGINT, signal.SIGTERM), lambda signum, frame: caught.append(signum)):
-        yield
+        if threading.current_thread() is threading.main_thread():
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+            try:
+                yield
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        else:
+            yield
     for signum in dict.fromkeys(caught):
         signal.raise_signal(signum)
 
@@ -178,21 +191,17 @@ def _serial_map(fn: Callable[[T], R], items: Sequence[T], on_error: OnError = No
 def _pool_map(
     pool: ProcessPoolExecutor, context: Any, fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None
 ) -> Iterator[tuple[int, R]]:
-    if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload([fn.__module__])  # workers fork from a server that imported it once
-        # The server starts with SIGINT ignored, and so every worker it forks (Python keeps it ignored), and
-        # without the current directory on its path (Python's -P): it imports the task's module before it
-        # learns this process's path, and a folder named optrun there (a clone of the repository) would
-        # stand in for the package.
-        with _handling([signal.SIGINT], signal.SIG_IGN), _environment(PYTHONSAFEPATH="1"):
-            multiprocessing.forkserver.ensure_running()
-        # The pool starts its workers as tasks come, each waiting for the server (which first imports the
-        # task's module: about a second). An interrupt in there would leave a worker starting that the pool
-        # does not know of yet: it is taken after the last worker has started.
-        starting = _signals_deferred()
-    else:
-        starting = _handling([signal.SIGINT], signal.SIG_IGN)  # spawn: the workers start right here
-    with starting:
+    with _starting():
+        if context.get_start_method() == "forkserver":
+            context.set_forkserver_preload([fn.__module__])  # workers fork from a server that imported it once
+            # The server starts without the current directory on its path (Python's -P): it imports the
+            # task's module before it learns this process's path, and a folder named optrun there (a clone
+            # of the repository) would stand in for the package.
+            with _environment(PYTHONSAFEPATH="1"):
+                multiprocessing.forkserver.ensure_running()
+        # The pool starts its workers as tasks come (from the fork server once it has imported the task's
+        # module: about a second). An interrupt in there would leave a worker starting that the pool does
+        # not know of yet: it is taken after the block.
         futures = {pool.submit(_as_task, fn, item): i for i, item in enumerate(items)}
     pending = set(futures)
     try:
