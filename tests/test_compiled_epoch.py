@@ -1,7 +1,8 @@
 """The compiled epoch (optrun.compiled_epoch) against numpy's epoch, the reference it replaces.
 
 Both compute the same products in the same order and apply the optimizer's own kernel; only exp and
-log in the softmax may differ in the last bit. So in float64 the two epochs agree to about 1e-15 after
+log in the softmax may differ in the last bit, and in float32 the products where oneDNN computes them
+(its kernels round differently from OpenBLAS's). So in float64 the two epochs agree to about 1e-15 after
 several steps, and in float32 to a few units in the last place after one.
 """
 
@@ -9,12 +10,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from threadpoolctl import ThreadpoolController
 
 from optrun.config import parse_config
 from optrun.optim import kernels
 from optrun.train import Experiment, _run_epoch, compiled_epoch, prepare
 
 pytest.importorskip("numba")
+ce = pytest.importorskip("optrun.compiled_epoch")
+
+
+@pytest.fixture(params=["onednn", "openblas"])
+def float32_gemm(request, monkeypatch) -> str:
+    """Each float32 test runs with oneDNN's products (skipped where oneDNN is not installed) and with
+    numpy's OpenBLAS's, the fallback."""
+    if request.param == "openblas":
+        monkeypatch.setattr(ce, "find_dnnl_sgemm", lambda: 0)
+    elif not ce.find_dnnl_sgemm():
+        pytest.skip(f"{ce.ONEDNN} is not installed")
+    return request.param
 
 
 def spec(optimizer: dict, dtype: str = "float64", **model: object) -> dict:
@@ -65,8 +79,9 @@ def test_two_compiled_epochs_match_numpys_in_float64(optimizer: dict) -> None:
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-15)
 
 
-def test_a_float32_step_matches_numpys_to_a_few_ulps() -> None:
+def test_a_float32_step_matches_numpys_to_a_few_ulps(float32_gemm: str) -> None:
     ref, fast = pair(spec({"name": "sgd", "learning_rate": 0.1}, dtype="float32"))
+    assert fast.compiled.dnnl == (float32_gemm == "onednn")
     order = np.arange(64)  # one full batch
     fast.compiled.run(fast.data.x_train, fast.data.y_train, order)
     x, y = ref.data.x_train[order], ref.data.y_train[order]
@@ -77,11 +92,13 @@ def test_a_float32_step_matches_numpys_to_a_few_ulps() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_any_number_of_threads_gives_the_same_bits(monkeypatch, dtype: str) -> None:
+def test_any_number_of_threads_gives_the_same_bits(monkeypatch, float32_gemm: str, dtype: str) -> None:
     """The rows go in fixed chunks and the weight gradients in fixed blocks, whichever thread takes them:
     every product has the same operands on 1, 2 or 3 threads, so the epochs agree to the last bit (BLAS
     may round a product split at other rows differently). Batches of 150 rows: chunks of 64, 64 and 22,
     then a last batch of 50."""
+    if dtype == "float64" and float32_gemm == "onednn":
+        pytest.skip("float64 products are always numpy's BLAS's")
     runs = []
     for threads in (1, 2, 3):
         monkeypatch.setattr(kernels, "threads", threads)
@@ -92,6 +109,33 @@ def test_any_number_of_threads_gives_the_same_bits(monkeypatch, dtype: str) -> N
         runs.append(fast.model.flat_params.copy())
     for other in runs[1:]:
         np.testing.assert_array_equal(other, runs[0])
+
+
+def test_a_float32_epoch_on_onednn_leaves_openmps_thread_setting_as_it_was(float32_gemm: str) -> None:
+    """dnnl_sgemm would run on as many threads as OpenMP allows: each of the epoch's threads allows itself
+    one for the epoch, then has its setting back."""
+    if float32_gemm != "onednn":
+        pytest.skip("OpenMP is oneDNN's")
+    _, fast = pair(spec({"name": "adam"}, dtype="float32"))
+    openmp = ThreadpoolController().select(user_api="openmp")
+    assert openmp.info(), "oneDNN's libgomp is loaded"
+    before = [lib["num_threads"] for lib in openmp.info()]
+    with openmp.limit(limits=3):
+        assert _run_epoch(fast, 1) is None
+        assert [lib["num_threads"] for lib in openmp.info()] == [3] * len(before)
+    assert [lib["num_threads"] for lib in openmp.info()] == before
+
+
+def test_without_onednn_the_products_are_numpys_blass(monkeypatch) -> None:
+    def not_installed(name: str) -> None:
+        raise ce.importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(ce.importlib.metadata, "files", not_installed)
+    assert ce.find_dnnl_sgemm() == 0
+    blas = ce.find_blas()
+    assert blas is not None and blas.dnnl_sgemm == 0
+    _, fast = pair(spec({"name": "adam"}, dtype="float32"))
+    assert not fast.compiled.dnnl and fast.compiled.gemm == blas.sgemm
 
 
 def test_a_non_finite_loss_stops_the_epoch_at_the_same_step_with_the_same_parameters() -> None:
