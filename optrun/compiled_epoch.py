@@ -60,7 +60,7 @@ class Blas:
     """The products' code: the addresses of numpy's cblas_sgemm and cblas_dgemm and whether they take
     64-bit ints, and the address of oneDNN's dnnl_sgemm (0 where it is not installed), which float32
     products use instead of numpy's: on the small shapes of a step's tasks (64 rows of a batch), its
-    kernels reach 15–40% more flops per second than OpenBLAS's on this project's machine."""
+    kernels reach 10–40% more flops per second than OpenBLAS's on this project's machine."""
 
     sgemm: int
     dgemm: int
@@ -400,7 +400,7 @@ class CompiledEpoch:
                   for q in range(0, fan_in, BLOCK)]  # fmt: skip
         blocks.sort(key=lambda task: -(task[2] - task[1]) * widths[task[0] + 1])
         self.tasks = np.array(blocks + [(layer, -1, -1) for layer in range(len(dense))], np.int64)
-        self._threads = ThreadpoolController()  # after find_blas: it sees the libgomp that oneDNN loaded
+        self._threadpools = ThreadpoolController()  # after find_blas: it sees the libgomp that oneDNN loaded
 
     def run(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> int:
         """One epoch over the rows ``order`` of (x, y): the steps completed (fewer than the epoch's where
@@ -414,7 +414,7 @@ class CompiledEpoch:
         def share(tid: int, threads: int) -> int:
             # dnnl_sgemm runs on as many threads as OpenMP allows the thread that calls it: one, here (a
             # setting of each thread's own; restored when the share is done)
-            with self._threads.limit(limits=1, user_api="openmp"):
+            with self._threadpools.limit(limits=1, user_api="openmp"):
                 return _worker(
                     tid, threads, x, y, order, self.batch, self.widths, self.w_off, self.b_off, self.a_off,
                     self.d_off, model.flat_params, model.flat_grads, decay, self.acts, self.deltas, self.tasks,
@@ -423,7 +423,7 @@ class CompiledEpoch:
                 )  # fmt: skip
 
         threads = self.threads if n_steps else 1
-        with self._threads.limit(limits=1, user_api="blas"):
+        with self._threadpools.limit(limits=1, user_api="blas"):
             helping = [kernels.helpers().submit(share, tid, threads) for tid in range(1, threads)]
             done = share(0, threads)
             for future in helping:

@@ -8,6 +8,9 @@ several steps, and in float32 to a few units in the last place after one.
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 import pytest
 from threadpoolctl import ThreadpoolController
@@ -111,17 +114,23 @@ def test_any_number_of_threads_gives_the_same_bits(monkeypatch, float32_gemm: st
         np.testing.assert_array_equal(other, runs[0])
 
 
-def test_a_float32_epoch_on_onednn_leaves_openmps_thread_setting_as_it_was(float32_gemm: str) -> None:
-    """dnnl_sgemm would run on as many threads as OpenMP allows: each of the epoch's threads allows itself
-    one for the epoch, then has its setting back."""
+def test_a_float32_epoch_on_onednn_starts_no_openmp_thread_and_leaves_openmps_setting(float32_gemm: str) -> None:
+    """dnnl_sgemm would run on as many threads as OpenMP allows, starting OpenMP's own: each of the epoch's
+    threads allows itself one for the epoch, then has its setting back."""
     if float32_gemm != "onednn":
         pytest.skip("OpenMP is oneDNN's")
     _, fast = pair(spec({"name": "adam"}, dtype="float32"))
     openmp = ThreadpoolController().select(user_api="openmp")
     assert openmp.info(), "oneDNN's libgomp is loaded"
     before = [lib["num_threads"] for lib in openmp.info()]
+
+    def threads_outside_python() -> int:  # OpenBLAS's, and OpenMP's if it started any
+        return len(os.listdir("/proc/self/task")) - len(threading.enumerate())
+
+    started = threads_outside_python()
     with openmp.limit(limits=3):
         assert _run_epoch(fast, 1) is None
+        assert threads_outside_python() == started
         assert [lib["num_threads"] for lib in openmp.info()] == [3] * len(before)
     assert [lib["num_threads"] for lib in openmp.info()] == before
 
