@@ -12,8 +12,9 @@ matrix-multiply peak each reaches (an epoch costs 6 × samples × weights flops)
 and for (a) the time of numpy's epoch, which optrun runs where its compiled epoch
 does not apply (``optrun.compiled_epoch``); (c) one optimizer
 step on 10 million parameters for every optimizer, against PyTorch's
-``foreach`` implementation, with the threads the optimizer chose and the bytes
-allocated per step after the first; (d) the epoch time of (a) at three dataset
+``foreach`` implementation, with the threads the optimizer chose, the bandwidth
+each side reaches on the bytes a step must move, and the bytes allocated per step
+after the first; (d) the epoch time of (a) at three dataset
 sizes; (e) the peak resident memory of (a), (b) and each optimizer's steps in
 (c), each measured in a fresh process, against the bound 2 × (dataset +
 parameters and gradients + optimizer state) + the baseline, the interpreter
@@ -92,6 +93,15 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
         product()
         best = min(best, *(_timed(product) for _ in range(repeats)))
     return 2 * n**3 / best
+
+
+def core_bandwidth(n: int, repeats: int = 20) -> float:
+    """Bytes per second one core moves in numpy's θ += g on ``n`` float32s (θ read and written, g read): the
+    ceiling of a memory-bound step on one thread, the median of ``repeats`` calls after a warm-up."""
+    theta, g = np.zeros(n, np.float32), np.ones(n, np.float32)
+    for _ in range(10):  # about 30 ms: memory clocks up to speed (see WARM_SECONDS)
+        np.add(theta, g, out=theta)
+    return 3 * theta.nbytes / statistics.median(_timed(lambda: np.add(theta, g, out=theta)) for _ in range(repeats))
 
 
 def _timed(fn) -> float:
@@ -190,9 +200,10 @@ def torch_epoch(spec: dict) -> Callable[[], None] | None:
     return epoch
 
 
-def optimizer_steps(n: int, rounds: int) -> Iterator[tuple[str, float, float, float, int, int]]:
+def optimizer_steps(n: int, rounds: int) -> Iterator[tuple[str, float, float, float, int, int, int]]:
     """Per optimizer: (name, optrun's and torch's seconds per step and their ratio, by turns; the threads
-    optrun chose; the bytes it allocates in a step after the first)."""
+    optrun chose; the bytes it allocates in a step after the first; the bytes a step must move at the least:
+    θ and each state array read and written, g read)."""
     shapes = [(2000, 2000), (2000, 2000), (999, 2000), (2000,)]  # three weight matrices and a bias
     sizes = [int(np.prod(s)) for s in shapes]
     sizes[-1] = n - sum(sizes[:-1])
@@ -216,7 +227,9 @@ def optimizer_steps(n: int, rounds: int) -> Iterator[tuple[str, float, float, fl
         allocated = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
         (ours, ratio), (theirs, _) = by_turns([lambda o=opt, g=grads: o.step(g), torch_step(name, shapes)], rounds, 10)
-        yield name, ours, theirs, ratio, opt.kernel_threads, allocated
+        state = sum(a.nbytes for arrays in opt.state_dict()["state"].values() for a in arrays)
+        moved = 3 * flat.nbytes + 2 * state
+        yield name, ours, theirs, ratio, opt.kernel_threads, allocated, moved
 
 
 TORCH_OPTIMIZERS = {
@@ -341,17 +354,20 @@ def main() -> None:
     print(f"(shares of the best peak measured, {peak / 1e9:.1f} GFLOP/s)")
 
     print("\n(c) one optimizer step on 10 million float32 parameters")
-    print("    (threads: what the optimizer chose after timing its first steps both ways; bytes allocated:")
+    print("    (threads: what the optimizer chose after timing its first steps both ways; GB/s: the bytes a step")
+    print("    must move at the least, θ and the state read and written and g read, over its time; bytes allocated:")
     print("    Python objects, such as a split update's futures and counters; one array would be 40,000,000 bytes)")
-    columns = f"{'optrun ms':>10} {'threads':>7} {'torch ms':>9} {'ratio':>6} {'bytes allocated/step':>21}"
-    print(f"{'optimizer':<10} {columns}  target")
+    print(f"    one core moves {core_bandwidth(10_000_000) / 1e9:.0f} GB/s in numpy's θ += g on these arrays")
+    columns = f"{'optrun ms':>10} {'GB/s':>5} {'threads':>7} {'torch ms':>9} {'GB/s':>5} {'ratio':>6}"
+    print(f"{'optimizer':<10} {columns} {'bytes allocated/step':>21}  target")
     # Twice the rounds: SGD's step is bound by memory bandwidth on both sides, and its ratio lies within a
     # few percent of 1, where one round's noise (±10% on this machine) would decide the verdict.
-    for name, ours, theirs, ratio, threads, allocated in optimizer_steps(10_000_000, 2 * rounds):
+    for name, ours, theirs, ratio, threads, allocated, moved in optimizer_steps(10_000_000, 2 * rounds):
         no_array = allocated < 65536  # a few Python objects
         print(
-            f"{name:<10} {ours * 1e3:10.2f} {threads:>7} {cell(theirs * 1e3, 9, '.2f')} {cell(ratio, 6, '.2f')} "
-            f"{allocated:21,d}  <= torch: {verdict(at_most(ratio, 1.0))}; no array allocated: {verdict(no_array)}"
+            f"{name:<10} {ours * 1e3:10.2f} {moved / ours / 1e9:5.0f} {threads:>7} {cell(theirs * 1e3, 9, '.2f')} "
+            f"{cell(moved / theirs / 1e9, 5, '.0f')} {cell(ratio, 6, '.2f')} {allocated:21,d}  "
+            f"<= torch: {verdict(at_most(ratio, 1.0))}; no array allocated: {verdict(no_array)}"
         )
 
     print("\n(d) MNIST-shaped epoch against the number of training samples (the three sizes by turns, each")
