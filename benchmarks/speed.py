@@ -337,8 +337,9 @@ def main() -> None:
     for label, spec in (("MNIST-shaped [256, 128], batch 128", MNIST), ("digits [64], batch 32", DIGITS)):
         epoch, samples, weights = optrun_epoch(spec)
         numpy_epoch = optrun_epoch(spec, compiled=False)[0] if spec is MNIST else None
-        # The MNIST-shaped turns time one epoch each, whose ratio moves by ±25% from round to round here (one
-        # core of the VM at times runs 40% slower for seconds): twice the rounds, as for (c) and (d).
+        # The MNIST-shaped turns time one epoch each, whose ratio moved between 0.34 and 0.58 from round to
+        # round in one run of 14 (one core of the VM at times runs 40% slower for seconds): twice the rounds,
+        # as for (c) and (d).
         turns = (2 * rounds, 1) if spec is MNIST else (rounds, 10)
         times = by_turns([epoch, numpy_epoch, torch_epoch(spec)], *turns)
         measured.append((label, 6 * samples * weights, *times))
