@@ -12,15 +12,17 @@ every step instead, taking tasks from a shared counter, and meet at two barriers
    gradient (Σ_rows Δ), each followed by the optimizer's kernel on exactly the parameters whose gradients
    it computed. Barrier.
 
-Each thread calls single-threaded BLAS on its tasks, so both the products and the update use every core,
-with no hand-over between Python threads and no Python between the steps; a core that runs slower (a
-shared VM's often does) takes fewer tasks. The tasks are the same pieces on any number of threads, and
-BLAS gives a piece the same bits whichever thread computes it, so an epoch's numbers do not depend on the
-thread count. They are numpy's epoch's up to rounding: the same products, the bias sums added row after row as numpy
-adds them, the optimizer's own kernel. Two things can change last bits: exp and log in the softmax are
-libm's here and numpy's own there (each within an ulp), and OpenBLAS may compute a chunk of rows of a
-product with another kernel than it uses for the whole. tests/test_compiled_epoch.py checks float64
-epochs against numpy's to 1e-11, and 1, 2 and 3 threads against each other bit for bit.
+Each thread calls single-threaded BLAS on its tasks (oneDNN's sgemm for float32 where it is installed,
+numpy's OpenBLAS otherwise: ``Blas``), so both the products and the update use every core, with no
+hand-over between Python threads and no Python between the steps; a core that runs slower (a shared VM's
+often does) takes fewer tasks. The tasks are the same pieces on any number of threads, and BLAS gives a
+piece the same bits whichever thread computes it, so an epoch's numbers do not depend on the thread count.
+They are numpy's epoch's up to rounding: the same products, the bias sums added row after row as numpy
+adds them, the optimizer's own kernel. Three things can change last bits: exp and log in the softmax are
+libm's here and numpy's own there (each within an ulp), oneDNN's kernels round differently from
+OpenBLAS's, and OpenBLAS may compute a chunk of rows of a product with another kernel than it uses for the
+whole. tests/test_compiled_epoch.py checks float64 epochs against numpy's to 1e-11, a float32 step to a
+few ulps with either library, and 1, 2 and 3 threads against each other bit for bit.
 
 numba compiles the epoch at its first call, which ``optrun.train.compiled_epoch`` makes before the first
 timed epoch: about 8 s the first time, then about 0.5 s from numba's cache in ``__pycache__``. Importing
