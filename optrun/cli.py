@@ -27,7 +27,7 @@ from optrun import report as reports
 from optrun.checkpoints import CheckpointError
 from optrun.compare import PlannedRun, compare, pending, select
 from optrun.optim import OPTIMIZERS, Hyperparameters, update_rule
-from optrun.parallel import ExecutorError, available_cores
+from optrun.parallel import ExecutorError
 from optrun.runs import (
     RunDirError,
     RunInterrupted,
@@ -42,6 +42,7 @@ from optrun.runs import (
 )
 from optrun.schema import ConfigError
 from optrun.tables import comparison_table, metrics_table, result_text, run_overview
+from optrun.threads import available_cores
 from optrun.train import Record, StepRecord
 
 EXIT_DIVERGED = 3

@@ -42,6 +42,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 from threadpoolctl import ThreadpoolController
 
+from optrun import threads
 from optrun.models import Network
 from optrun.optim import Optimizer, kernels
 from optrun.optim.atomics import SCHED_YIELD, fetch_add, store_release, wait_until
@@ -371,13 +372,13 @@ def _worker(
 
 
 class CompiledEpoch:
-    """Epochs of ``model`` trained by ``optimizer`` in batches of ``batch`` rows, on ``threads`` threads.
+    """Epochs of ``model`` trained by ``optimizer`` in batches of ``batch`` rows, on ``n_threads`` threads.
 
     ``model`` is Dense layers with in-place ReLUs between them, in float32 or float64; ``optimizer`` takes
     steps that are exactly its kernel's (``Optimizer.kernel_only``): ``optrun.train`` checks both."""
 
-    def __init__(self, model: Network, optimizer: Optimizer, batch: int, blas: Blas, threads: int) -> None:
-        self.model, self.optimizer, self.batch, self.threads = model, optimizer, batch, threads
+    def __init__(self, model: Network, optimizer: Optimizer, batch: int, blas: Blas, n_threads: int) -> None:
+        self.model, self.optimizer, self.batch, self.threads = model, optimizer, batch, n_threads
         dtype, dense = model.dtype, model.dense
         widths = [d.fan_in for d in dense] + [dense[-1].fan_out]
         self.widths = np.array(widths, np.int64)
@@ -393,9 +394,9 @@ class CompiledEpoch:
         self.deltas = np.empty(batch * sum(widths[1:]), dtype)
         self.dnnl = dtype == np.float32 and blas.dnnl_sgemm != 0
         self.gemm = blas.dnnl_sgemm if self.dnnl else blas.sgemm if dtype == np.float32 else blas.dgemm
-        self.dims = [np.zeros(6, np.int64 if blas.ilp64 else np.int32) for _ in range(threads)]
-        self.losses = np.zeros(threads * FLAG_STRIDE)
-        self.flags = np.zeros((threads + 1) * FLAG_STRIDE, np.int64)  # and the task counter
+        self.dims = [np.zeros(6, np.int64 if blas.ilp64 else np.int32) for _ in range(n_threads)]
+        self.losses = np.zeros(n_threads * FLAG_STRIDE)
+        self.flags = np.zeros((n_threads + 1) * FLAG_STRIDE, np.int64)  # and the task counter
         # The second phase's tasks: (layer, first row, end row) of a weight gradient block, (layer, -1, -1)
         # for a bias; the largest first, so that the last ones taken are short.
         blocks = [(layer, q, min(q + BLOCK, fan_in)) for layer, fan_in in enumerate(widths[:-1])
@@ -413,21 +414,21 @@ class CompiledEpoch:
         model, decay = self.model, self.model.dtype.type(self.model.weight_decay)
         self.flags[:] = 0
 
-        def share(tid: int, threads: int) -> int:
+        def share(tid: int, n_threads: int) -> int:
             # dnnl_sgemm runs on as many threads as OpenMP allows the thread that calls it: one, here (a
             # setting of each thread's own; restored when the share is done)
             with self._threadpools.limit(limits=1, user_api="openmp"):
                 return _worker(
-                    tid, threads, x, y, order, self.batch, self.widths, self.w_off, self.b_off, self.a_off,
+                    tid, n_threads, x, y, order, self.batch, self.widths, self.w_off, self.b_off, self.a_off,
                     self.d_off, model.flat_params, model.flat_grads, decay, self.acts, self.deltas, self.tasks,
                     kernels.RULES.index(kernel), s0, s1, s2, scalars, self.gemm, self.dnnl, self.dims[tid],
                     self.losses, self.flags, SCHED_YIELD,
                 )  # fmt: skip
 
-        threads = self.threads if n_steps else 1
-        with self._threadpools.limit(limits=1, user_api="blas"):
-            helping = [kernels.helpers().submit(share, tid, threads) for tid in range(1, threads)]
-            done = share(0, threads)
+        n_threads = self.threads if n_steps else 1
+        with threads.one_blas_thread():
+            helping = [threads.helpers().submit(share, tid, n_threads) for tid in range(1, n_threads)]
+            done = share(0, n_threads)
             for future in helping:
                 future.result()
         self.optimizer.advance(done)

@@ -4,13 +4,9 @@
 before the caller writes anything) and gives a ``map_unordered(fn, items,
 on_error)`` that yields ``(i, fn(items[i]))`` as each task finishes.
 
-Every task runs with one BLAS thread, whichever executor runs it: parallel
-workers (whose update kernels keep to one thread too) then do not
-oversubscribe the cores, and a multi-threaded matrix product, which adds in
-another order and rounds differently, never makes ``--jobs 2`` disagree with
-``--jobs 1`` in the last digit. The compiled epoch (``optrun.compiled_epoch``)
-runs on several threads in this process and on one in a worker, with the same
-bits: it cuts every product into the same fixed pieces on any number of threads.
+A local worker or a Dask task computes on one thread (``optrun.threads.use(1)``), so that
+parallel runs do not oversubscribe the cores; a run's numbers do not depend on it
+(``optrun.threads``), so ``--jobs 2`` agrees with ``--jobs 1`` to the last digit.
 
 Local workers come from the ``forkserver`` start method (``spawn`` where there is
 none): forking a process that runs threads (a live progress display, BLAS
@@ -39,9 +35,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from threadpoolctl import threadpool_limits
-
-from optrun.optim import kernels
+from optrun import threads
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -63,21 +57,13 @@ class MapUnordered(Protocol):
         ...
 
 
-available_cores = kernels.available_cores  # the cores this process may run on (the kernels' threads need it too)
-
-
-def _limit_blas() -> None:
-    threadpool_limits(limits=1)  # for the rest of this worker process's life
-    kernels.threads = 1  # and the optimizers' update kernels (optrun.optim.kernels)
-
-
 _task_running = False  # in a local worker: whether a task is running, which a SIGINT then interrupts
 
 
 def _init_worker() -> None:
-    """A local worker's setup: one BLAS thread, one kernel thread, and SIGINT for the running task only
-    (the worker started with SIGINT blocked: see ``_starting``)."""
-    _limit_blas()
+    """A local worker's setup: one thread, and SIGINT for the running task only (the worker started with
+    SIGINT blocked: see ``_starting``)."""
+    threads.use(1)
     signal.signal(signal.SIGINT, _interrupt_task)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 
@@ -146,8 +132,8 @@ def _starting() -> Iterator[None]:
         signal.raise_signal(signum)
 
 
-def _one_blas_thread(fn: Callable[[T], R], item: T) -> R:
-    _limit_blas()  # on a Dask worker: set, never restored, so a task in another thread cannot undo it mid-run
+def _one_thread(fn: Callable[[T], R], item: T) -> R:
+    threads.use(1)  # on a Dask worker, whose tasks run side by side in its threads and processes
     return fn(item)
 
 
@@ -168,8 +154,7 @@ def executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[MapUnorder
         with _connect(scheduler) as client:
             yield partial(_dask_map, client)
     elif jobs <= 1:
-        with threadpool_limits(limits=1):
-            yield _serial_map
+        yield _serial_map
     else:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
@@ -266,7 +251,7 @@ def _dask_map(
 ) -> Iterator[tuple[int, R]]:
     from distributed import as_completed as dask_completed
 
-    futures = client.map(partial(_one_blas_thread, fn), list(items), pure=False)
+    futures = client.map(partial(_one_thread, fn), list(items), pure=False)
     index = {future.key: i for i, future in enumerate(futures)}
     for future in dask_completed(futures, loop=client.loop):
         yield index[future.key], _guarded(future.result, on_error)

@@ -9,7 +9,8 @@ Fairness: the seed is split into three independent streams (data or the
 objective's rotation, initial weights, batch order or gradient noise), none of
 which the optimizer touches, so every optimizer given the same seed starts
 from the same parameters and sees the same minibatches (the same noise) in the
-same order.
+same order. Reproducibility: a run computes the same numbers on any number of
+threads, in any entry point (``optrun.threads`` states the policy that ``fit`` holds).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from optrun import threads
 from optrun.config import Config
 from optrun.data import Dataset, load_dataset
 from optrun.models import Dense, Network, ReLU, build_model
@@ -174,13 +176,12 @@ def compiled_epoch(exp: Experiment) -> Any:
         )
         if relu_net and len(layers) % 2 and opt.kernel_only:
             from optrun import compiled_epoch as ce
-            from optrun.optim import kernels
 
             blas = ce.find_blas()
             if blas is not None:
                 log.info(COMPILING)
                 batch = min(exp.config.train.batch_size, len(exp.data.y_train))
-                exp.compiled = ce.CompiledEpoch(exp.model, opt, batch, blas, kernels.threads)
+                exp.compiled = ce.CompiledEpoch(exp.model, opt, batch, blas, threads.count())
                 exp.compiled.run(exp.data.x_train, exp.data.y_train, np.arange(0))  # compiles: no steps
     return exp.compiled
 
@@ -213,9 +214,15 @@ def fit(exp: Experiment | Landscape, on_epoch: Callable[[Record], None] | None =
     A non-finite minibatch loss ends the run as diverged, keeping the rows of the
     epochs before it; a non-finite evaluation or parameter ends it after that row.
     An experiment restored from a checkpoint (``exp.epoch`` > 0) continues after that epoch.
+    numpy's BLAS computes on one thread meanwhile (``optrun.threads``): the numbers are the same
+    on any number of threads.
     """
-    if isinstance(exp, Landscape):
-        return _descend(exp, on_epoch)
+    with threads.one_blas_thread():
+        return _descend(exp, on_epoch) if isinstance(exp, Landscape) else _epochs(exp, on_epoch)
+
+
+def _epochs(exp: Experiment, on_epoch: Callable[[Record], None] | None) -> TrainResult:
+    """``fit`` on a network."""
     result = TrainResult(status="completed")
     exp.optimizer.warm_up()  # before the timed epochs
     compiled_epoch(exp)

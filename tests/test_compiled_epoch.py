@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from threadpoolctl import ThreadpoolController
 
+from optrun import threads
 from optrun.config import parse_config
-from optrun.optim import kernels
 from optrun.train import Experiment, _run_epoch, compiled_epoch, prepare
 
 pytest.importorskip("numba")
@@ -103,10 +103,10 @@ def test_any_number_of_threads_gives_the_same_bits(monkeypatch, float32_gemm: st
     if dtype == "float64" and float32_gemm == "onednn":
         pytest.skip("float64 products are always numpy's BLAS's")
     runs = []
-    for threads in (1, 2, 3):
-        monkeypatch.setattr(kernels, "threads", threads)
+    for n in (1, 2, 3):
+        monkeypatch.setattr(threads, "_count", n)
         _, fast = pair({**spec({"name": "adam"}, dtype), "train": {"batch_size": 150}})
-        assert fast.compiled.threads == threads
+        assert fast.compiled.threads == n
         for epoch in (1, 2):
             _run_epoch(fast, epoch)
         runs.append(fast.model.flat_params.copy())

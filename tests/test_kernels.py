@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from test_optim import SPECS, make_params, split
 
+from optrun import threads
 from optrun.optim import build_optimizer, kernels
 from optrun.optim import split as split_module
 from optrun.optim.atomics import SCHED_YIELD
@@ -37,11 +38,11 @@ def threading_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     straddle the parameters' boundaries (the thread choice's trials never end)."""
     if request.param == "split":
         monkeypatch.setattr(split_module, "CHUNK", 5)
-        monkeypatch.setattr(kernels, "threads", 3)
+        monkeypatch.setattr(threads, "_count", 3)
         monkeypatch.setattr(kernels, "SPLIT_MIN_SIZE", 0)
         monkeypatch.setattr(kernels.ThreadChoice, "TRIALS", STEPS)
     else:
-        monkeypatch.setattr(kernels, "threads", 1)
+        monkeypatch.setattr(threads, "_count", 1)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -146,7 +147,7 @@ def test_split_update_is_exact_where_helpers_never_come(monkeypatch: pytest.Monk
     monkeypatch.setattr(split_module, "CHUNK", 4)
     p, g = np.zeros(50, np.float32), np.arange(50, dtype=np.float32)
     gate = threading.Event()
-    busy = [kernels.helpers().submit(gate.wait) for _ in range(kernels.MAX_THREADS - 1)]
+    busy = [threads.helpers().submit(gate.wait) for _ in range(threads.MAX_THREADS - 1)]
     try:
         kernels.sgd(p, g, np.float32(-0.5), n_threads=3)
         np.testing.assert_array_equal(p, g * np.float32(0.5))
@@ -157,7 +158,7 @@ def test_split_update_is_exact_where_helpers_never_come(monkeypatch: pytest.Monk
 
 
 def test_thread_choice_keeps_the_faster_after_its_trials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernels, "threads", 2)
+    monkeypatch.setattr(threads, "_count", 2)
     assert kernels.ThreadChoice(kernels.SPLIT_MIN_SIZE - 1).next() == 1  # too small to try
     for split_seconds, want in ((0.5, 2), (2.0, 1)):
         choice = kernels.ThreadChoice(kernels.SPLIT_MIN_SIZE)
@@ -175,7 +176,7 @@ def test_thread_choice_keeps_the_faster_after_its_trials(monkeypatch: pytest.Mon
 
 def test_thread_choice_is_made_again_after_recheck_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     """A choice made in a busy moment does not last: RECHECK steps later the trials run again."""
-    monkeypatch.setattr(kernels, "threads", 2)
+    monkeypatch.setattr(threads, "_count", 2)
     choice = kernels.ThreadChoice(kernels.SPLIT_MIN_SIZE)
     choice.record(choice.next(), 100.0)  # compiling: not counted
 
@@ -193,24 +194,3 @@ def test_thread_choice_is_made_again_after_recheck_steps(monkeypatch: pytest.Mon
     assert choice.chosen is None and choice.seconds == {1: [], 2: []}  # trials again, all counted
     trials(split_seconds=0.5)  # the core is free now: the split wins
     assert choice.chosen == 2
-
-
-@pytest.mark.parametrize(
-    ("cores", "env", "want"),
-    [
-        (2, {}, 2),
-        (16, {}, kernels.MAX_THREADS),
-        (16, {"OMP_NUM_THREADS": "1"}, 1),
-        (2, {"OPENBLAS_NUM_THREADS": "1"}, 1),
-        (2, {"OMP_NUM_THREADS": "many"}, 2),  # not a count: ignored
-    ],
-)
-def test_update_threads_follow_the_cores_and_the_users_thread_limits(
-    cores: int, env: dict[str, str], want: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(kernels.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert kernels._default_threads() == want

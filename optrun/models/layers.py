@@ -1,8 +1,10 @@
 """Layers with explicit, batch-vectorized forward and backward passes.
 
-Rows of ``x`` are samples. ``forward`` keeps what ``backward`` needs; ``backward``
-takes dL/dy and returns dL/dx, writing parameter gradients into the views it was
-bound to (so the network's gradients live in one flat buffer).
+Rows of ``x`` are samples. ``apply`` computes a layer's output and keeps nothing, so that
+several threads may apply a layer at once (evaluation does); ``forward`` computes the same
+output through ``apply`` and keeps what ``backward`` needs; ``backward`` takes dL/dy and
+returns dL/dx, writing parameter gradients into the views it was bound to (so the network's
+gradients live in one flat buffer).
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ class Layer:
     def bind(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         """Give the layer its parameter and gradient arrays (views into flat buffers)."""
 
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """The layer's output y = f(x), keeping nothing."""
+        raise NotImplementedError
+
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``apply(x)``, keeping what ``backward`` needs."""
         raise NotImplementedError
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
@@ -36,11 +43,14 @@ class Dense(Layer):
         self.W, self.b = params
         self.dW, self.db = grads
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.x = x
+    def apply(self, x: np.ndarray) -> np.ndarray:
         y = x @ self.W
         y += self.b
         return y
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.x = x
+        return self.apply(x)
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         np.matmul(self.x.T, dy, out=self.dW)  # dL/dW = xᵀ·dy
@@ -60,9 +70,12 @@ class ReLU(Layer):
     def __init__(self, in_place: bool = False) -> None:
         self.in_place = in_place
 
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return np.maximum(x, 0, out=x if self.in_place else None)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.active = x > 0
-        return np.maximum(x, 0, out=x if self.in_place else None)
+        return self.apply(x)
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         return np.multiply(dy, self.active, out=dy if self.in_place else None)
@@ -74,8 +87,14 @@ class LeakyReLU(Layer):
     def __init__(self, slope: float = 0.01) -> None:
         self.slope = slope
 
+    def _factor(self, x: np.ndarray) -> np.ndarray:
+        return np.where(x > 0, 1, self.slope).astype(x.dtype, copy=False)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return x * self._factor(x)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.factor = np.where(x > 0, 1, self.slope).astype(x.dtype, copy=False)
+        self.factor = self._factor(x)
         return x * self.factor
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
@@ -85,8 +104,11 @@ class LeakyReLU(Layer):
 class Tanh(Layer):
     """y = tanh(x); dy/dx = 1 − y²."""
 
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return np.tanh(x)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.y = np.tanh(x)
+        self.y = self.apply(x)
         return self.y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
@@ -96,8 +118,11 @@ class Tanh(Layer):
 class Sigmoid(Layer):
     """y = 1 / (1 + e^−x), computed as (1 + tanh(x/2)) / 2, which cannot overflow; dy/dx = y(1 − y)."""
 
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return 0.5 * (1 + np.tanh(0.5 * x))
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.y = 0.5 * (1 + np.tanh(0.5 * x))
+        self.y = self.apply(x)
         return self.y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:

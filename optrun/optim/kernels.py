@@ -20,62 +20,28 @@ cache), at the kernel's first call: together about a second, once per process,
 which is why optimizers use the kernels only on large parameter sets
 (``optrun.optim.base.FUSED_MIN_SIZE``).
 
-A large update can be split across several threads (``optrun.optim.split``): they take chunks of
-the parameters from a shared counter, each running the kernel (which releases the GIL) on its chunks. The
-rules are elementwise, so the result is the same to the last bit however the chunks fall; only the time
-differs, and not always in the split's favour. Right after a matrix product, BLAS's idle threads spin on
-the other cores for a while, and a helper thread sharing a core with one of them is preempted for
-milliseconds at a time: in a training loop with multi-threaded BLAS, a split update can be slower, while
-with single-threaded BLAS (``optrun compare`` with one job) or on its own it is up to twice as fast. So
-each optimizer times its first few steps both ways (``ThreadChoice``), keeps the faster, and times both
-again every 2000 steps.
+A large update can be split across several threads (``optrun.optim.split``, on ``optrun.threads``):
+they take chunks of the parameters from a shared counter, each running the kernel (which releases the
+GIL) on its chunks. The rules are elementwise, so the result is the same to the last bit however the
+chunks fall; only the time differs, and not always in the split's favour: a helper thread that shares a
+busy core is preempted for milliseconds at a time, while on idle cores a split update is up to twice as
+fast. So each optimizer times its first few steps both ways (``ThreadChoice``), keeps the faster, and
+times both again every 2000 steps.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import statistics
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from optrun import threads
+
 SPLIT_MIN_SIZE = 1 << 21
 """Elements from which splitting an update across threads is tried (8 MiB of float32 per array)."""
-MAX_THREADS = 4
-"""The most threads an update uses: updates are memory-bound, and a few cores saturate the memory bus."""
-
-
-def available_cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _default_threads() -> int:
-    """The cores this process may run on, at most ``MAX_THREADS``, and at most ``OMP_NUM_THREADS`` or
-    ``OPENBLAS_NUM_THREADS`` where the user has set them to limit the threads a process uses."""
-    cores = available_cores()
-    limits = [os.environ.get(name, "") for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")]
-    return min(cores, MAX_THREADS, *(int(v) for v in limits if v.isdigit() and int(v) > 0))
-
-
-threads = _default_threads()
-"""Threads an update may use, read when an optimizer is built. optrun's parallel workers set it to 1,
-as they do BLAS's threads, so that jobs do not oversubscribe the cores."""
-
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process it belongs to, the helper threads)
-
-
-def helpers() -> ThreadPoolExecutor:
-    """This process's helper threads, made at first use (a forked child makes its own)."""
-    global _pool
-    if _pool is None or _pool[0] != os.getpid():
-        _pool = (os.getpid(), ThreadPoolExecutor(MAX_THREADS - 1, thread_name_prefix="optrun-kernel"))
-    return _pool[1]
 
 
 def operands(args: tuple[Any, ...]) -> tuple[np.ndarray, list[np.ndarray], list[Any]]:
@@ -86,7 +52,7 @@ def operands(args: tuple[Any, ...]) -> tuple[np.ndarray, list[np.ndarray], list[
 
 
 class ThreadChoice:
-    """How many threads an optimizer's updates use: 1, or ``threads`` where the update is large enough
+    """How many threads an optimizer's updates use: 1, or ``threads.count()`` where the update is large enough
     to try splitting and splitting proves faster over the first steps (the first step, which may compile
     the kernel, is not counted; then ``TRIALS`` steps each way, alternating, compared by their median).
     The choice is made again from fresh trials every ``RECHECK`` steps, so that one made in a busy
@@ -96,7 +62,8 @@ class ThreadChoice:
     RECHECK = 2000  # the trials then cost at most TRIALS steps at the slower count: 0.25% of the steps
 
     def __init__(self, size: int) -> None:
-        self.candidates = [1, threads] if threads > 1 and size >= SPLIT_MIN_SIZE else [1]
+        n = threads.count()
+        self.candidates = [1, n] if n > 1 and size >= SPLIT_MIN_SIZE else [1]
         self._counted = False  # the first step's time includes compiling: it is left out
         self._retry()
 

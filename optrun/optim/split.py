@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from optrun import threads
 from optrun.optim import kernels
 from optrun.optim.atomics import SCHED_YIELD, fetch_add, wait_until
 
@@ -73,7 +74,7 @@ def state_operands(states: list[np.ndarray], p: np.ndarray) -> list[np.ndarray]:
 
 def split_update(kernel: kernels.Kernel, p: np.ndarray, args: tuple[Any, ...], n_threads: int) -> None:
     """``kernel(p, *args)`` on ``n_threads`` threads: this one and ``n_threads − 1`` helpers
-    (``kernels.helpers``), taking chunks as they come, returning when every chunk is done.
+    (``optrun.threads.helpers``), taking chunks as they come, returning when every chunk is done.
 
     ``args`` are the kernel's arguments after ``p``: its arrays (as long as ``p``, or empty where unused)
     then its scalars, in ``p.dtype`` as every caller passes them. Helpers that wake after the last chunk
@@ -82,5 +83,5 @@ def split_update(kernel: kernels.Kernel, p: np.ndarray, args: tuple[Any, ...], n
     counters = np.zeros(2, np.int64)  # chunks taken, chunks done: this call's own
     call = (kernels.RULES.index(kernel), p, g, *state_operands(states, p), np.array(scalars, p.dtype), counters, CHUNK)
     for _ in range(n_threads - 1):
-        kernels.helpers().submit(update_chunks, *call, False, SCHED_YIELD)
+        threads.helpers().submit(update_chunks, *call, False, SCHED_YIELD)
     update_chunks(*call, True, SCHED_YIELD)
