@@ -8,6 +8,7 @@ would show here on any such CPU, not only on the CPU where it was written.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -73,6 +74,16 @@ try:  # interrupted after epoch 1, then resumed
     run(config, out / "resumed", stop_after_epoch_1)
 except RunInterrupted as stopped:
     resume(stopped.path)
+
+try:  # on a Dask cluster of two worker processes
+    import distributed
+except ImportError:
+    sys.exit()
+from optrun.compare import compare
+
+comparison = optrun.load_config(sys.argv[3], schema=optrun.CompareConfig)
+with distributed.LocalCluster(n_workers=2, threads_per_worker=2, dashboard_address=None, host="127.0.0.1") as cluster:
+    compare(comparison, out / "dask", scheduler=cluster.scheduler_address)
 """
 
 
@@ -109,10 +120,18 @@ def test_every_entry_point_and_thread_count_gives_the_same_metrics(tmp_path: Pat
         compared = optrun_command("compare", compare_config, "--runs-dir", tmp_path / f"j{jobs}", "--jobs", jobs,
                                   env=blas_environment(), cwd=tmp_path)  # fmt: skip
         runs[f"compare --jobs {jobs}"] = Path(compared) / "m" / "seed-0"
-    subprocess.run([sys.executable, "-c", DRIVER, config, tmp_path / "api"], env=blas_environment(), check=True)
+    driver = [sys.executable, "-c", DRIVER, config, tmp_path / "api", compare_config]
+    subprocess.run(driver, env=blas_environment(), cwd=tmp_path, check=True)
     for path in sorted((tmp_path / "api").iterdir()):
-        runs[path.name] = next(path.iterdir()) if path.name.startswith(("api-run", "resumed")) else path
+        if path.name == "dask":
+            runs["dask"] = next(path.iterdir()) / "m" / "seed-0"
+        else:
+            runs[path.name] = next(path.iterdir()) if path.name.startswith(("api-run", "resumed")) else path
 
+    expected = {"api-run-1", "api-run-2", "api-train-1", "api-train-2", "resumed"}
+    if importlib.util.find_spec("distributed") is not None:
+        expected.add("dask")
+    assert expected <= set(runs)
     reference = metrics_without_timing(runs["train"])
     assert len(reference) == 1 + 4  # the header, epochs 0..3
     for name, path in runs.items():
