@@ -34,6 +34,7 @@ from optrun.runs import (
     RunOutcome,
     Terminated,
     create_run_dir,
+    existing_dir,
     is_run_dir,
     read_run,
     resume,
@@ -172,6 +173,15 @@ def _library_messages(show: Callable[[str], None]) -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _config_or_resume(config_path: str | None, resume_dir: str | None, command: str, resumable: str) -> None:
+    """Exactly one of CONFIG and ``--resume DIR`` (``resumable``: "RUN_DIR", "COMPARE_DIR"): UserError
+    saying which is missing, or that both were given."""
+    if config_path is None and resume_dir is None:
+        raise UserError(f"missing CONFIG: give a config file to {command}, or --resume {resumable} to continue")
+    if config_path is not None and resume_dir is not None:
+        raise UserError(f"give either a CONFIG or --resume {resumable}, not both")
+
+
 @cli.command(short_help="Train the network a config describes; write a run directory.")
 @click.argument("config_path", metavar="CONFIG", required=False)
 @set_option
@@ -191,14 +201,11 @@ def train(
     Exits 0 when training completed, 3 when it diverged, 2 for a bad config,
     130 (Ctrl-C) or 143 (SIGTERM) when interrupted.
     """
-    if (config_path is None) == (resume_dir is None):
-        raise UserError("give a CONFIG to train, or --resume RUN_DIR to continue a run, not both")
+    _config_or_resume(config_path, resume_dir, "train", "RUN_DIR")
     if resume_dir is not None and (overrides or smoke):
         raise UserError("--resume continues a run as it was configured; --set and --smoke do not apply")
     if resume_dir is not None:
-        if not (Path(resume_dir) / "config.yaml").is_file():
-            raise UserError(f"{resume_dir}: not a run directory (no config.yaml)")
-        config = configs.load_config(Path(resume_dir) / "config.yaml")
+        config = configs.load_config(existing_dir(resume_dir, "run directory") / "config.yaml")
     else:
         config = configs.load_config(config_path, overrides)
     if smoke:
@@ -310,16 +317,13 @@ def compare_command(
     """
     if jobs is not None and dask_scheduler is not None:
         raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
-    if (config_path is None) == (resume_dir is None):
-        raise UserError("give a CONFIG to compare, or --resume COMPARE_DIR to finish a comparison, not both")
+    _config_or_resume(config_path, resume_dir, "compare", "COMPARE_DIR")
     if resume_dir is not None and (overrides or seeds or only or smoke):
         raise UserError(
             "--resume finishes a comparison as it was configured; --set, --seeds, --only, --smoke do not apply"
         )
     if resume_dir is not None:
-        if not (Path(resume_dir) / "config.yaml").is_file():
-            raise UserError(f"{resume_dir}: not a compare directory (no config.yaml)")
-        config_path = str(Path(resume_dir) / "config.yaml")
+        config_path = str(existing_dir(resume_dir, "compare directory") / "config.yaml")
     if seeds is not None:
         overrides = (*overrides, f"seeds={seeds}")
     config = select(configs.load_config(config_path, overrides, configs.CompareConfig), _split_labels(only))

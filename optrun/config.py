@@ -22,7 +22,16 @@ from optrun.data import DatasetSpec
 from optrun.models import MLPSpec, ModelSpec
 from optrun.objectives import ObjectiveSpec, theory
 from optrun.optim import OPTIMIZERS, REFERENCE_OPTIMIZERS, OptimizerSpec
-from optrun.schema import ConfigError, NonNegativeInt, PositiveInt, Section, describe, interval, validate
+from optrun.schema import (
+    ConfigError,
+    NonNegativeInt,
+    PositiveInt,
+    Section,
+    describe,
+    integral,
+    interval,
+    validate,
+)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -160,10 +169,11 @@ def _check_seeds(value: Any) -> int | list[int]:
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
-    if is_int(value) and value >= 1:
-        return value
-    if isinstance(value, list) and value and all(is_int(v) and v >= 0 for v in value) and len(set(value)) == len(value):
-        return value
+    whole = [integral(v) for v in value] if isinstance(value, list) else integral(value)
+    if is_int(whole) and whole >= 1:
+        return whole
+    if isinstance(whole, list) and whole and all(is_int(v) and v >= 0 for v in whole) and len(set(whole)) == len(whole):
+        return whole
     raise PydanticCustomError(
         "seeds",
         "must be a number of seeds (>= 1) or a list of distinct seeds (>= 0), got {got}",

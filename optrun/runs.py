@@ -48,10 +48,21 @@ class RunDirError(OSError):
     """A run directory cannot be created, written or read back."""
 
 
+def _not_a_folder(path: Path) -> Path | None:
+    """The first of ``path`` and its parents that exists and is not a folder (a file in the way), or None."""
+    for part in (*reversed(path.parents), path):
+        if part.exists() and not part.is_dir():
+            return part
+    return None
+
+
 def create_run_dir(runs_dir: str | Path, name: str, now: datetime | None = None) -> Path:
     """Make a new, empty run directory; never reuse an existing one (a ``-N`` suffix is added)."""
     runs_dir = Path(runs_dir)
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    if (blocker := _not_a_folder(runs_dir)) is not None:
+        what = "is a file" if blocker == runs_dir else f"cannot be made: {blocker} is a file"
+        raise RunDirError(f"{runs_dir}: {what}, not a folder in which to create run directories")
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
         for n in range(10_000):
@@ -258,6 +269,19 @@ def _writing(path: Path) -> Iterator[None]:
         raise RunDirError(f"{path}: cannot write the run ({exc.strerror or exc}); it is incomplete") from None
 
 
+def existing_dir(path: str | Path, what: str) -> Path:
+    """``path`` as a Path when it is a folder with a config.yaml (a run or compare directory, ``what``);
+    otherwise RunDirError saying what is there instead."""
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise RunDirError(f"{path}: is a file, not a {what}")
+    if not (path / "config.yaml").is_file():
+        raise RunDirError(f"{path}: not a {what} (no config.yaml)")
+    return path
+
+
 def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None) -> RunOutcome:
     """Continue an interrupted network run from its last checkpoint, appending to its metrics.csv.
 
@@ -266,9 +290,7 @@ def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None
     no checkpoint, or the checkpoint is corrupt).
     """
     start = time.perf_counter()
-    path = Path(run_dir)
-    if not (path / "config.yaml").is_file():
-        raise RunDirError(f"{path}: not a run directory (no config.yaml)")
+    path = existing_dir(run_dir, "run directory")
     summary = _read_summary(path) if (path / "summary.json").is_file() else {}
     if summary.get("status") not in (None, "interrupted"):
         raise RunDirError(f"{path}: the run is already {summary['status']}; there is nothing to resume")

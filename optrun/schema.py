@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -101,8 +101,19 @@ def interval(
 
 PositiveFloat = Annotated[float, interval(0, lo_open=True)]
 NonNegativeFloat = Annotated[float, interval(0)]
-PositiveInt = Annotated[int, interval(1)]
-NonNegativeInt = Annotated[int, interval(0)]
+
+
+def integral(value: Any) -> Any:
+    """A float that is a whole number (YAML reads ``1e3`` as 1000.0) as that integer; anything else as it is,
+    for the strict integer check to accept or refuse."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(integral)]
+PositiveInt = Annotated[Integer, interval(1)]
+NonNegativeInt = Annotated[Integer, interval(0)]
 UnitOpenFloat = Annotated[float, interval(0, 1, hi_open=True)]  # [0, 1)
 Fraction = Annotated[float, interval(0, 1, lo_open=True, hi_open=True)]  # (0, 1)
 

@@ -127,6 +127,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(runner, tmp_path, text,
     assert not runs.exists() or not any(runs.iterdir())
 
 
+def test_a_whole_number_written_as_a_float_is_an_integer(runner, tmp_path) -> None:
+    """YAML reads 1e3 as 1000.0: an integer key takes it as 1000 (and 12.5 is still refused, above)."""
+    config = write(tmp_path, GOOD.replace("train: {epochs: 2}", "train: {epochs: 2.0}"))
+    args = ("--set", "train.batch_size=1e3", "--set", "train.max_samples=3.0e2", "--set", "model.hidden=[1.6e1]")
+    result = invoke(runner, "train", config, "--runs-dir", tmp_path / "runs", "-q", *args)
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load((Path(result.output.strip()) / "config.yaml").read_text())
+    assert resolved["train"] == {**resolved["train"], "epochs": 2, "batch_size": 1000, "max_samples": 300}
+    assert resolved["model"]["hidden"] == [16]
+    assert all(type(v) is int for v in (*resolved["train"].values(), *resolved["model"]["hidden"]) if v is not None)
+    compare = write(tmp_path, "dataset: {name: digits}\nseeds: [1.0, 2.0]\n", "cmp.yaml")
+    assert invoke(runner, "validate", compare).output.startswith(f"ok: {compare} (compare 6 optimizers x 2 seeds")
+
+
 def test_train_writes_a_complete_run_directory(runner, tmp_path) -> None:
     result = invoke(runner, "train", write(tmp_path, GOOD), "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
@@ -271,9 +285,14 @@ def test_every_command_has_help(runner) -> None:
 
 def test_runs_dir_that_cannot_be_created_is_a_clear_error(runner, tmp_path) -> None:
     blocker = write(tmp_path, "x", "blocker")
-    result = invoke(runner, "train", write(tmp_path, GOOD), "--runs-dir", blocker / "runs")
-    assert result.exit_code == 2
-    assert result.output.startswith(f"Error: {blocker / 'runs'}: cannot create a run directory")
+    config = write(tmp_path, GOOD)
+    for runs_dir, problem in [
+        (blocker, "is a file"),
+        (blocker / "runs", f"cannot be made: {blocker} is a file"),
+    ]:
+        result = invoke(runner, "train", config, "--runs-dir", runs_dir)
+        assert result.exit_code == 2
+        assert result.output == f"Error: {runs_dir}: {problem}, not a folder in which to create run directories\n"
     assert np.all([p.name in ("blocker", "my.yaml") for p in tmp_path.iterdir()])
 
 

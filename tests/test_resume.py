@@ -152,11 +152,17 @@ def test_a_signal_stops_the_command_cleanly_and_resume_finishes_it(tmp_path, sig
     assert metrics_without_timing(run_dir) == metrics_without_timing(Path(whole.output.strip()))
 
 
-def test_resume_and_config_exclude_each_other(tmp_path) -> None:
+def test_resume_and_config_exclude_each_other_and_a_bad_resume_dir_is_named(tmp_path) -> None:
     runner = CliRunner()
+    (tmp_path / "a-file").write_text("x")
     for args, message in [
-        (["train"], "give a CONFIG to train, or --resume RUN_DIR to continue a run, not both"),
+        (["train"], "missing CONFIG: give a config file to train, or --resume RUN_DIR to continue"),
+        (["compare"], "missing CONFIG: give a config file to compare, or --resume COMPARE_DIR to continue"),
+        (["train", "c.yaml", "--resume", str(tmp_path)], "give either a CONFIG or --resume RUN_DIR, not both"),
         (["train", "--resume", str(tmp_path)], f"{tmp_path}: not a run directory (no config.yaml)"),
+        (["train", "--resume", str(tmp_path / "nowhere")], f"{tmp_path / 'nowhere'}: no such directory"),
+        (["train", "--resume", str(tmp_path / "a-file")], f"{tmp_path / 'a-file'}: is a file, not a run directory"),
+        (["compare", "--resume", str(tmp_path / "nowhere")], f"{tmp_path / 'nowhere'}: no such directory"),
     ]:
         result = runner.invoke(cli, args)
         assert result.exit_code == 2 and result.output.strip() == f"Error: {message}"
