@@ -26,7 +26,7 @@ import numpy as np
 
 from optrun import threads
 from optrun.config import Config
-from optrun.data import Dataset, load_dataset
+from optrun.data import Dataset, check_every_class, load_dataset
 from optrun.models import Dense, Network, ReLU, build_model
 from optrun.objectives import Objective, build_objective
 from optrun.optim import Optimizer, build_optimizer
@@ -137,8 +137,9 @@ def prepare(config: Config) -> Experiment | Landscape:
         x = objective.start.copy()
         return Landscape(config, objective, x, build_optimizer(config.optimizer, [x]), order_rng)
     data = load_dataset(config.dataset, data_rng, dtype=config.model.dtype)
-    if config.train.max_samples is not None:
-        data = data.head(config.train.max_samples)
+    if (n := config.train.max_samples) is not None and n < max(len(data.y_train), len(data.y_test)):
+        data = data.subsample(n)
+        check_every_class(data.y_train, data.y_test, data.n_classes, f"train.max_samples: {n}")
     model = build_model(config.model, data.n_features, data.n_classes, init_rng)
     return Experiment(config, data, model, build_optimizer(config.optimizer, model.params), order_rng)
 

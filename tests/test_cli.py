@@ -108,6 +108,18 @@ BAD_INPUTS = [
         [],
         "Error: {path}: line 5, column 1: YAML syntax error: duplicate key 'seed'",
     ),
+    (
+        "a class left out of training",
+        GOOD,
+        ["dataset.test_fraction=0.999"],
+        "Error: dataset.test_fraction: 0.999 of 1797 samples leaves class 0 with 0 training and 178 test samples",
+    ),
+    (
+        "too few samples for the classes",
+        GOOD,
+        ["train.max_samples=5"],
+        "Error: train.max_samples: 5 leaves class ",
+    ),
     ("set without =", GOOD, ["optimizer.mu"], "Error: --set optimizer.mu: expected KEY=VALUE with a dotted KEY"),
     ("set through a scalar", GOOD, ["seed.x=1"], "Error: --set seed.x=1: seed is not a mapping, so it has no key 'x'"),
 ]

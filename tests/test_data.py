@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from optrun.data import DATASETS, DatasetSpec, load_dataset, stratified_split
+from optrun.data.dataset import first_of_each_class
+from optrun.schema import ConfigError
 
 SPEC = TypeAdapter(DatasetSpec)
 
@@ -71,5 +73,51 @@ def test_stratified_split_partitions_every_class_in_proportion(counts, fraction,
     train, test = stratified_split(y, fraction, np.random.default_rng(seed))
     assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(len(y)))
     per_class_test = np.bincount(y[test], minlength=len(counts))
-    expected = np.clip(np.rint(np.array(counts) * fraction), 1, np.array(counts) - 1)
-    np.testing.assert_array_equal(per_class_test, expected)
+    np.testing.assert_array_equal(per_class_test, np.rint(np.array(counts) * fraction))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 40), min_size=1, max_size=8).filter(any),
+    n=st.integers(1, 200),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_subsample_takes_each_class_in_proportion_and_keeps_the_order(counts, n, seed) -> None:
+    """train.max_samples: the first samples of each class, every class present while n lasts, the rest
+    shared in proportion (largest remainders: within one of n·count/total beyond the first)."""
+    y = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(counts)), counts))
+    kept = first_of_each_class(y, n, len(counts))
+    assert len(kept) == min(n, len(y)) and np.all(np.diff(kept) > 0)
+    got, counts = np.bincount(y[kept], minlength=len(counts)), np.array(counts)
+    for c in range(len(counts)):  # the first got[c] samples of class c, no other
+        assert np.array_equal(kept[y[kept] == c], np.flatnonzero(y == c)[: got[c]])
+    present = np.flatnonzero(counts)
+    if n >= len(present):
+        assert np.all(got[present] >= 1)
+        if n < len(y):
+            share = (counts[present] - 1) * (n - len(present)) / (len(y) - len(present))
+            assert np.all(np.abs(got[present] - 1 - share) < 1)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (  # 300 moons of each class: round(0.999 · 300) = 300 in test
+            {"name": "moons", "test_fraction": 0.999},
+            "dataset.test_fraction: 0.999 of 600 samples leaves class 0 with 0 training and 300 test samples "
+            "(1 other class too); every class needs at least one training and one test sample",
+        ),
+        (  # 4 of each class: round(0.1 · 4) = 0 in test
+            {"name": "moons", "n_samples": 8, "test_fraction": 0.1},
+            "dataset.test_fraction: 0.1 of 8 samples leaves class 0 with 4 training and 0 test samples (1 other",
+        ),
+        (  # 6 of each class: round(0.1 · 6) = 1 in test, except for the 5 of class 2: round(0.5) = 0
+            {"name": "spirals", "n_samples": 17, "n_classes": 3, "test_fraction": 0.1},
+            "dataset.test_fraction: 0.1 of 17 samples leaves class 2 with 5 training and 0 test samples; every",
+        ),
+    ],
+)
+def test_a_split_that_leaves_a_class_without_training_or_test_samples_is_refused(spec: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(spec)
+    assert str(refused.value).startswith(message)

@@ -33,7 +33,7 @@ BAD_VALUES = {
     ("model", "hidden"): [[], [0], [-3], [1.5], "64", 64, [[8]]],
     ("model", "activation"): ["gelu", 0, None],
     ("train", "epochs"): [0, -1, 2.5, "ten", None, float("inf")],
-    ("train", "batch_size"): [0, -32, "32", 1e3],
+    ("train", "batch_size"): [0, -32, "32", 12.5],
     ("optimizer", "name"): ["adamax", 1, None],
     ("optimizer", "learning_rate"): [0, -0.1, "fast", None, float("nan"), float("inf")],
     ("optimizer", "mu"): [1.0, -0.5, 2, "0.9"],

@@ -10,7 +10,7 @@ import numpy as np
 
 from optrun.data import synthetic
 from optrun.data.digits import DigitsSpec, digits
-from optrun.schema import tagged_union
+from optrun.schema import ConfigError, tagged_union
 
 GENERATORS: dict[str, tuple[type, Callable[..., tuple[np.ndarray, np.ndarray]]]] = {
     "digits": (DigitsSpec, digits),
@@ -38,25 +38,49 @@ class Dataset:
     def n_features(self) -> int:
         return self.x_train.shape[1]
 
-    def head(self, n: int) -> Dataset:
-        """At most ``n`` samples of each split (the splits are already in random order)."""
-        return Dataset(self.name, self.x_train[:n], self.y_train[:n], self.x_test[:n], self.y_test[:n], self.n_classes)
+    def subsample(self, n: int) -> Dataset:
+        """At most ``n`` samples of each split, each class in proportion to its share of the split and at
+        least one of each where ``n`` allows (``first_of_each_class``), in the split's (random) order."""
+        train = first_of_each_class(self.y_train, n, self.n_classes)
+        test = first_of_each_class(self.y_test, n, self.n_classes)
+        return Dataset(
+            self.name, self.x_train[train], self.y_train[train], self.x_test[test], self.y_test[test], self.n_classes
+        )
+
+
+def _rank_in_class(y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """For each sample, how many samples of its class come before it in ``y``."""
+    by_class = np.argsort(y, kind="stable")
+    rank = np.empty(len(y), np.int64)
+    rank[by_class] = np.arange(len(y)) - (np.cumsum(counts) - counts)[y[by_class]]
+    return rank
+
+
+def first_of_each_class(y: np.ndarray, n: int, n_classes: int) -> np.ndarray:
+    """The indices, in order, of the first q_c samples of each class c in ``y``, where the quotas q_c share
+    ``n`` in all: one for every class present (while ``n`` lasts), and the rest in proportion to the other
+    samples of each class, by largest remainders. All of ``y`` when it has at most ``n`` samples."""
+    if len(y) <= n:
+        return np.arange(len(y))
+    counts = np.bincount(y, minlength=n_classes)
+    present = np.flatnonzero(counts)
+    quota = np.zeros(n_classes, np.int64)
+    quota[present[:n]] = 1
+    extra = counts - quota  # what proportion shares out after the one each
+    exact = extra * (n - quota.sum()) / extra.sum()
+    quota += np.floor(exact).astype(np.int64)
+    behind = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    quota[behind[: n - quota.sum()]] += 1
+    return np.flatnonzero(_rank_in_class(y, counts) < quota[y])
 
 
 def stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) indices in random order; each class puts round(test_fraction·count) in test.
-
-    Every class with at least two samples keeps at least one on each side.
-    """
+    """(train, test) indices in random order; each class puts round(test_fraction·count) in test."""
     counts = np.bincount(y)
-    n_test = np.clip(np.rint(counts * test_fraction).astype(np.int64), counts > 1, np.maximum(counts - 1, 0))
+    n_test = np.rint(counts * test_fraction).astype(np.int64)
     perm = rng.permutation(len(y))
     shuffled = y[perm]
-    by_class = np.argsort(shuffled, kind="stable")  # grouped by class, random order within each class
-    labels = shuffled[by_class]
-    rank = np.arange(len(y)) - (np.cumsum(counts) - counts)[labels]  # position within its class
-    is_test = np.empty(len(y), dtype=bool)
-    is_test[by_class] = rank < n_test[labels]
+    is_test = _rank_in_class(shuffled, counts) < n_test[shuffled]  # the first n_test of each class, in random order
     return perm[~is_test], perm[is_test]
 
 
@@ -78,11 +102,31 @@ def standardize(x_train: np.ndarray, x_test: np.ndarray, chunk: int = 8192) -> N
         x /= std.astype(x.dtype)
 
 
+def check_every_class(y_train: np.ndarray, y_test: np.ndarray, n_classes: int, cut: str) -> None:
+    """ConfigError unless every class has a training and a test sample: a class the network never sees, or
+    one the test never asks about, makes the accuracies say nothing of it. ``cut``: what made the splits."""
+    train, test = np.bincount(y_train, minlength=n_classes), np.bincount(y_test, minlength=n_classes)
+    short = np.flatnonzero((train == 0) | (test == 0))
+    if short.size:
+        c = short[0]
+        others = short.size - 1
+        also = f" ({others} other class{'es' if others > 1 else ''} too)" if others else ""
+        raise ConfigError(
+            f"{cut} leaves class {c} with {train[c]} training and {test[c]} test samples{also}; "
+            "every class needs at least one training and one test sample"
+        )
+
+
 def load_dataset(spec: Any, rng: np.random.Generator, dtype: str | np.dtype = "float32") -> Dataset:
-    """Generate or load the dataset a validated spec names, split and standardized, deterministic in ``rng``."""
+    """Generate or load the dataset a validated spec names, split and standardized, deterministic in ``rng``;
+    ConfigError where the split leaves a class without a training or a test sample."""
     x, y = GENERATORS[spec.name][1](spec, rng, np.dtype(dtype))
     train, test = stratified_split(y, spec.test_fraction, rng)
+    n_classes = int(y.max()) + 1
+    check_every_class(
+        y[train], y[test], n_classes, f"dataset.test_fraction: {spec.test_fraction:g} of {len(y)} samples"
+    )
     x_train, x_test = x[train].astype(dtype, copy=False), x[test].astype(dtype, copy=False)  # digits: from uint8
     del x
     standardize(x_train, x_test)
-    return Dataset(spec.name, x_train, y[train], x_test, y[test], int(y.max()) + 1)
+    return Dataset(spec.name, x_train, y[train], x_test, y[test], n_classes)
