@@ -30,6 +30,7 @@ from optrun.runs import (
     RunOutcome,
     Terminated,
     create_run_dir,
+    kept_progress,
     signal_name,
     write_json,
     write_run,
@@ -87,9 +88,7 @@ def execute(config: Config) -> Finished:
     try:
         result = fit(prepare(config), rows.append)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: hand back the rows so far, marked interrupted
-        signal = signal_name(exc)
-        unit = "steps" if config.objective is not None else "epochs"
-        reason = f"interrupted by {signal} after {len(rows) - 1} {unit}" if rows else f"interrupted by {signal}"
+        reason = f"interrupted by {signal_name(exc)} {kept_progress(rows)}"
         return Finished(TrainResult("interrupted", rows, reason), time.perf_counter() - start)
     except Exception as exc:
         return Finished(_failed(exc, rows), time.perf_counter() - start, traceback.format_exc())
@@ -190,7 +189,7 @@ def compare(
             summary = {"kind": "comparison", "name": config.name, "status": "interrupted"}
             summary |= {"reason": f"interrupted by {signal}", "runs_finished": done, "runs_planned": len(runs)}
             write_json(path / "summary.json", summary)
-            progress = f"{done} of {len(runs)} runs"
+            progress = f"after {done} of {len(runs)} runs"
             raise RunInterrupted(path, signal, progress, resume_command=f"compare --resume {path}") from None
     runs_seconds = time.perf_counter() - start
     comparison = build(collect([path]).groups, config.name, config.target_accuracy)

@@ -234,9 +234,19 @@ class RunInterrupted(Exception):
     """A run stopped by Ctrl-C or SIGTERM, after its finished rows and an 'interrupted' summary were written."""
 
     def __init__(self, path: Path, signal: str, progress: str, resume_command: str = "") -> None:
-        super().__init__(f"{path}: interrupted by {signal} after {progress}")
-        self.path, self.signal, self.progress = path, signal, progress  # progress: "epoch 7", "step 120", "3 runs"
+        super().__init__(f"{path}: interrupted by {signal} {progress}")
+        # progress: what is kept, "after epoch 7", "after step 120", "before the first evaluation", "after 3 of 5 runs"
+        self.path, self.signal, self.progress = path, signal, progress
         self.resume_command = resume_command or f"train --resume {path}"
+
+
+def kept_progress(rows: list[Record]) -> str:
+    """What an interrupted run kept, by its last row: "after epoch 5", "after step 120", or "before the first
+    evaluation"."""
+    if not rows:
+        return "before the first evaluation"
+    last = rows[-1]
+    return f"after step {last.step}" if isinstance(last, StepRecord) else f"after epoch {last.epoch}"
 
 
 def signal_name(exc: BaseException) -> str:
@@ -338,13 +348,10 @@ def _train_into(
         result = fit(experiment, record)
     except KeyboardInterrupt as exc:
         writer.close()
-        signal = signal_name(exc)
-        if isinstance(experiment, Experiment):
-            progress = f"epoch {experiment.epoch}"
-        else:
-            progress = f"step {max(len(records) - 1, 0)}"
-        reason = f"interrupted by {signal} after {progress}"
-        _finish(path, config, TrainResult("interrupted", records, reason), time.perf_counter() - start)
+        kept = _read_metrics(path / "metrics.csv")  # the rows written, whichever instant the signal came
+        signal, progress = signal_name(exc), kept_progress(kept)
+        reason = f"interrupted by {signal} {progress}"
+        _finish(path, config, TrainResult("interrupted", kept, reason), time.perf_counter() - start)
         raise RunInterrupted(path, signal, progress) from None
     finally:
         writer.close()

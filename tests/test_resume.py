@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -83,6 +84,39 @@ def test_rows_written_after_the_last_checkpoint_are_trained_again(tmp_path, monk
     assert [r[0] for r in metrics_without_timing(cut)[1:]] == ["0", "1", "2", "3", "4"]
     resume(cut)
     assert metrics_without_timing(cut) == metrics_without_timing(whole)
+
+
+@pytest.mark.parametrize(
+    ("when", "kept"),
+    [("evaluating", 2), ("writing", 3), ("before", None)],
+    ids=["while epoch 3 is evaluated", "after row 3, before its checkpoint", "before epoch 0"],
+)
+def test_the_interrupt_message_and_summary_name_the_last_row_kept(tmp_path, monkeypatch, when: str, kept) -> None:
+    """Whenever the signal comes, the message, summary.json and metrics.csv agree on the last epoch kept."""
+    training = importlib.import_module("optrun.train")  # the module: optrun.train is the function
+    real_evaluate, real_save = training._evaluate, checkpoints.save
+
+    def evaluate(exp, epoch, seconds):
+        if (when, epoch) in (("evaluating", 3), ("before", 0)):
+            raise KeyboardInterrupt  # epoch 3 is trained (exp.epoch == 3), its row never written
+        return real_evaluate(exp, epoch, seconds)
+
+    def save(exp, path):
+        if when == "writing" and exp.epoch == 3:
+            raise KeyboardInterrupt
+        return real_save(exp, path)
+
+    monkeypatch.setattr(training, "_evaluate", evaluate)
+    monkeypatch.setattr(checkpoints, "save", save)
+    with pytest.raises(RunInterrupted) as stopped:
+        run(config({"name": "sgd"}), tmp_path)
+    cut = stopped.value.path
+    summary = json.loads((cut / "summary.json").read_text())
+    rows = metrics_without_timing(cut)[1:]
+    progress = "before the first evaluation" if kept is None else f"after epoch {kept}"
+    assert str(stopped.value) == f"{cut}: interrupted by SIGINT {progress}"
+    assert summary["reason"] == f"interrupted by SIGINT {progress}"
+    assert summary["epochs"] == (kept or 0) and len(rows) == (0 if kept is None else kept + 1)
 
 
 def test_resume_refuses_what_it_cannot_continue(tmp_path) -> None:
@@ -201,7 +235,7 @@ def test_an_interrupted_comparison_keeps_its_runs_and_resume_finishes_it(tmp_pat
         compare(config, tmp_path / "cut")
     monkeypatch.setattr(optrun.compare, "fit", real_fit)
     cut = stopped.value.path
-    assert stopped.value.progress == "3 of 6 runs" and stopped.value.resume_command == f"compare --resume {cut}"
+    assert stopped.value.progress == "after 3 of 6 runs" and stopped.value.resume_command == f"compare --resume {cut}"
     summary = json.loads((cut / "summary.json").read_text())
     assert (summary["status"], summary["runs_finished"], summary["runs_planned"]) == ("interrupted", 3, 6)
     in_flight = json.loads((cut / "sgd" / "seed-1" / "summary.json").read_text())
