@@ -67,7 +67,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise UserError(str(exc)) from None
         except RunInterrupted as exc:
             click.echo(
-                f"interrupted by {exc.signal} after {exc.progress}; what finished is kept in {exc.path}. "
+                f"interrupted by {exc.signal} {exc.progress}; what finished is kept in {exc.path}. "
                 f"Resume with: optrun {exc.resume_command}",
                 err=True,
             )
@@ -391,7 +391,8 @@ def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | Non
 @click.argument("path", metavar="RUN_DIR")
 @user_errors
 def show(path: str) -> None:
-    """Print a run directory's settings, outcome and every epoch's metrics; for a compare directory, its table."""
+    """Print a run directory's settings, outcome and every epoch's metrics; for a compare directory, its table,
+    and, when it did not finish, which runs lack a result and how to finish it."""
     console = _console()
     if is_run_dir(Path(path)):
         run_record = read_run(path)
@@ -399,8 +400,14 @@ def show(path: str) -> None:
         console.print(metrics_table(run_record.records, limit=None))
         return
     collection = reports.collect([path])
-    comparison = reports.build(collection.groups, collection.name, collection.target)
-    console.print(comparison_table(comparison))
+    if collection.groups or not collection.unfinished:  # an interrupted comparison may have no result yet
+        comparison = reports.build(collection.groups, collection.name, collection.target)
+        console.print(comparison_table(comparison, collection.unfinished))
+    for gap in collection.unfinished:
+        console.print(gap.headline, style="yellow", markup=False)
+        for line in gap.runs_text():
+            console.print(f"  {line}", markup=False)
+        console.print(f"finish it with: {gap.resume_command}", markup=False)
 
 
 @cli.command(short_help="Check configs without training.")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from optrun.config import CompareConfig, Config, dump_yaml
 from optrun.parallel import executor
-from optrun.report import SEED_DIR, Comparison, build, collect, write
+from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, write
 from optrun.runs import (
     RunInterrupted,
     RunOutcome,
@@ -117,12 +117,10 @@ class CompareOutcome:
         return not any(group.completed for group in self.comparison.groups)
 
 
-FINISHED = ("completed", "diverged", "failed")  # a run in one of these states is a result; resume skips it
-
-
 def _finished(run_dir: Path) -> bool:
+    """Whether the run has a result (``RESULT_STATUSES``): resume skips it."""
     try:
-        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8")).get("status") in FINISHED
+        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8")).get("status") in RESULT_STATUSES
     except (OSError, ValueError):
         return False
 

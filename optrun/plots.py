@@ -1,16 +1,24 @@
 """Figures of a comparison, drawn with matplotlib's object API (no pyplot, no display needed).
 
-``curves``: train loss (log scale) and test accuracy against epoch, one colour
-per label; the mean over the completed seeds as a line, min..max over them as a
-band, every diverged or failed run as a thin dashed line ending in a cross. A
-third panel zooms in on the mean test accuracy of the second half of training,
-where optimizers that all end near the top differ.
+``curves``: train loss (log scale) and test accuracy against epoch, one colour,
+line style and marker per label; the mean over the completed seeds as a line,
+min..max over them as a band, every diverged or failed run as a thin dashed
+line ending in a cross. A third panel zooms in on the test accuracy of the
+second half of training, where optimizers that all end near the top differ:
+there too each mean has its band, so a gap smaller than the spread over seeds
+does not look like a difference.
+
+The legend names each comparison's labels; a run directory of its own (what
+``optrun train`` draws) is named by its optimizer and the settings that tell it
+from the others'.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import rc_context
@@ -21,23 +29,79 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from optrun.objectives import Objective
-from optrun.stats import Group, LandscapeStats, curves
+from optrun.stats import Group, LandscapeStats, curves, optimizer_descriptions
 from optrun.train import Record
 
-_STYLES = ("-", "--", ":", "-.")  # after the ten colours of tab10, labels differ by line style too
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+_MARKS_PER_LINE = 6  # markers along each line: enough to follow it, few enough not to clutter
 _PLOTTABLE = 1e100  # larger values (a run on its way to overflow) would break log axes: they are left out
 
 
-def _legend_label(group: Group) -> str:
-    n, broken = len(group.runs), len(group.runs) - len(group.completed)
+@dataclass(frozen=True)
+class _Style:
+    """How the ``index``-th of ``count`` labels is drawn. Colour, line style and marker all change from label to
+    label (the three repeat together only after 20 labels), so that lines lying on one another stay apart; the
+    markers of different labels sit at different points, and a label drawn earlier, hence lower, is drawn wider,
+    so that a line exactly under another still shows at its edges, its gaps and its markers."""
+
+    index: int
+    count: int
+
+    @property
+    def colour(self) -> str:
+        return f"C{self.index % 10}"
+
+    def handle(self) -> dict[str, Any]:
+        """The line's properties, without where its markers go: for legend entries."""
+        width = 2.4 - 1.0 * self.index / (self.count - 1) if self.count > 1 else 1.8
+        return {
+            "color": self.colour,
+            "linestyle": _LINESTYLES[self.index % len(_LINESTYLES)],
+            "linewidth": width,
+            "marker": _MARKERS[self.index % len(_MARKERS)],
+            "markersize": 2 + 1.75 * width,  # 6.2 down to 4.5: a lower marker's rim shows around an upper one
+        }
+
+    def line(self, points: int) -> dict[str, Any]:
+        """The line's properties for a line of ``points`` points: a marker every few points, from a point that
+        differs between neighbouring labels."""
+        every = max(1, -(-points // _MARKS_PER_LINE))
+        return {**self.handle(), "markevery": (self.index % every, every)}
+
+
+def _lone_run(group: Group) -> bool:
+    """Whether ``group`` is a run directory of its own (``optrun train``, or one given to ``optrun report``)."""
+    return len(group.runs) == 1 and group.runs[0].path == group.source
+
+
+def _names(groups: Sequence[Group]) -> list[str]:
+    """What the legend calls each group: its label in a comparison; a run directory of its own by its optimizer
+    and the settings that tell it from the others' (``adam lr=0.02``), beside its name when there are several."""
+    descriptions = optimizer_descriptions([g.optimizer for g in groups])
+    return [
+        (text if len(groups) == 1 else f"{g.label}: {text}") if _lone_run(g) else g.label
+        for g, text in zip(groups, descriptions, strict=True)
+    ]
+
+
+def _legend_label(group: Group, name: str) -> str:
+    """``name (3 seeds, 1 diverged)``; a lone run is one seed, so only its end is said, if it broke."""
+    broken = len(group.runs) - len(group.completed)
+    if _lone_run(group):
+        return f"{name} ({group.runs[0].status})" if broken else name
+    n = len(group.runs)
     seeds = f"{n} seed{'s' if n > 1 else ''}"
-    return f"{group.label} ({seeds}, {broken} diverged)" if broken else f"{group.label} ({seeds})"
+    return f"{name} ({seeds}, {broken} diverged)" if broken else f"{name} ({seeds})"
 
 
-def _mean_and_band(ax: Axes, epochs: np.ndarray, values: np.ndarray, colour: str, style: str) -> None:
-    ax.plot(epochs, values.mean(axis=0), color=colour, linestyle=style, linewidth=1.8)
+def _mean_and_band(
+    ax: Axes, x: np.ndarray, values: np.ndarray, style: _Style, band_alpha: float = 0.18, clip: bool = True
+) -> None:
+    """The mean over seeds as a line and, with several seeds, their min..max as a band."""
+    ax.plot(x, values.mean(axis=0), **style.line(len(x)), clip_on=clip)
     if len(values) > 1:
-        ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=colour, alpha=0.18, linewidth=0)
+        ax.fill_between(x, values.min(axis=0), values.max(axis=0), color=style.colour, alpha=band_alpha, linewidth=0)
 
 
 def curves_figure(groups: list[Group], target: float | None = None, title: str = "") -> Figure:
@@ -46,25 +110,26 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
     loss_ax, acc_ax, zoom_ax = fig.subplots(1, 3)
     last = max((r.records[-1].epoch for g in groups for r in g.runs if r.records), default=1) or 1
     zoom_from = last // 2
-    window: list[np.ndarray] = []  # the accuracies the zoomed panel shows, to fit its limits
+    window: list[np.ndarray] = []  # the accuracies the zoomed panel shows, bands included, to fit its limits
     handles = []
-    for i, group in enumerate(groups):
-        colour, style = f"C{i % 10}", _STYLES[(i // 10) % len(_STYLES)]
+    for i, (group, name) in enumerate(zip(groups, _names(groups), strict=True)):
+        style = _Style(i, len(groups))
         c = curves(group)
         if c is not None:
-            _mean_and_band(loss_ax, c.x, c["train_loss"], colour, style)
-            _mean_and_band(acc_ax, c.x, c["test_accuracy"], colour, style)
-            # zoomed in, bands of many labels would hide the lines; only the window's points, so that no
-            # segment from an earlier epoch crosses the panel's left edge
+            _mean_and_band(loss_ax, c.x, c["train_loss"], style)
+            _mean_and_band(acc_ax, c.x, c["test_accuracy"], style)
+            # only the window's points, so that no segment from an earlier epoch crosses the panel's left edge;
+            # fainter bands than in the other panels, as here they overlap more
             shown = c.x >= zoom_from
             if shown.any():
-                window.append(c["test_accuracy"].mean(axis=0)[shown])
-                zoom_ax.plot(c.x[shown], window[-1], color=colour, linestyle=style, linewidth=1.8, clip_on=False)
+                accuracy = c["test_accuracy"][:, shown]
+                window.append(accuracy)
+                _mean_and_band(zoom_ax, c.x[shown], accuracy, style, band_alpha=0.1, clip=False)
         for run in group.runs:
             if run.status != "completed" and run.records:
-                _plot_broken(loss_ax, run.records, "epoch", "train_loss", colour, positive=True)
-                _plot_broken(acc_ax, run.records, "epoch", "test_accuracy", colour)
-        handles.append(Line2D([], [], color=colour, linestyle=style, linewidth=1.8, label=_legend_label(group)))
+                _plot_broken(loss_ax, run.records, "epoch", "train_loss", style.colour, positive=True)
+                _plot_broken(acc_ax, run.records, "epoch", "test_accuracy", style.colour)
+        handles.append(Line2D([], [], **style.handle(), label=_legend_label(group, name)))
     if any(len(g.completed) < len(g.runs) for g in groups):
         handles.append(
             Line2D([], [], color="0.3", linestyle="--", marker="x", lw=0.9, label="diverged run (last point)")
@@ -77,11 +142,11 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
     loss_ax.set_yscale("log")
     loss_ax.set(title="Training loss", ylabel="train loss (log scale)", xlim=(0, last))
     acc_ax.set(title="Test accuracy", ylabel="test accuracy", xlim=(0, last))
-    zoom_ax.set(title=f"Test accuracy, epochs {zoom_from}-{last} (zoomed, means)", ylabel="test accuracy")
+    zoom_ax.set(title=f"Test accuracy, epochs {zoom_from}-{last} (zoomed)", ylabel="test accuracy")
     if window and last > zoom_from:
         lo, hi = min(float(w.min()) for w in window), max(float(w.max()) for w in window)
         pad = max(0.1 * (hi - lo), 0.002)
-        # accuracy lies in [0, 1]: the axis stops there (the lines are not clipped, so one at 100% shows whole)
+        # accuracy lies in [0, 1]: the axis stops there (the means are not clipped, so one at 100% shows whole)
         zoom_ax.set(xlim=(zoom_from, last), ylim=(max(lo - pad, 0.0), min(hi + pad, 1.0)))
     for ax in (acc_ax, zoom_ax):
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
@@ -94,10 +159,27 @@ def _finish(fig: Figure, axes: Sequence[Axes], x: str, title: str, handles: list
         ax.set_xlabel(x)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
-    if title:
-        fig.suptitle(title)
+    _title(fig, axes, title)
     fig.legend(handles=handles, loc="outside right center", frameon=False)
     return fig
+
+
+def _title(fig: Figure, axes: Sequence[Axes], title: str) -> None:
+    """The figure's title: above several panels, centred on the figure; above one, centred on that panel and
+    stacked over its own title (a subtitle), so the two line up; centred on the figure, the legend beside the
+    panel would push it aside."""
+    if not title:
+        return
+    if len(axes) > 1:
+        fig.suptitle(title)
+        return
+    ax = axes[0]
+    if not ax.get_title():
+        ax.set_title(title, fontsize="large")
+        return
+    ax.title.set_fontsize("medium")
+    ax.annotate(title, xy=(0.5, 1), xycoords=ax.title, xytext=(0, 4), textcoords="offset points", ha="center",
+                va="bottom", fontsize="large")  # fmt: skip
 
 
 def _plot_broken(ax: Axes, records: list[Record], x: str, y: str, colour: str, positive: bool = False) -> None:
@@ -132,18 +214,18 @@ def landscape_curves_figure(groups: list[Group], title: str = "") -> Figure:
     axes = fig.subplots(1, 2 if with_distance else 1, squeeze=False)[0]
     handles = []
     positive = True
-    for i, group in enumerate(groups):
-        colour, style = f"C{i % 10}", _STYLES[(i // 10) % len(_STYLES)]
+    for i, (group, name) in enumerate(zip(groups, _names(groups), strict=True)):
+        style = _Style(i, len(groups))
         c = curves(group)
         if c is not None:
             positive &= bool((c["loss"] > 0).all())
-            _mean_and_band(axes[0], c.x, c["loss"], colour, style)
+            _mean_and_band(axes[0], c.x, c["loss"], style)
             if with_distance and "distance_to_minimum" in c.values:
-                _mean_and_band(axes[1], c.x, c["distance_to_minimum"], colour, style)
+                _mean_and_band(axes[1], c.x, c["distance_to_minimum"], style)
         for run in group.runs:
             if run.status != "completed" and run.records:
-                _plot_broken(axes[0], run.records, "step", "loss", colour)
-        handles.append(Line2D([], [], color=colour, linestyle=style, linewidth=1.8, label=_legend_label(group)))
+                _plot_broken(axes[0], run.records, "step", "loss", style.colour)
+        handles.append(Line2D([], [], **style.handle(), label=_legend_label(group, name)))
     axes[0].set_yscale("log" if positive else "symlog")
     axes[0].set(title="Loss", ylabel=f"f(x) ({'log' if positive else 'symmetric log'} scale)")
     if with_distance:
@@ -175,17 +257,17 @@ def trajectories_figure(groups: list[Group], objective: Objective, title: str = 
     ax.contourf(gx, gy, values, levels=levels, cmap="Blues_r", alpha=0.35, norm=_norm(levels), extend="both")
     ax.contour(gx, gy, values, levels=levels, cmap="Blues_r", linewidths=0.6, norm=_norm(levels))
     handles = []
-    for i, group in enumerate(groups):
+    for i, (group, name) in enumerate(zip(groups, _names(groups), strict=True)):
         if group.label not in paths:
             continue
-        colour, style = f"C{i % 10}", _STYLES[(i // 10) % len(_STYLES)]
+        style = _Style(i, len(groups))
         path = paths[group.label]
-        every = max(1, len(path) // 40)  # a dot every few steps shows the speed without hiding the path
-        ax.plot(path[:, 0], path[:, 1], color=colour, linestyle=style, linewidth=1.4, marker=".", markersize=4,
-                markevery=every)  # fmt: skip
+        # the label's marker every few steps shows the speed without hiding the path
+        look = {**style.handle(), "linewidth": style.handle()["linewidth"] * 0.6, "markersize": 3.5}
+        ax.plot(path[:, 0], path[:, 1], **look, markevery=max(1, len(path) // 40))
         end = path[np.isfinite(path).all(axis=1)][-1]
-        ax.plot(*end, color=colour, marker="o", markersize=8, markeredgecolor="black", zorder=5)
-        handles.append(Line2D([], [], color=colour, linestyle=style, marker=".", label=group.label))
+        ax.plot(*end, color=style.colour, marker="o", markersize=8, markeredgecolor="black", zorder=5)
+        handles.append(Line2D([], [], **look, label=name))
     ax.plot(*objective.start, marker="s", color="black", markersize=8, zorder=6)
     handles.append(Line2D([], [], color="black", marker="s", linestyle="none", label="start"))
     handles.append(Line2D([], [], color="0.5", marker="o", markeredgecolor="black", linestyle="none", label="end"))
@@ -194,7 +276,7 @@ def trajectories_figure(groups: list[Group], objective: Objective, title: str = 
         handles.append(Line2D([], [], color="gold", marker="*", markeredgecolor="black", linestyle="none", ms=12,
                               label="minimum"))  # fmt: skip
     ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), xlabel="x0", ylabel="x1")
-    fig.suptitle(title or objective.name)
+    _title(fig, [ax], title or objective.name)
     fig.legend(handles=handles, loc="outside right center", frameon=False)
     return fig
 
@@ -211,20 +293,22 @@ def convergence_figure(groups: list[Group], rows: list[LandscapeStats], title: s
     fig = Figure(figsize=(10, 5.5), layout="constrained")
     ax = fig.add_subplot()
     handles = []
-    for i, group in enumerate(groups):
+    for i, (group, name) in enumerate(zip(groups, _names(groups), strict=True)):
         c = curves(group)
         if c is None or "distance_to_minimum" not in c.values:
             continue
-        colour = f"C{i % 10}"
+        style = _Style(i, len(groups))
+        measured_look = {**style.handle(), "linestyle": "-"}  # solid: here the dashes mean theory
         mean = c["distance_to_minimum"].mean(axis=0)
-        ax.plot(c.x, mean, color=colour, linewidth=1.8)
+        ax.plot(c.x, mean, **measured_look, markevery=style.line(len(c.x))["markevery"])
         stats = by_label[group.label]
         measured = f"measured rate {stats.rate_measured:.3f}" if stats.rate_measured is not None else "no rate"
-        handles.append(Line2D([], [], color=colour, linewidth=1.8, label=f"{group.label}: {measured}"))
+        handles.append(Line2D([], [], **measured_look, label=f"{name}: {measured}"))
         if stats.rate_theory is not None:
-            ax.plot(c.x, mean[0] * stats.rate_theory ** c.x.astype(float), color=colour, linestyle="--", linewidth=1)
-            handles.append(Line2D([], [], color=colour, linestyle="--", linewidth=1,
-                                  label=f"{group.label}: theory {stats.rate_theory:.3f}"))  # fmt: skip
+            # white gaps: on its measured line (a rate the theory predicts exactly), the dashes still show
+            theory_look = {"color": style.colour, "linestyle": "--", "linewidth": 1, "gapcolor": "white"}
+            ax.plot(c.x, mean[0] * stats.rate_theory ** c.x.astype(float), **theory_look)
+            handles.append(Line2D([], [], **theory_look, label=f"{name}: theory {stats.rate_theory:.3f}"))
     ax.set_yscale("log")
     floor = [line.get_ydata()[np.isfinite(line.get_ydata())].min() for line in ax.lines if len(line.get_ydata())]
     if floor:

@@ -14,6 +14,7 @@ report of a compare directory reproduces its table exactly.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -21,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optrun.config import parse_config, read_yaml
+from optrun.config import CompareConfig, parse_config, read_yaml
 from optrun.runs import RunDirError, RunRecord, is_run_dir, read_run, versions, write_json
+from optrun.schema import ConfigError
 from optrun.stats import (
     DEFAULT_TARGET_FRACTION,
     TARGET_DISTANCE_FRACTION,
@@ -35,6 +37,7 @@ from optrun.stats import (
 from optrun.train import objective_of
 
 SEED_DIR = "seed-{}"
+RESULT_STATUSES = ("completed", "diverged", "failed")  # a run in one of these has a result; resume skips it
 
 
 def compare_run_dirs(path: Path) -> list[Path]:
@@ -42,14 +45,69 @@ def compare_run_dirs(path: Path) -> list[Path]:
     return sorted(p.parent for p in path.glob("*/seed-*/metrics.csv"))
 
 
+@dataclass(frozen=True)
+class UnfinishedRun:
+    """A planned run of a comparison that has no result: its label, its seed and what became of it."""
+
+    label: str
+    seed: int
+    state: str  # "not run", "interrupted after 1 of 3 epochs", ...
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A compare directory whose comparison did not finish (Ctrl-C, SIGTERM, a killed process): what its
+    summary.json says, how many runs it planned and which of them have no result. Its table and plots can
+    only show the finished runs; ``optrun compare --resume`` runs the others and writes the comparison."""
+
+    path: Path
+    reason: str | None  # "interrupted by SIGINT", from its summary.json; None when it wrote none
+    planned: int
+    runs: list[UnfinishedRun]
+
+    @property
+    def resume_command(self) -> str:
+        return f"optrun compare --resume {self.path}"
+
+    @property
+    def headline(self) -> str:
+        """``the comparison did not finish (interrupted by SIGINT): 1 of 4 runs have a result``."""
+        why = f" ({self.reason})" if self.reason else ""
+        if not self.planned:  # its config.yaml is missing or damaged: the runs it planned are unknown
+            return f"the comparison did not finish{why}"
+        if not self.runs:
+            return f"the comparison did not finish{why}: every run has a result, but the comparison was not written"
+        done = self.planned - len(self.runs)
+        return f"the comparison did not finish{why}: {done} of {self.planned} runs have a result"
+
+    def missing(self, label: str) -> int:
+        """How many of ``label``'s seeds have no result."""
+        return sum(r.label == label for r in self.runs)
+
+    def runs_text(self) -> list[str]:
+        """One line per label lacking results, its seeds grouped by state: ``adam  seed 0 interrupted after 1 of 3
+        epochs; seeds 1, 2 not run``."""
+        by_label: dict[str, dict[str, list[str]]] = {}
+        for run in self.runs:
+            by_label.setdefault(run.label, {}).setdefault(run.state, []).append(str(run.seed))
+        width = max(map(len, by_label), default=0)
+        return [
+            f"{label:<{width}}  "
+            + "; ".join(f"seed{'s' * (len(s) > 1)} {', '.join(s)} {state}" for state, s in states.items())
+            for label, states in by_label.items()
+        ]
+
+
 @dataclass
 class Collection:
-    """Groups gathered from directories, the problems met on the way, and the compare configs read."""
+    """Groups gathered from directories, the problems met on the way, the compare configs read, and the compare
+    directories that did not finish."""
 
     groups: list[Group] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     compare_configs: list[Mapping[str, Any]] = field(default_factory=list)
     run_dirs: int = 0  # single run directories given
+    unfinished: list[Unfinished] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -70,17 +128,74 @@ def _seed_of(run_dir: Path) -> int:
     return int(suffix) if suffix.isdigit() else -1
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; empty when the file is missing or is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_compare_dir(path: Path) -> bool:
+    """Whether ``path`` is a compare directory: it holds ``<label>/seed-<k>`` run directories, or, interrupted
+    before its first run finished, the config.yaml and summary.json that ``optrun compare`` wrote."""
+    if compare_run_dirs(path):
+        return True
+    return (path / "config.yaml").is_file() and _read_json(path / "summary.json").get("kind") == "comparison"
+
+
+def _run_state(run_dir: Path) -> str | None:
+    """What became of a planned run: None when it has a result, else ``not run`` or how far it got."""
+    if not run_dir.is_dir():
+        return "not run"
+    summary = _read_json(run_dir / "summary.json")
+    if summary.get("status") in RESULT_STATUSES:
+        return None
+    if summary.get("status") == "interrupted":
+        unit = "steps" if "steps" in summary else "epochs"
+        return f"interrupted after {summary.get(unit)} of {summary.get(f'{unit}_planned')} {unit}"
+    return "unfinished (no summary.json)"
+
+
+def unfinished(path: Path, config: Mapping[str, Any]) -> Unfinished | None:
+    """What the compare directory ``path``, whose resolved compare config is ``config``, lacks: None when every
+    planned run (each label with each seed) has a result and the comparison was written."""
+    summary = _read_json(path / "summary.json")
+    try:
+        compare_config = parse_config(dict(config), str(path / "config.yaml"), CompareConfig)
+        planned = [(label, seed) for seed in compare_config.seed_list for label in compare_config.optimizers]
+    except ConfigError:
+        planned = []  # without its config the runs planned are unknown; its summary.json still tells
+    states = [(label, seed, _run_state(path / label / SEED_DIR.format(seed))) for label, seed in planned]
+    runs = [UnfinishedRun(label, seed, state) for label, seed, state in states if state is not None]
+    written = summary.get("status") == "completed" or (
+        "status" not in summary and (path / "comparison.csv").is_file()  # written before summaries had a status
+    )
+    if written and not runs:
+        return None
+    return Unfinished(path, summary.get("reason"), len(planned), runs)
+
+
 def _read_compare_dir(path: Path, out: Collection) -> None:
+    """Group the runs with a result in compare directory ``path`` by label; note what it lacks, if anything.
+    An interrupted run is left out: its rows are not a result, and counting it would make its label look broken."""
     config = read_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else {}
     config = config if isinstance(config, Mapping) else {}
     out.compare_configs.append(config)
     by_label: dict[str, list[RunRecord]] = {label: [] for label in config.get("optimizers") or {}}
     for run_dir in sorted(compare_run_dirs(path), key=lambda p: (p.parent.name, _seed_of(p))):
         try:
-            by_label.setdefault(run_dir.parent.name, []).append(read_run(run_dir))
+            run = read_run(run_dir)
         except RunDirError as exc:
             out.warnings.append(f"skipped {exc}")
+            continue
+        if run.status in RESULT_STATUSES:
+            by_label.setdefault(run_dir.parent.name, []).append(run)
     out.groups += [Group(label, runs, path) for label, runs in by_label.items() if runs]
+    if (gap := unfinished(path, config)) is not None:
+        out.unfinished.append(gap)
+        out.warnings.append(f"{path}: {gap.headline}; only those are compared. Finish it with: {gap.resume_command}")
 
 
 def collect(paths: Iterable[str | Path]) -> Collection:
@@ -95,7 +210,7 @@ def collect(paths: Iterable[str | Path]) -> Collection:
             run = read_run(path)
             out.run_dirs += 1
             out.groups.append(Group(str(run.config.get("name") or path.name), [run], path))
-        elif compare_run_dirs(path):
+        elif is_compare_dir(path):
             _read_compare_dir(path, out)
         elif path.is_dir():
             raise RunDirError(f"{path}: neither a run directory (no metrics.csv) nor a compare directory")

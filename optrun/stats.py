@@ -27,6 +27,7 @@ Objectives (``LandscapeStats``), over the completed seeds likewise:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,53 @@ def _mean_std(values: np.ndarray) -> tuple[float, float | None]:
 def describe_hyperparameters(optimizer: dict[str, Any]) -> str:
     """``learning_rate=0.003 beta1=0.9 ...``: an optimizer spec without its name."""
     return " ".join(f"{k}={v}" for k, v in optimizer.items() if k != "name")
+
+
+_ALWAYS_SHOWN = ("name", "learning_rate")  # every optimizer description starts with these
+
+
+def distinguishing_keys(specs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The hyperparameters, besides name and learning rate, whose values differ between the specs that have them:
+    what tells labels apart, e.g. ``mu`` in a sweep of momentum. A key only some optimizers have (adam's ``beta1``)
+    is compared among those, so that the names alone tell sgd from adam. In the order the specs list them, the
+    numbers and flags before the mappings (schedules), which read longer."""
+    keys = dict.fromkeys(k for spec in specs for k in spec if k not in _ALWAYS_SHOWN)
+    differ = [k for k in keys if len({repr(spec[k]) for spec in specs if k in spec}) > 1]
+    return sorted(differ, key=lambda k: any(isinstance(spec.get(k), Mapping) for spec in specs))
+
+
+def describe_optimizer(spec: Mapping[str, Any], keys: Iterable[str] = (), exact: bool = False) -> str:
+    """``momentum lr=0.01 mu=0.5``: the optimizer's name, learning rate and the settings ``keys`` it sets (unset
+    ones, None, are left out); floats to 4 significant digits, or, ``exact``, in full."""
+    words = [str(spec.get("name", "?"))]
+    if spec.get("learning_rate") is not None:
+        words.append(f"lr={_setting(spec['learning_rate'], exact)}")
+    words += [f"{k}={_setting(spec[k], exact)}" for k in keys if spec.get(k) is not None]
+    return " ".join(words)
+
+
+def _setting(value: Any, exact: bool) -> str:
+    """One setting, compactly: ``cosine(steps=200, warmup=10)`` for a mapping with a name (a schedule),
+    ``(when=loss)`` for one without, ``true`` for a boolean (as YAML writes it), 0.003 for a float."""
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{k}={_setting(v, exact)}" for k, v in value.items() if k != "name" and v is not None)
+        return f"{value['name']}({inner})" if "name" in value else f"({inner})"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value) if exact else f"{value:.4g}"
+    return str(value)
+
+
+def optimizer_descriptions(specs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each spec described (``describe_optimizer``) with the settings that tell it from the others; floats in full
+    where 4 significant digits would make two different specs read the same."""
+    keys = distinguishing_keys(specs)
+    texts = [describe_optimizer(spec, keys) for spec in specs]
+    distinct_specs = {repr(dict(spec)) for spec in specs}
+    if len(set(texts)) < len(distinct_specs):
+        texts = [describe_optimizer(spec, keys, exact=True) for spec in specs]
+    return texts
 
 
 def label_stats(group: Group, target: float | None) -> LabelStats:
