@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optrun.config import CompareConfig, Config, dump_yaml
-from optrun.parallel import executor
+from optrun.parallel import WorkersLost, executor
 from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, write
 from optrun.runs import (
     RunInterrupted,
@@ -125,6 +125,14 @@ def _finished(run_dir: Path) -> bool:
         return False
 
 
+def _stopped(path: Path, config: CompareConfig, runs: list[PlannedRun], status: str, reason: str) -> int:
+    """Write the summary.json of a comparison that stopped before its end; how many of its runs finished."""
+    done = sum(_finished(path / r.subdir) for r in runs)
+    summary = {"kind": "comparison", "name": config.name, "status": status, "reason": reason}
+    write_json(path / "summary.json", summary | {"runs_finished": done, "runs_planned": len(runs)})
+    return done
+
+
 def pending(config: CompareConfig, resume_dir: str | Path | None = None) -> list[PlannedRun]:
     """The runs still to do: all of them, or those of ``resume_dir`` that did not finish."""
     runs = plan(config)
@@ -182,13 +190,16 @@ def compare(
                     # run in this process, execute caught the signal: stop here as the workers' executors do
                     raise Terminated() if "SIGTERM" in (finished.result.reason or "") else KeyboardInterrupt()
         except KeyboardInterrupt as exc:
-            done = sum(_finished(path / r.subdir) for r in runs)
             signal = signal_name(exc)
-            summary = {"kind": "comparison", "name": config.name, "status": "interrupted"}
-            summary |= {"reason": f"interrupted by {signal}", "runs_finished": done, "runs_planned": len(runs)}
-            write_json(path / "summary.json", summary)
+            done = _stopped(path, config, runs, "interrupted", f"interrupted by {signal}")
             progress = f"after {done} of {len(runs)} runs"
             raise RunInterrupted(path, signal, progress, resume_command=f"compare --resume {path}") from None
+        except WorkersLost as exc:
+            done = _stopped(path, config, runs, "failed", str(exc))
+            raise WorkersLost(
+                f"{path}: {exc}; {done} of {len(runs)} runs finished and are kept. "
+                f"Resume with: optrun compare --resume {path}"
+            ) from None
     runs_seconds = time.perf_counter() - start
     comparison = build(collect([path]).groups, config.name, config.target_accuracy)
     where = f"Dask cluster at {scheduler}" if scheduler else ("this process" if jobs == 1 else f"{jobs} processes")

@@ -11,14 +11,20 @@ parallel runs do not oversubscribe the cores; a run's numbers do not depend on i
 Local workers come from the ``forkserver`` start method (``spawn`` where there is
 none): forking a process that runs threads (a live progress display, BLAS
 pools) can deadlock the child, and a fork server that has already imported the
-task's module starts each worker in milliseconds.
+task's module starts each worker in milliseconds. They never import this
+process's main module, as multiprocessing otherwise has them do: a user's script
+that starts a comparison at its top level, with no ``if __name__ == "__main__"``
+guard, would run again in every worker. Tasks must live in an importable module.
+
+A worker that dies (killed, out of memory, a crash in compiled code) takes the
+pool's unfinished tasks with it: ``WorkersLost``, after the tasks that finished.
 
 A Ctrl-C on the terminal goes to every process of the group. Only this process
 acts on it: the fork server and the workers start with SIGINT blocked (the server
-then ignores it), and a
-worker's SIGINT interrupts a running task (which hands back what it has) and
-nothing else, so that a Ctrl-C while they start or wait prints no traceback.
-On an interrupt this process sends SIGINT to the workers itself.
+then ignores it). A worker's first SIGINT interrupts its running task (which hands
+back what it has) and makes it refuse every task it is given after, so that no run
+starts once Ctrl-C was pressed; a Ctrl-C while they start or wait prints no
+traceback. On an interrupt this process sends SIGINT to the workers itself.
 """
 
 from __future__ import annotations
@@ -28,9 +34,12 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import signal
+import sys
 import threading
+import types
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -46,18 +55,29 @@ class ExecutorError(RuntimeError):
     """An executor cannot be used: a missing optional dependency, an unreachable scheduler."""
 
 
+class WorkersLost(ExecutorError):
+    """A local worker process died: the pool's unfinished tasks are lost (those that finished were yielded)."""
+
+
 class MapUnordered(Protocol):
     def __call__(self, fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None) -> Iterator[tuple[int, R]]:
         """Yield ``(i, fn(items[i]))`` for every item, in the order they finish.
 
         ``fn`` must be a module-level function the workers can import. When a
-        task raises or its worker dies, ``on_error(exception)`` stands in for its
-        result (without ``on_error``, the exception propagates).
+        task raises, ``on_error(exception)`` stands in for its result (without
+        ``on_error``, the exception propagates). When a local worker dies, the
+        unfinished tasks raise ``WorkersLost``.
         """
         ...
 
 
 _task_running = False  # in a local worker: whether a task is running, which a SIGINT then interrupts
+_stopping = False  # in a local worker: whether a SIGINT came, after which it starts no task
+
+
+class NoResult:
+    """What a local worker hands back for a task stopped by a SIGINT before it had anything to hand back:
+    given to the worker after the SIGINT, or interrupted before it began."""
 
 
 def _init_worker() -> None:
@@ -69,32 +89,26 @@ def _init_worker() -> None:
 
 
 def _interrupt_task(signum: int, frame: Any) -> None:
-    if _task_running:
+    """The first SIGINT interrupts the running task, if any; every one stops the worker starting new tasks. The
+    terminal's Ctrl-C and this process's own SIGINT both come: a second KeyboardInterrupt would break the task
+    while it hands back what it has."""
+    global _stopping
+    first, _stopping = not _stopping, True
+    if first and _task_running:
         raise KeyboardInterrupt
 
 
-def _as_task(fn: Callable[[T], R], item: T) -> R:
-    """``fn(item)`` in a local worker, open to SIGINT while it runs."""
+def _as_task(fn: Callable[[T], R], item: T) -> R | NoResult:
+    """``fn(item)`` in a local worker, open to SIGINT while it runs (``fn`` catches KeyboardInterrupt to hand
+    back what it has); ``NoResult`` once a SIGINT came."""
     global _task_running
-    _task_running = True
     try:
-        return fn(item)
+        _task_running = True
+        return NoResult() if _stopping else fn(item)
+    except KeyboardInterrupt:  # the SIGINT came before fn could catch it
+        return NoResult()
     finally:
         _task_running = False
-
-
-@contextmanager
-def _handling(signums: Sequence[int], handler: Any) -> Iterator[None]:
-    """``handler`` for the signals ``signums`` during the block, where one can be set (in the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.signal(signum, handler) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 @contextmanager
@@ -113,13 +127,25 @@ def _environment(**variables: str) -> Iterator[None]:
 
 
 @contextmanager
+def _without_main() -> Iterator[None]:
+    """Processes started in the block do not import this process's main module: multiprocessing has a new
+    process import it (to find the task's function, where it lives there), and a script with no ``__main__``
+    guard would run again in each. An empty stand-in has no file or module name for them to import."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+@contextmanager
 def _starting() -> Iterator[None]:
-    """For a block that starts processes: SIGINT and SIGTERM that come during it are delivered at its end,
-    to the handlers in place before it, and the processes begin with SIGINT blocked (a child inherits the
-    mask), so that a Ctrl-C to the whole group is neither lost here nor taken by them while they import.
-    The fork server never unblocks it (it ignores SIGINT once it has imported); a worker does."""
-    caught: list[int] = []
-    with _handling((signal.SIGINT, signal.SIGTERM), lambda signum, frame: caught.append(signum)):
+    """For a block that starts processes: they begin with SIGINT blocked (a child inherits the mask), so that
+    a Ctrl-C to the whole group is not taken by them while they import, and without this process's main
+    module (``_without_main``). The fork server never unblocks SIGINT (it ignores it once it has imported);
+    a worker does."""
+    with _without_main():
         if threading.current_thread() is threading.main_thread():
             blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
             try:
@@ -128,8 +154,31 @@ def _starting() -> Iterator[None]:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         else:
             yield
-    for signum in dict.fromkeys(caught):
-        signal.raise_signal(signum)
+
+
+class _HeldSignals:
+    """SIGINT and SIGTERM held back while a pool of workers runs, in the main thread: the pool acts on them
+    where it can wind its workers down and hand back their partial results, whatever the caller was doing
+    when they came (writing a run, printing), then delivers them to the handlers that were in place."""
+
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._catch) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _catch(self, signum: int, frame: Any) -> None:
+        self.caught.append(signum)
+
+    def deliver(self) -> None:
+        """Put the handlers back, then raise what was caught (their exception, KeyboardInterrupt for SIGINT,
+        comes out of this call)."""
+        caught, self.caught = dict.fromkeys(self.caught), []
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+        for signum in caught:
+            signal.raise_signal(signum)
 
 
 def _one_thread(fn: Callable[[T], R], item: T) -> R:
@@ -158,14 +207,18 @@ def executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[MapUnorder
     else:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker)
+        held = _HeldSignals()
         try:
-            yield partial(_pool_map, pool, context)
-        except BaseException:
-            _signal_workers(pool, signal.SIGTERM)  # an interrupt or error outside the wait: no worker lingers
-            raise
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker)
+            try:
+                yield partial(_pool_map, pool, context, held)
+            except BaseException:
+                _signal_workers(pool, signal.SIGTERM)  # an error outside the wait: no worker lingers
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)  # drop what has not started
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # drop what has not started
+            held.deliver()  # a signal the pool did not act on (the caller left it early)
 
 
 def _serial_map(fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None) -> Iterator[tuple[int, R]]:
@@ -174,7 +227,12 @@ def _serial_map(fn: Callable[[T], R], items: Sequence[T], on_error: OnError = No
 
 
 def _pool_map(
-    pool: ProcessPoolExecutor, context: Any, fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None
+    pool: ProcessPoolExecutor,
+    context: Any,
+    held: _HeldSignals,
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    on_error: OnError = None,
 ) -> Iterator[tuple[int, R]]:
     with _starting():
         if context.get_start_method() == "forkserver":
@@ -185,19 +243,29 @@ def _pool_map(
             with _environment(PYTHONSAFEPATH="1"):
                 multiprocessing.forkserver.ensure_running()
         # The pool starts its workers as tasks come (from the fork server once it has imported the task's
-        # module: about a second). An interrupt in there would leave a worker starting that the pool does
-        # not know of yet: it is taken after the block.
+        # module: about a second).
         futures = {pool.submit(_as_task, fn, item): i for i, item in enumerate(items)}
     pending = set(futures)
-    try:
-        for future in as_completed(futures):
+    while pending and not held.caught:
+        done, _ = wait(pending, timeout=SIGNAL_POLL_SECONDS, return_when=FIRST_COMPLETED)
+        for future in done:
             pending.discard(future)
-            yield futures[future], _guarded(future.result, on_error)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while waiting: let the running tasks hand back what they have
+            if isinstance(future.exception(), BrokenProcessPool):
+                raise WorkersLost(
+                    "a worker process ended abruptly (killed, out of memory, or a crash in compiled code), "
+                    f"with {len(pending) + 1} of {len(futures)} tasks unfinished"
+                )
+            if isinstance(result := _guarded(future.result, on_error), NoResult):
+                held.caught.append(signal.SIGINT)  # a worker was sent SIGINT, not this process: stop as if it were
+            else:
+                yield futures[future], result
+    if held.caught:  # Ctrl-C or SIGTERM: let the running tasks hand back what they have, then raise
         yield from _wind_down(pool, futures, pending)
-        raise
+        held.deliver()
 
 
+SIGNAL_POLL_SECONDS = 0.1
+"""How often the wait for tasks looks for a held signal: the delay of a Ctrl-C's effect."""
 INTERRUPT_GRACE_SECONDS = 10.0  # how long running tasks get to return their partial results
 
 
@@ -211,7 +279,7 @@ def _wind_down(pool: ProcessPoolExecutor, futures: dict[Any, int], pending: set[
     running = [f for f in pending if not f.cancelled()]
     try:
         for future in as_completed(running, timeout=INTERRUPT_GRACE_SECONDS):
-            if future.exception() is None:
+            if future.exception() is None and not isinstance(future.result(), NoResult):
                 yield futures[future], future.result()
     except TimeoutError:
         pass

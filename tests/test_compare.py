@@ -7,6 +7,8 @@ import dataclasses
 import json
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,12 +23,13 @@ from optrun.cli import cli
 from optrun.compare import compare, plan
 from optrun.config import CompareConfig, parse_config
 from optrun.optim import OPTIMIZERS, REFERENCE_OPTIMIZERS
-from optrun.parallel import executor
+from optrun.parallel import WorkersLost, executor
 from optrun.plots import curves_figure
 from optrun.report import collect
 from optrun.runs import read_run
 from optrun.train import prepare
 
+ROOT = Path(__file__).parent.parent
 SMALL = {
     "name": "cmp",
     "dataset": {"name": "digits"},
@@ -299,14 +302,33 @@ def test_an_exception_in_one_run_fails_that_run_only(tmp_path, monkeypatch) -> N
     assert out.comparison.rows[1].failed == 2 and not out.all_failed
 
 
-def test_executors_report_task_errors_and_dead_workers_through_on_error() -> None:
+def test_executors_report_task_errors_through_on_error_and_a_dead_worker_as_workers_lost() -> None:
     for jobs in (1, 2):
         with executor(jobs) as map_unordered:
             results = dict(map_unordered(math.sqrt, [4.0, -1.0, 9.0], on_error=lambda exc: type(exc).__name__))
         assert results == {0: 2.0, 1: "ValueError", 2: 3.0}
-    with executor(2) as map_unordered:
-        results = dict(map_unordered(os._exit, [3, 3], on_error=lambda exc: type(exc).__name__))
-    assert results == {0: "BrokenProcessPool", 1: "BrokenProcessPool"}
+    with pytest.raises(WorkersLost, match="a worker process ended abruptly"), executor(2) as map_unordered:
+        dict(map_unordered(os._exit, [3, 3], on_error=lambda exc: type(exc).__name__))
+
+
+README_API = re.search(r"## Python API\n\n```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def test_the_readmes_python_api_runs_as_a_script_without_a_main_guard(tmp_path) -> None:
+    """Saved as a script and run with python: its compare(..., jobs=2) starts workers that must not run the
+    script again (they would start processes while bootstrapping, break the pool, and train stray runs)."""
+    assert README_API is not None
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    (tmp_path / "script.py").write_text(README_API.group(1) + "print(done.path)\n")
+    done = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "bootstrapping" not in done.stderr, done.stderr
+    compare_dir = tmp_path / done.stdout.strip().splitlines()[-1]
+    written = sorted(p.name.split("-")[0] for p in (tmp_path / "runs").iterdir())
+    assert written == ["digits", "quickstart"]  # one run and one comparison, nothing from a worker
+    assert json.loads((compare_dir / "summary.json").read_text())["status"] == "completed"
+    runs = [read_run(path) for path in compare_dir.glob("*/seed-*")]
+    assert len(runs) == 12 and {run.status for run in runs} == {"completed"}
 
 
 # --- options ---------------------------------------------------------------------------------------------------------

@@ -309,3 +309,78 @@ def test_a_signal_on_parallel_workers_leaves_no_process_behind(tmp_path, group: 
             break
         time.sleep(0.2)
     assert survivors == [], survivors  # no worker (nor fork server) of that session lingers
+
+
+LONG_RUNS = """name: long
+seeds: 4
+dataset: {name: blobs, n_samples: 20000, n_features: 50, n_classes: 5, noise: 6.0}
+model: {hidden: [64], activation: tanh}
+train: {epochs: 100, batch_size: 8}
+optimizers: {sgd: null, adam: null, rmsprop: null}
+"""
+
+
+def start_compare(tmp_path: Path, text: str, *args: str) -> subprocess.Popen:
+    path = tmp_path / "cmp.yaml"
+    path.write_text(text)
+    command = [sys.executable, "-m", "optrun", "compare", str(path), "--runs-dir", str(tmp_path / "runs"), *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for_workers(process: subprocess.Popen, count: int = 5) -> None:
+    """Until optrun, the resource tracker, the fork server and 2 workers are in the session."""
+    deadline = time.monotonic() + 60
+    while len(session_processes(process.pid)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(session_processes(process.pid)) >= count
+
+
+def test_after_ctrl_c_no_run_starts_and_the_runs_in_flight_keep_their_epochs(tmp_path) -> None:
+    """12 runs of several seconds each on 2 workers, Ctrl-C while the first two train: the queued runs never
+    start (each would take seconds to finish), the command ends at once, and the two in flight are written
+    with the epochs they finished."""
+    process = start_compare(tmp_path, LONG_RUNS, "-j", "2")
+    wait_for_workers(process)
+    time.sleep(2.0)  # both workers are training
+    os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C goes to the whole group
+    signalled = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    took = time.monotonic() - signalled
+    assert process.returncode == 130, err
+    assert took < 5.0, f"{took:.1f} s from Ctrl-C to exit"  # one run takes about 10 s
+    assert err.startswith("interrupted by SIGINT after 0 of 12 runs") and "Traceback" not in err, err
+    compare_dir = next((tmp_path / "runs").iterdir())
+    written = sorted(compare_dir.glob("*/seed-*"))
+    assert len(written) == 2, written  # the two in flight, and no other
+    for run_dir in written:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        rows = metrics_without_timing(run_dir)[1:]
+        assert summary["status"] == "interrupted" and summary["epochs"] >= 1, summary
+        assert len(rows) == summary["epochs"] + 1 and summary["reason"].endswith(f"after epoch {summary['epochs']}")
+
+
+def test_a_worker_killed_mid_comparison_fails_it_with_one_line_and_resume_finishes_it(tmp_path) -> None:
+    """As the kernel's out-of-memory killer would: the comparison is not 'completed' with failed runs; it stops
+    with one line and exit 2, keeps what finished, and --resume runs the rest."""
+    process = start_compare(tmp_path, COMPARE.replace("epochs: 3, max_samples: 300", "epochs: 300"), "-j", "2")
+    wait_for_workers(process)
+    server = [int(pid) for pid in session_processes(process.pid) if _is_fork_server(int(pid))]
+    workers = subprocess.run(["pgrep", "-P", str(server[0])], capture_output=True, text=True).stdout.split()
+    os.kill(int(workers[0]), signal.SIGKILL)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "a worker process ended abruptly" in lines[0], err
+    compare_dir = next((tmp_path / "runs").iterdir())
+    assert f"Resume with: optrun compare --resume {compare_dir}" in lines[0]
+    summary = json.loads((compare_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "ended abruptly" in summary["reason"]
+    assert not (compare_dir / "comparison.csv").exists()
+    resumed = CliRunner().invoke(cli, ["compare", "--resume", str(compare_dir), "-q", "-j", "1"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((compare_dir / "summary.json").read_text())["status"] == "completed"
+    assert len(list(compare_dir.glob("*/seed-*"))) == 6
+
+
+def _is_fork_server(pid: int) -> bool:
+    return b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
