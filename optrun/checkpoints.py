@@ -10,7 +10,6 @@ reader finds the old checkpoint or the new one, never half of one.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
@@ -44,11 +43,9 @@ def save(exp: Experiment, run_dir: Path) -> Path:
     scalars = {k: v for k, v in state.items() if k not in ("state",)}
     meta = {"epoch": exp.epoch, "optimizer": scalars, "batch_order": exp.batch_order.bit_generator.state}
     meta["sha256"] = _digest(meta, arrays)
-    buffer = io.BytesIO()
-    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
     path, tmp = run_dir / NAME, run_dir / f".{NAME}.tmp"
-    with tmp.open("wb") as f:
-        f.write(buffer.getvalue())
+    with tmp.open("wb") as f:  # straight to the file: no copy of the state in memory
+        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from optrun import config as configs
+from optrun import memory
 from optrun import report as reports
 from optrun.checkpoints import CheckpointError
 from optrun.compare import PlannedRun, compare, pending, select
@@ -251,11 +252,13 @@ def _run_line(planned: PlannedRun, outcome: RunOutcome, width: int) -> str:
 def _compare_progress(
     console: Console, runs: int, width: int, quiet: bool
 ) -> Iterator[Callable[[PlannedRun, RunOutcome], None]]:
-    """A callback for each finished run: a line, under one overall bar on a terminal."""
+    """A callback for each finished run: a line, under one overall bar on a terminal. What the library tells
+    its logger meanwhile (fewer runs at once than asked, to fit in memory; a compile) shows as a line too."""
     if quiet:
         yield lambda planned, outcome: None
     elif not console.is_terminal:
-        yield lambda planned, outcome: console.print(_run_line(planned, outcome, width))
+        with _library_messages(lambda message: console.print(message, highlight=False)):
+            yield lambda planned, outcome: console.print(_run_line(planned, outcome, width))
     else:
         columns = (TextColumn("runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
@@ -265,7 +268,8 @@ def _compare_progress(
                 bar.console.print(_run_line(planned, outcome, width))
                 bar.advance(task)
 
-            yield show
+            with _library_messages(lambda message: bar.console.print(message, highlight=False, markup=False)):
+                yield show
 
 
 def _split_labels(only: tuple[str, ...]) -> list[str]:
@@ -419,9 +423,11 @@ def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     for path in config_paths:
         try:
             c = configs.load_any_config(path, overrides)
+            need = memory.check_each(c)
         except ConfigError as exc:
             bad += 1
-            click.echo(f"error: {exc}", err=True)
+            message = str(exc)
+            click.echo(f"error: {message if message.startswith(f'{path}:') else f'{path}: {message}'}", err=True)
             continue
         if c.objective is not None:
             problem = f"on {c.objective.name}, {c.train.steps} steps"
@@ -432,7 +438,7 @@ def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
             what = f"compare {len(c.optimizers)} optimizers x {n} seed{'s' if n > 1 else ''}"
         else:
             what = c.optimizer.name
-        click.echo(f"ok: {path} ({what} {problem})")
+        click.echo(f"ok: {path} ({what} {problem}; about {memory.size(need.total)} of memory a run)")
     if bad:
         sys.exit(2)
 

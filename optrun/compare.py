@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from optrun import memory
 from optrun.config import CompareConfig, Config, dump_yaml
 from optrun.parallel import WorkersLost, executor
 from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, write
@@ -163,6 +164,8 @@ def compare(
     runs = plan(config)
     todo = pending(config, resume_dir)
     jobs = max(1, min(jobs, len(todo) or 1))
+    if todo and scheduler is None:  # a Dask worker checks its own memory when it prepares a run
+        jobs = memory.runs_that_fit(memory.check_each(config), jobs)
     if todo and (jobs > 1 or scheduler is not None):
         # While the workers start, a core is idle: import matplotlib for the plots then, not after the runs.
         threading.Thread(target=importlib.import_module, args=("optrun.plots",), daemon=True).start()

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from optrun import threads
+from optrun import memory, threads
 from optrun.config import Config
 from optrun.data import Dataset, check_every_class, load_dataset
 from optrun.models import Dense, Network, ReLU, build_model
@@ -130,7 +130,8 @@ def objective_of(config: Config) -> Objective:
 
 def prepare(config: Config) -> Experiment | Landscape:
     """Load the data, initialise the network and build the optimizer for ``config`` (or place the
-    start point on its objective)."""
+    start point on its objective); ConfigError first if the run cannot fit in memory (``optrun.memory``)."""
+    memory.check(config)  # before anything is allocated
     data_rng, init_rng, order_rng = _streams(config.seed)
     if config.objective is not None:
         objective = objective_of(config)

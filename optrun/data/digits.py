@@ -18,6 +18,11 @@ class DigitsSpec(Section):
     name: Literal["digits"]
     test_fraction: Fraction = 0.2
 
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """(samples, features, classes) of the set, known before it is read."""
+        return SHAPE[0], SHAPE[1] - 1, 10
+
 
 SHAPE = (1797, 65)  # 64 pixel counts and the label
 

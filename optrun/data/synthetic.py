@@ -21,6 +21,11 @@ class SyntheticSpec(Section):
     noise: NonNegativeFloat = 0.1
     test_fraction: Fraction = 0.2
 
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """(samples, features, classes) of the set, known before it is made."""
+        return self.n_samples, getattr(self, "n_features", 2), getattr(self, "n_classes", 2)
+
     @model_validator(mode="after")
     def _enough_samples(self) -> SyntheticSpec:
         need = 4 * getattr(self, "n_classes", 2)  # moons, circles and xor have two classes

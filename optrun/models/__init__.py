@@ -2,7 +2,7 @@
 
 from optrun.models.layers import ACTIVATIONS, Dense, Layer, ReLU
 from optrun.models.loss import log_softmax, softmax_cross_entropy
-from optrun.models.network import LogisticSpec, MLPSpec, ModelSpec, Network, build_model
+from optrun.models.network import LogisticSpec, MLPSpec, ModelSpec, Network, build_model, count_parameters, widths
 
 __all__ = [
     "ACTIVATIONS",
@@ -14,6 +14,8 @@ __all__ = [
     "Network",
     "ReLU",
     "build_model",
+    "count_parameters",
     "log_softmax",
     "softmax_cross_entropy",
+    "widths",
 ]

@@ -135,17 +135,23 @@ def _init_weights(net: Network, scheme: str, rng: np.random.Generator) -> None:
         d.W[...] = rng.standard_normal(d.W.shape) * np.sqrt(var)
 
 
+def widths(spec: Any, n_features: int, n_classes: int) -> list[int]:
+    """The widths of the network's layers of units, from its inputs to its class scores."""
+    return [n_features, *([] if spec.type == "logistic" else spec.hidden), n_classes]
+
+
+def count_parameters(spec: Any, n_features: int, n_classes: int) -> int:
+    """The weights and biases of the network a model spec describes: Σ (fan_in + 1)·fan_out over its layers."""
+    return sum((fan_in + 1) * fan_out for fan_in, fan_out in itertools.pairwise(widths(spec, n_features, n_classes)))
+
+
 def build_model(spec: Any, n_features: int, n_classes: int, rng: np.random.Generator) -> Network:
     """The network a validated model spec describes, initialised from ``rng``."""
-    if spec.type == "logistic":
-        layers: list[Layer] = [Dense(n_features, n_classes)]
-    else:
-        widths = [n_features, *spec.hidden]
-        layers = []
-        for fan_in, fan_out in itertools.pairwise(widths):
-            activation = ReLU(in_place=True) if spec.activation == "relu" else ACTIVATIONS[spec.activation]()
-            layers += [Dense(fan_in, fan_out), activation]
-        layers.append(Dense(widths[-1], n_classes))
+    layers: list[Layer] = []
+    for fan_in, fan_out in itertools.pairwise(widths(spec, n_features, n_classes)):
+        if layers:  # an activation between two Dense layers
+            layers.append(ReLU(in_place=True) if spec.activation == "relu" else ACTIVATIONS[spec.activation]())
+        layers.append(Dense(fan_in, fan_out))
     net = Network(layers, dtype=spec.dtype, weight_decay=spec.weight_decay)
     _init_weights(net, spec.init, rng)
     return net

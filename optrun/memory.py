@@ -1,0 +1,151 @@
+"""How much memory a run needs, estimated from its config before anything is allocated, and what is free.
+
+A run that cannot fit is refused with one line (``check``) before its data is made: otherwise numpy fails
+deep inside a generator or the kernel kills the process, after minutes of work. The estimate is an upper
+bound of the peak, part by part (``tests/test_memory.py`` measures real runs against it):
+
+- the data: the samples as the model's floats, twice (the set and its split train and test copies live at
+  once while it is split; a generated blobs set also needs a temporary of its size while it is made), and
+  ``PER_SAMPLE_BYTES`` a sample for the labels, the split's index arrays and the 2-D sets' float64 work;
+- the network and its optimizer: parameters, gradients, the optimizer's state, two scratch arrays of the
+  reference updates, and the copy of the state a checkpoint saves, with room for one array more;
+- the activations: a training batch's (kept for the backward pass), and an evaluation's pieces on every
+  thread (``optrun.models.network.EVALUATION_ROWS`` rows each);
+- on a quadratic objective, its dense Hessian and the rotation that makes it, a few dim × dim arrays.
+
+A margin of 10% and 64 MiB covers what the parts leave out (the allocator, BLAS's buffers, temporaries).
+
+What is free: the kernel's estimate of the memory available to new allocations (``MemAvailable``), or less
+where the process's cgroup (a container's limit) allows less.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from optrun import threads
+from optrun.config import CompareConfig, Config
+from optrun.models import count_parameters, widths
+from optrun.models.network import EVALUATION_ROWS
+from optrun.optim import build_optimizer
+from optrun.schema import ConfigError
+
+log = logging.getLogger("optrun")
+
+OVERHEAD_SHARE, OVERHEAD_BYTES = 0.1, 64 << 20
+"""The estimate's margin over its parts: measured peaks of runs of 0.3-0.7 GiB exceeded the parts by 2-4%."""
+
+PER_SAMPLE_BYTES = 80
+"""Bytes a sample costs besides its features while a set is made and split: about ten int64s or float64s
+(its label, the permutation, the split's ranks and indices; a 2-D generator's angles and coordinates)."""
+
+QUADRATIC_MATRICES = 5
+"""dim × dim float64 arrays alive at once while a rotated quadratic is made: the Gaussian draw, its QR
+factors, the rotation scaled by the eigenvalues, and the Hessian."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Bytes a run needs at its peak, by part."""
+
+    data: int
+    model: int  # parameters, gradients, optimizer state and checkpoint copies
+    activations: int
+
+    @property
+    def overhead(self) -> int:
+        """What the parts do not count: the allocator's rounding and free lists, BLAS's buffers, temporaries."""
+        return int(OVERHEAD_SHARE * (self.data + self.model + self.activations)) + OVERHEAD_BYTES
+
+    @property
+    def total(self) -> int:
+        return self.data + self.model + self.activations + self.overhead
+
+    def describe(self) -> str:
+        """``72.8 TiB: data 72.8 TiB, network and optimizer 1.2 MiB, activations 4.1 MiB, other 7.3 TiB``."""
+        parts = {"data": self.data, "network and optimizer": self.model, "activations": self.activations}
+        parts["other"] = self.overhead
+        return f"{size(self.total)}: " + ", ".join(f"{name} {size(b)}" for name, b in parts.items() if b)
+
+
+def estimate(config: Config) -> Estimate:
+    """The peak memory of a run of ``config`` (see the module docstring)."""
+    if config.objective is not None:
+        dim = getattr(config.objective, "dim", 2)
+        return Estimate(0, QUADRATIC_MATRICES * 8 * dim * dim if config.objective.name == "quadratic" else 0, 0)
+    itemsize = np.dtype(config.model.dtype).itemsize
+    n_samples, n_features, n_classes = config.dataset.size  # train.max_samples cuts the set once it is made
+    data = 2 * n_samples * n_features * itemsize + PER_SAMPLE_BYTES * n_samples
+    parameters = count_parameters(config.model, n_features, n_classes)
+    states = len(build_optimizer(config.optimizer, [np.zeros(1, config.model.dtype)]).state_names)
+    model = parameters * itemsize * (2 + states + 2 + states + 1)  # see the module docstring
+    units = widths(config.model, n_features, n_classes)
+    batch = min(config.train.batch_size, n_samples)
+    evaluation = threads.count() * min(EVALUATION_ROWS, n_samples) * max(units) * 3
+    activations = (3 * batch * sum(units) + evaluation) * itemsize
+    return Estimate(data, model, activations)
+
+
+def available() -> int | None:
+    """Bytes this process can still allocate: ``MemAvailable``, or what its cgroup's limit leaves, whichever
+    is less; None where neither can be read (not Linux)."""
+    free = []
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        free += [int(line.split()[1]) * 1024 for line in meminfo.splitlines() if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            free.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(free) if free else None
+
+
+def check(config: Config, runs: int = 1) -> Estimate:
+    """The estimate for ``config``; ConfigError naming the memory needed and the memory available when
+    ``runs`` such runs at once cannot fit."""
+    need, free = estimate(config), available()
+    if free is not None and runs * need.total > free:
+        at_once = f"{runs} runs at once, each" if runs > 1 else "this run"
+        raise ConfigError(
+            f"{at_once} needs about {need.describe()}; {size(free)} of memory is available. "
+            "Choose a smaller dataset, network or batch"
+        )
+    return need
+
+
+def check_each(config: Config | CompareConfig) -> Estimate:
+    """``check`` for a train config, or for each label's runs of a compare config; the largest estimate."""
+    if isinstance(config, CompareConfig):
+        return max((check(config.run_config(label, config.seed)) for label in config.optimizers), key=_total)
+    return check(config)
+
+
+def _total(estimate: Estimate) -> int:
+    return estimate.total
+
+
+def runs_that_fit(need: Estimate, runs: int) -> int:
+    """How many of ``runs`` runs that each need ``need`` fit in memory at once (at least one); when fewer than
+    ``runs``, the ``optrun`` logger says so."""
+    free = available()
+    if free is None or runs * need.total <= free:
+        return runs
+    fit = max(1, free // max(need.total, 1))
+    log.info(f"running {fit} at a time, not {runs}: each run needs about {size(need.total)}, {size(free)} is free")
+    return int(fit)
+
+
+def size(n_bytes: float) -> str:
+    """``36.4 TiB``, ``149 GiB``, ``1010 MiB``: at least three significant digits, in binary units."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    power = min(int(np.log2(max(n_bytes, 1)) // 10), len(units) - 1)
+    value = n_bytes / 1024**power
+    return f"{value:.3g} {units[power]}" if value < 1000 else f"{value:.0f} {units[power]}"
