@@ -154,7 +154,7 @@ def test_train_on_a_compare_config_says_to_use_compare(tmp_path) -> None:
 def test_validate_knows_compare_configs(tmp_path) -> None:
     result = invoke("validate", write_config(tmp_path, SMALL))
     assert result.exit_code == 0
-    assert "(compare 2 optimizers x 2 seeds on digits, mlp, 2 epochs)" in result.output
+    assert "(compare 2 optimizers x 2 seeds on digits, mlp, 2 epochs; about " in result.output
 
 
 # --- fairness and the compare directory ------------------------------------------------------------------------------

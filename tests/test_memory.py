@@ -71,19 +71,25 @@ def test_sizes_read_in_binary_units(n_bytes: float, text: str) -> None:
 
 
 MEASURE = """
-import json, resource, sys
+import json, sys
+from pathlib import Path
 import optrun
 from optrun import memory
 from optrun.config import parse_config
 
+
+def peak():  # this process's own high-water mark (getrusage's would count the parent's from before exec)
+    status = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) * 1024
+
+
 spec = json.loads(sys.argv[1])
 warm = {"dataset": {"name": "moons", "n_samples": 40}, "model": {"hidden": [4]}, "train": {"epochs": 1}}
 optrun.train(parse_config({**warm, "optimizer": spec["optimizer"]}))  # imports and loads what a run uses
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+before = peak()
 config = parse_config(spec)
 optrun.run(config, sys.argv[2])  # checkpoints too
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"used": peak - before, "estimate": memory.estimate(config).total}))
+print(json.dumps({"used": peak() - before, "estimate": memory.estimate(config).total}))
 """
 
 MEASURED = {  # each about half a GiB at its peak, in a different part
