@@ -10,7 +10,8 @@ excluded) of optrun and of the same network, data, batch order and optimizer in
 PyTorch, their ratio, and the share of the machine's measured float32
 matrix-multiply peak each reaches (an epoch costs 6 × samples × weights flops),
 and for (a) the time of numpy's epoch, which optrun runs where its compiled epoch
-does not apply (``optrun.compiled_epoch``); (c) one optimizer
+does not apply (``optrun.compiled_epoch``), its products on one BLAS thread as in
+every run (``optrun.threads``); (c) one optimizer
 step on 10 million parameters for every optimizer, against PyTorch's
 ``foreach`` implementation, with the threads the optimizer chose, the bandwidth
 each side reaches on the bytes a step must move, and the bytes allocated per step
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from optrun import compiled_epoch
+from optrun import compiled_epoch, threads
 from optrun.config import parse_config
 from optrun.data.digits import SHAPE as DIGITS_SHAPE
 from optrun.optim import OPTIMIZERS, build_optimizer, kernels
@@ -119,7 +120,8 @@ def optrun_epoch(spec: dict, compiled: bool = True) -> tuple[Callable[[], None],
     epochs = itertools.count(1)
 
     def epoch() -> None:
-        _run_epoch(exp, next(epochs))
+        with threads.one_blas_thread():  # as in every run (optrun.train.fit)
+            _run_epoch(exp, next(epochs))
 
     epoch()
     return epoch, len(exp.data.y_train), sum(d.W.size for d in exp.model.dense)
@@ -366,10 +368,10 @@ def main() -> None:
     print(f"{'optimizer':<10} {columns} {'bytes allocated/step':>21}  target")
     # Twice the rounds: SGD's step is bound by memory bandwidth on both sides, and its ratio lies within a
     # few percent of 1, where one round's noise (±10% on this machine) would decide the verdict.
-    for name, ours, theirs, ratio, threads, allocated, moved in optimizer_steps(10_000_000, 2 * rounds):
+    for name, ours, theirs, ratio, n_threads, allocated, moved in optimizer_steps(10_000_000, 2 * rounds):
         no_array = allocated < 65536  # a few Python objects
         print(
-            f"{name:<10} {ours * 1e3:10.2f} {moved / ours / 1e9:5.0f} {threads:>7} {cell(theirs * 1e3, 9, '.2f')} "
+            f"{name:<10} {ours * 1e3:10.2f} {moved / ours / 1e9:5.0f} {n_threads:>7} {cell(theirs * 1e3, 9, '.2f')} "
             f"{cell(moved / theirs / 1e9, 5, '.0f')} {cell(ratio, 6, '.2f')} {allocated:21,d}  "
             f"<= torch: {verdict(at_most(ratio, 1.0))}; no array allocated: {verdict(no_array)}"
         )
