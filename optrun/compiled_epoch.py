@@ -25,7 +25,7 @@ whole. tests/test_compiled_epoch.py checks float64 epochs against numpy's to 1e-
 few ulps with either library, and 1, 2 and 3 threads against each other bit for bit.
 
 numba compiles the epoch at its first call, which ``optrun.train.compiled_epoch`` makes before the first
-timed epoch: about 8 s the first time, then about 0.5 s from numba's cache in ``__pycache__``. Importing
+timed epoch: 8–15 s the first time, then about 0.5 s from numba's cache in ``__pycache__``. Importing
 numba takes another half second, so ``optrun.train`` imports this module only for a network it will train.
 """
 
