@@ -108,14 +108,13 @@ def available() -> int | None:
     return min(free) if free else None
 
 
-def check(config: Config, runs: int = 1) -> Estimate:
-    """The estimate for ``config``; ConfigError naming the memory needed and the memory available when
-    ``runs`` such runs at once cannot fit."""
+def check(config: Config) -> Estimate:
+    """The estimate for ``config``; ConfigError naming the memory needed and the memory available when the
+    run cannot fit."""
     need, free = estimate(config), available()
-    if free is not None and runs * need.total > free:
-        at_once = f"{runs} runs at once, each" if runs > 1 else "this run"
+    if free is not None and need.total > free:
         raise ConfigError(
-            f"{at_once} needs about {need.describe()}; {size(free)} of memory is available. "
+            f"this run needs about {need.describe()}; {size(free)} of memory is available. "
             "Choose a smaller dataset, network or batch"
         )
     return need
@@ -124,12 +123,9 @@ def check(config: Config, runs: int = 1) -> Estimate:
 def check_each(config: Config | CompareConfig) -> Estimate:
     """``check`` for a train config, or for each label's runs of a compare config; the largest estimate."""
     if isinstance(config, CompareConfig):
-        return max((check(config.run_config(label, config.seed)) for label in config.optimizers), key=_total)
+        runs = [config.run_config(label, config.seed) for label in config.optimizers]
+        return max((check(run) for run in runs), key=lambda need: need.total)
     return check(config)
-
-
-def _total(estimate: Estimate) -> int:
-    return estimate.total
 
 
 def runs_that_fit(need: Estimate, runs: int) -> int:

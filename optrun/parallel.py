@@ -24,7 +24,11 @@ acts on it: the fork server and the workers start with SIGINT blocked (the serve
 then ignores it). A worker's first SIGINT interrupts its running task (which hands
 back what it has) and makes it refuse every task it is given after, so that no run
 starts once Ctrl-C was pressed; a Ctrl-C while they start or wait prints no
-traceback. On an interrupt this process sends SIGINT to the workers itself.
+traceback. This process holds SIGINT and SIGTERM while its pool runs
+(``_HeldSignals``) and acts on them in the wait for results, whatever the caller
+was doing when they came: it sends SIGINT to the workers itself, hands back the
+results of the runs in flight, ends the workers, then raises the signal's
+exception to the caller.
 """
 
 from __future__ import annotations
