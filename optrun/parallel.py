@@ -63,6 +63,11 @@ class WorkersLost(ExecutorError):
     """A local worker process died: the pool's unfinished tasks are lost (those that finished were yielded)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where a SIGINT would raise KeyboardInterrupt (the command line's handler in the main
+    process, a worker's in a running task), so that a run stops as it does on Ctrl-C and says which it was."""
+
+
 class MapUnordered(Protocol):
     def __call__(self, fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None) -> Iterator[tuple[int, R]]:
         """Yield ``(i, fn(items[i]))`` for every item, in the order they finish.
@@ -75,8 +80,8 @@ class MapUnordered(Protocol):
         ...
 
 
-_task_running = False  # in a local worker: whether a task is running, which a SIGINT then interrupts
-_stopping = False  # in a local worker: whether a SIGINT came, after which it starts no task
+_task_running = False  # in a local worker: whether a task is running, which a signal then interrupts
+_stopping = False  # in a local worker: whether SIGINT or SIGTERM came, after which it starts no task
 
 
 class NoResult:
@@ -84,22 +89,28 @@ class NoResult:
     given to the worker after the SIGINT, or interrupted before it began."""
 
 
-def _init_worker() -> None:
-    """A local worker's setup: one thread, and SIGINT for the running task only (the worker started with
-    SIGINT blocked: see ``_starting``)."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _init_worker(ignore_sigint: bool) -> None:
+    """A local worker's setup: one thread, and SIGINT and SIGTERM for the running task only (the worker
+    started with SIGINT blocked: see ``_starting``). Where this process ignores SIGINT (started in the
+    background of a script, a shell ignores Ctrl-C for it), its workers ignore it too."""
     threads.use(1)
-    signal.signal(signal.SIGINT, _interrupt_task)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else _interrupt_task)
+    signal.signal(signal.SIGTERM, _interrupt_task)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _interrupt_task(signum: int, frame: Any) -> None:
-    """The first SIGINT interrupts the running task, if any; every one stops the worker starting new tasks. The
-    terminal's Ctrl-C and this process's own SIGINT both come: a second KeyboardInterrupt would break the task
-    while it hands back what it has."""
+    """The first SIGINT or SIGTERM interrupts the running task, if any; every one stops the worker starting
+    new tasks. A signal to the whole group and this process's own SIGINT both come: a second exception would
+    break the task while it hands back what it has. An idle worker stays, to be ended by the pool's shutdown:
+    a worker that dies breaks the pool, which then kills the others before they hand back their rows."""
     global _stopping
     first, _stopping = not _stopping, True
     if first and _task_running:
-        raise KeyboardInterrupt
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _as_task(fn: Callable[[T], R], item: T) -> R | NoResult:
@@ -145,13 +156,14 @@ def _without_main() -> Iterator[None]:
 
 @contextmanager
 def _starting() -> Iterator[None]:
-    """For a block that starts processes: they begin with SIGINT blocked (a child inherits the mask), so that
-    a Ctrl-C to the whole group is not taken by them while they import, and without this process's main
-    module (``_without_main``). The fork server never unblocks SIGINT (it ignores it once it has imported);
-    a worker does."""
+    """For a block that starts processes: they begin with SIGINT and SIGTERM blocked (a child inherits the
+    mask), so that a signal to the whole group is not taken by them while they import, and without this
+    process's main module (``_without_main``). The fork server and the resource tracker never unblock them,
+    so a signal to the group leaves them alive (a worker whose fork server dies looks dead to the pool, which
+    then gives up its running tasks); a worker unblocks them once its handlers are in place."""
     with _without_main():
         if threading.current_thread() is threading.main_thread():
-            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
                 yield
             finally:
@@ -168,8 +180,9 @@ class _HeldSignals:
     def __init__(self) -> None:
         self.caught: list[int] = []
         self._previous: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._catch) for s in (signal.SIGINT, signal.SIGTERM)}
+        if threading.current_thread() is threading.main_thread():  # a signal this process ignores stays ignored
+            held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
+            self._previous = {s: signal.signal(s, self._catch) for s in held}
 
     def _catch(self, signum: int, frame: Any) -> None:
         self.caught.append(signum)
@@ -211,13 +224,15 @@ def executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[MapUnorder
     else:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
+        ignore_sigint = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
         held = _HeldSignals()
         try:
-            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker)
+            with _starting():  # the pool's queues start the resource tracker
+                pool = ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(ignore_sigint,))
             try:
                 yield partial(_pool_map, pool, context, held)
             except BaseException:
-                _signal_workers(pool, signal.SIGTERM)  # an error outside the wait: no worker lingers
+                _signal_workers(pool, signal.SIGKILL)  # an error outside the wait: no worker lingers
                 raise
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)  # drop what has not started
@@ -264,8 +279,9 @@ def _pool_map(
             else:
                 yield futures[future], result
     if held.caught:  # Ctrl-C or SIGTERM: let the running tasks hand back what they have, then raise
-        yield from _wind_down(pool, futures, pending)
+        yield from _wind_down(pool, futures, pending, held.caught[0])
         held.deliver()
+        raise KeyboardInterrupt  # the handler in place did not raise: the pool has stopped all the same
 
 
 SIGNAL_POLL_SECONDS = 0.1
@@ -273,29 +289,30 @@ SIGNAL_POLL_SECONDS = 0.1
 INTERRUPT_GRACE_SECONDS = 10.0  # how long running tasks get to return their partial results
 
 
-def _wind_down(pool: ProcessPoolExecutor, futures: dict[Any, int], pending: set[Any]) -> Iterator[tuple[int, Any]]:
-    """After an interrupt: cancel what has not started, send SIGINT to the workers so that running tasks stop
-    and return what they have (``fn`` must catch KeyboardInterrupt for that), yield those results, then end
-    every worker. A task that raised or never ran yields nothing."""
+def _wind_down(
+    pool: ProcessPoolExecutor, futures: dict[Any, int], pending: set[Any], signum: int
+) -> Iterator[tuple[int, Any]]:
+    """After signal ``signum``: cancel what has not started, pass the signal on to the workers so that running
+    tasks stop and return what they have (``fn`` must catch KeyboardInterrupt for that), and yield those
+    results; kill the workers whose task has not returned within ``INTERRUPT_GRACE_SECONDS``. A task that
+    raised or never ran yields nothing; the pool's shutdown ends the idle workers."""
     for future in pending:
         future.cancel()
-    _signal_workers(pool, signal.SIGINT)
+    _signal_workers(pool, signum)
     running = [f for f in pending if not f.cancelled()]
     try:
         for future in as_completed(running, timeout=INTERRUPT_GRACE_SECONDS):
             if future.exception() is None and not isinstance(future.result(), NoResult):
                 yield futures[future], future.result()
     except TimeoutError:
-        pass
-    finally:
-        _signal_workers(pool, signal.SIGTERM)
+        _signal_workers(pool, signal.SIGKILL)
 
 
 def _signal_workers(pool: ProcessPoolExecutor, signum: int) -> None:
+    """Send ``signum`` to every worker of the pool that has not exited."""
     for worker in list(getattr(pool, "_processes", {}).values()):  # no public API lists them before Python 3.14
-        if worker.is_alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.pid, signum)
+        with contextlib.suppress(ProcessLookupError, TypeError):  # exited; a pid of None: never started
+            os.kill(worker.pid, signum)
 
 
 def _connect(scheduler: str) -> Any:

@@ -28,6 +28,7 @@ import numpy as np
 from optrun import checkpoints
 from optrun.config import Config, dump_yaml, parse_config, read_yaml
 from optrun.objectives import contraction_rate, theory
+from optrun.parallel import Terminated
 from optrun.train import (
     COLUMNS,
     OPTIONAL_COLUMNS,
@@ -224,10 +225,6 @@ def _finish(path: Path, config: Config, result: TrainResult, wall_seconds: float
     summary = summarize(config, result, wall_seconds)
     write_json(path / "summary.json", summary)
     return RunOutcome(path, result, summary)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread (the CLI installs the handler) so a run stops as it does on Ctrl-C."""
 
 
 class RunInterrupted(Exception):

@@ -335,28 +335,56 @@ def wait_for_workers(process: subprocess.Popen, count: int = 5) -> None:
     assert len(session_processes(process.pid)) >= count
 
 
-def test_after_ctrl_c_no_run_starts_and_the_runs_in_flight_keep_their_epochs(tmp_path) -> None:
-    """12 runs of several seconds each on 2 workers, Ctrl-C while the first two train: the queued runs never
-    start (each would take seconds to finish), the command ends at once, and the two in flight are written
-    with the epochs they finished."""
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_after_a_signal_no_run_starts_and_the_runs_in_flight_keep_their_epochs(tmp_path, sig, code) -> None:
+    """12 runs of several seconds each on 2 workers, a signal to the whole group (a terminal's Ctrl-C, or a job
+    scheduler's SIGTERM) while the first two train: the queued runs never start (each would take seconds to
+    finish), the command ends at once, and the two in flight are written with the epochs they finished."""
     process = start_compare(tmp_path, LONG_RUNS, "-j", "2")
     wait_for_workers(process)
     time.sleep(2.0)  # both workers are training
-    os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C goes to the whole group
+    os.killpg(process.pid, sig)
     signalled = time.monotonic()
     _, err = process.communicate(timeout=60)
     took = time.monotonic() - signalled
-    assert process.returncode == 130, err
-    assert took < 5.0, f"{took:.1f} s from Ctrl-C to exit"  # one run takes about 10 s
-    assert err.startswith("interrupted by SIGINT after 0 of 12 runs") and "Traceback" not in err, err
+    assert process.returncode == code, err
+    assert took < 5.0, f"{took:.1f} s from the signal to exit"  # one run takes about 10 s
+    assert err.startswith(f"interrupted by {sig.name} after 0 of 12 runs") and "Traceback" not in err, err
     compare_dir = next((tmp_path / "runs").iterdir())
+    assert f"Resume with: optrun compare --resume {compare_dir}" in err
     written = sorted(compare_dir.glob("*/seed-*"))
     assert len(written) == 2, written  # the two in flight, and no other
     for run_dir in written:
         summary = json.loads((run_dir / "summary.json").read_text())
         rows = metrics_without_timing(run_dir)[1:]
         assert summary["status"] == "interrupted" and summary["epochs"] >= 1, summary
-        assert len(rows) == summary["epochs"] + 1 and summary["reason"].endswith(f"after epoch {summary['epochs']}")
+        assert len(rows) == summary["epochs"] + 1
+        assert summary["reason"] == f"interrupted by {sig.name} after epoch {summary['epochs']}"
+
+
+def test_a_comparison_that_ignores_ctrl_c_ignores_it_in_its_workers_too(tmp_path) -> None:
+    """Started in the background of a script, a command inherits SIGINT ignored: a Ctrl-C to the group must
+    then change nothing (it used to stop the workers' runs while the comparison went on to say 'completed')."""
+    path = tmp_path / "cmp.yaml"
+    path.write_text(COMPARE.replace("epochs: 3, max_samples: 300", "epochs: 60"))
+    command = [sys.executable, "-m", "optrun", "compare", str(path), "--runs-dir", str(tmp_path / "runs"), "-j", "2"]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as bash does for `command &`
+    )
+    wait_for_workers(process)
+    time.sleep(1.0)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    compare_dir = next((tmp_path / "runs").iterdir())
+    assert json.loads((compare_dir / "summary.json").read_text())["status"] == "completed"
+    statuses = [json.loads((d / "summary.json").read_text())["status"] for d in compare_dir.glob("*/seed-*")]
+    assert statuses == ["completed"] * 6
 
 
 def test_a_worker_killed_mid_comparison_fails_it_with_one_line_and_resume_finishes_it(tmp_path) -> None:
