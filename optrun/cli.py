@@ -26,7 +26,7 @@ from optrun import config as configs
 from optrun import memory
 from optrun import report as reports
 from optrun.checkpoints import CheckpointError
-from optrun.compare import PlannedRun, compare, pending, select
+from optrun.compare import PlannedRun, compare, pending, resumable, select
 from optrun.optim import OPTIMIZERS, Hyperparameters, update_rule
 from optrun.parallel import ExecutorError
 from optrun.runs import (
@@ -45,7 +45,7 @@ from optrun.runs import (
 from optrun.schema import ConfigError
 from optrun.tables import comparison_table, metrics_table, result_text, run_overview
 from optrun.threads import available_cores
-from optrun.train import Record, StepRecord
+from optrun.train import Record, StepRecord, check
 
 EXIT_DIVERGED = 3
 
@@ -212,7 +212,7 @@ def train(
     if smoke:
         config = configs.smoke(config)
     console = _console()
-    with _progress(console, config, quiet) as on_row:
+    with _progress(console, config, quiet) as on_row, _naming(config_path or f"{resume_dir}/config.yaml"):
         outcome = run(config, runs_dir, on_row) if resume_dir is None else resume(resume_dir, on_row)
     pictures = []
     if config.objective is not None:  # the path and the rate are the point of a landscape: draw them
@@ -327,7 +327,7 @@ def compare_command(
             "--resume finishes a comparison as it was configured; --set, --seeds, --only, --smoke do not apply"
         )
     if resume_dir is not None:
-        config_path = str(existing_dir(resume_dir, "compare directory") / "config.yaml")
+        config_path = str(resumable(resume_dir) / "config.yaml")
     if seeds is not None:
         overrides = (*overrides, f"seeds={seeds}")
     config = select(configs.load_config(config_path, overrides, configs.CompareConfig), _split_labels(only))
@@ -342,7 +342,7 @@ def compare_command(
         )
     n_runs = len(pending(config, resume_dir))
     width = max(map(len, config.optimizers))
-    with _compare_progress(console, n_runs, width, quiet) as on_run:
+    with _compare_progress(console, n_runs, width, quiet) as on_run, _naming(config_path):
         outcome = compare(config, runs_dir, jobs or available_cores(), dask_scheduler, on_run, resume_dir)
     if quiet:
         click.echo(outcome.path)
@@ -375,19 +375,23 @@ def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | Non
     Runs of one label in a compare directory are aggregated over their seeds;
     each train run directory is a row of its own.
     """
+    from optrun.tables import unfinished_notice
+
     collection = reports.collect(paths)
     comparison = reports.build(collection.groups, collection.name, target_accuracy or collection.target)
     for warning in collection.warnings:
         click.echo(f"warning: {warning}", err=True)
     if differ := reports.problem_differences(collection.groups):
         click.echo(f"warning: the runs differ in {', '.join(differ)}, not only in optimizer and seed", err=True)
-    out_dir = Path(out) if out else create_run_dir(runs_dir, "report")
+    out_dir = reports.report_dir(out) if out else create_run_dir(runs_dir, "report")
     reports.write(comparison, out_dir, {"sources": [str(Path(p)) for p in paths]})
     if quiet:
         click.echo(out_dir)
     else:
         console = _console()
-        console.print(comparison_table(comparison))
+        console.print(comparison_table(comparison, collection.unfinished))
+        for gap in collection.unfinished:
+            console.print(unfinished_notice(gap))
         console.print(f"report directory: {out_dir}")
 
 
@@ -397,6 +401,8 @@ def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | Non
 def show(path: str) -> None:
     """Print a run directory's settings, outcome and every epoch's metrics; for a compare directory, its table,
     and, when it did not finish, which runs lack a result and how to finish it."""
+    from optrun.tables import unfinished_notice
+
     console = _console()
     if is_run_dir(Path(path)):
         run_record = read_run(path)
@@ -408,10 +414,7 @@ def show(path: str) -> None:
         comparison = reports.build(collection.groups, collection.name, collection.target)
         console.print(comparison_table(comparison, collection.unfinished))
     for gap in collection.unfinished:
-        console.print(gap.headline, style="yellow", markup=False)
-        for line in gap.runs_text():
-            console.print(f"  {line}", markup=False)
-        console.print(f"finish it with: {gap.resume_command}", markup=False)
+        console.print(unfinished_notice(gap))
 
 
 @cli.command(short_help="Check configs without training.")
@@ -423,24 +426,42 @@ def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     for path in config_paths:
         try:
             c = configs.load_any_config(path, overrides)
-            need = memory.check_each(c)
+            need = check(c)
         except ConfigError as exc:
             bad += 1
-            message = str(exc)
-            click.echo(f"error: {message if message.startswith(f'{path}:') else f'{path}: {message}'}", err=True)
+            click.echo(f"error: {_in_file(path, exc)}", err=True)
             continue
         if c.objective is not None:
             problem = f"on {c.objective.name}, {c.train.steps} steps"
         else:
             problem = f"on {c.dataset.name}, {c.model.type}, {c.train.epochs} epochs"
         if isinstance(c, configs.CompareConfig):
-            n = len(c.seed_list)
-            what = f"compare {len(c.optimizers)} optimizers x {n} seed{'s' if n > 1 else ''}"
+            what = f"compare {_count(len(c.optimizers), 'optimizer')} x {_count(len(c.seed_list), 'seed')}"
         else:
             what = c.optimizer.name
         click.echo(f"ok: {path} ({what} {problem}; about {memory.size(need.total)} of memory a run)")
     if bad:
         sys.exit(2)
+
+
+def _in_file(path: str | Path, exc: ConfigError) -> str:
+    """A config error's message, naming the config file where it does not already (a split or memory error
+    found while preparing the run)."""
+    message = str(exc)
+    return message if message.startswith(f"{path}:") else f"{path}: {message}"
+
+
+@contextmanager
+def _naming(path: str | Path) -> Iterator[None]:
+    """A config error found while preparing a run (a split, the memory it needs) names the config file."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise UserError(_in_file(path, exc)) from None
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'s' if n != 1 else ''}"
 
 
 @cli.command(short_help="List optimizers, their defaults and update rules.")

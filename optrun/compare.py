@@ -27,10 +27,13 @@ from optrun.config import CompareConfig, Config, dump_yaml
 from optrun.parallel import WorkersLost, executor
 from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, write
 from optrun.runs import (
+    RunDirError,
     RunInterrupted,
     RunOutcome,
     Terminated,
     create_run_dir,
+    existing_dir,
+    is_run_dir,
     kept_progress,
     signal_name,
     write_json,
@@ -134,6 +137,21 @@ def _stopped(path: Path, config: CompareConfig, runs: list[PlannedRun], status: 
     return done
 
 
+def resumable(compare_dir: str | Path) -> Path:
+    """``compare_dir`` when it is a comparison that did not finish: RunDirError when it is no directory, a
+    run directory of ``optrun train``, or a comparison already completed."""
+    path = existing_dir(compare_dir, "compare directory")
+    if is_run_dir(path):
+        raise RunDirError(f"{path}: a run directory, not a compare directory; continue it with optrun train --resume")
+    try:
+        status = json.loads((path / "summary.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):  # none yet, or damaged: resume rewrites it
+        status = None
+    if status == "completed":
+        raise RunDirError(f"{path}: the comparison is already completed; there is nothing to resume")
+    return path
+
+
 def pending(config: CompareConfig, resume_dir: str | Path | None = None) -> list[PlannedRun]:
     """The runs still to do: all of them, or those of ``resume_dir`` that did not finish."""
     runs = plan(config)
@@ -204,8 +222,13 @@ def compare(
                 f"Resume with: optrun compare --resume {path}"
             ) from None
     runs_seconds = time.perf_counter() - start
-    comparison = build(collect([path]).groups, config.name, config.target_accuracy)
     where = f"Dask cluster at {scheduler}" if scheduler else ("this process" if jobs == 1 else f"{jobs} processes")
-    extra = {"status": "completed", "executor": where, "runs_wall_seconds": runs_seconds}
-    write(comparison, path, extra)
+    try:
+        comparison = build(collect([path]).groups, config.name, config.target_accuracy)
+        write(comparison, path, {"status": "completed", "executor": where, "runs_wall_seconds": runs_seconds})
+    except KeyboardInterrupt as exc:  # while the plots are drawn: every run is kept, resume writes the rest
+        signal = signal_name(exc)
+        done = _stopped(path, config, runs, "interrupted", f"interrupted by {signal} while writing the comparison")
+        progress = f"after {done} of {len(runs)} runs, while writing the comparison"
+        raise RunInterrupted(path, signal, progress, resume_command=f"compare --resume {path}") from None
     return CompareOutcome(path, comparison, outcomes)

@@ -48,6 +48,23 @@ def _check_name(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_check_name)]  # safe as a directory name
 
+FILE_SUFFIXES = (".yaml", ".json", ".csv", ".png", ".svg", ".txt", ".html", ".npz")
+"""Endings of the files a compare directory holds beside its labels' folders (config.yaml, summary.json,
+comparison.csv, curves.png ...): a label may not end in one, so that its folder can never take their place."""
+
+
+def _check_label(value: str) -> str:
+    if value.lower().endswith(FILE_SUFFIXES):
+        raise PydanticCustomError(
+            "label",
+            "must not end in {suffixes} (the compare directory's own files are named so), got '{got}'",
+            {"suffixes": ", ".join(FILE_SUFFIXES), "got": value},
+        )
+    return value
+
+
+Label = Annotated[Name, AfterValidator(_check_label)]  # a label of a comparison: a folder beside its files
+
 
 class TrainSpec(Section):
     """The training loop: epochs over the train split in shuffled minibatches, or steps on an objective."""
@@ -210,7 +227,7 @@ class CompareConfig(_Experiment):
     """
 
     optimizer: OptimizerSpec | None = None  # a train config's optimizer: accepted, but not compared
-    optimizers: Annotated[dict[Name, OptimizerSpec], Field(min_length=1, default_factory=_reference_optimizers)]
+    optimizers: Annotated[dict[Label, OptimizerSpec], Field(min_length=1, default_factory=_reference_optimizers)]
     seeds: Seeds = 1
     target_accuracy: Annotated[float, interval(0, 1, lo_open=True)] | None = None  # None: 95% of the best
 

@@ -11,9 +11,11 @@ bound of the peak, part by part (``tests/test_memory.py`` measures real runs aga
   reference updates, and the copy of the state a checkpoint saves, with room for one array more;
 - the activations: a training batch's (kept for the backward pass), and an evaluation's pieces on every
   thread (``optrun.models.network.EVALUATION_ROWS`` rows each);
-- on a quadratic objective, its dense Hessian and the rotation that makes it, a few dim × dim arrays.
+- on a quadratic objective, its dense Hessian and the rotation that makes it, a few dim × dim arrays;
+- the rows of metrics it records, ``PER_ROW_BYTES`` each (kept in memory, read back for the plots): an
+  objective's run has a row per step.
 
-A margin of 10% and 64 MiB covers what the parts leave out (the allocator, BLAS's buffers, temporaries).
+A margin of 10% and 16 MiB covers what the parts leave out (the allocator, BLAS's buffers, temporaries).
 
 What is free: the kernel's estimate of the memory available to new allocations (``MemAvailable``), or less
 where the process's cgroup (a container's limit) allows less.
@@ -22,6 +24,7 @@ where the process's cgroup (a container's limit) allows less.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,12 +39,15 @@ from optrun.schema import ConfigError
 
 log = logging.getLogger("optrun")
 
-OVERHEAD_SHARE, OVERHEAD_BYTES = 0.1, 64 << 20
+OVERHEAD_SHARE, OVERHEAD_BYTES = 0.1, 16 << 20
 """The estimate's margin over its parts: measured peaks of runs of 0.3-0.7 GiB exceeded the parts by 2-4%."""
 
 PER_SAMPLE_BYTES = 80
 """Bytes a sample costs besides its features while a set is made and split: about ten int64s or float64s
 (its label, the permutation, the split's ranks and indices; a 2-D generator's angles and coordinates)."""
+
+PER_ROW_BYTES = 1024
+"""Bytes a row of metrics costs: its record in the run, the same read back for the table and the plots."""
 
 QUADRATIC_MATRICES = 5
 """dim × dim float64 arrays alive at once while a rotated quadratic is made: the Gaussian draw, its QR
@@ -53,30 +59,33 @@ class Estimate:
     """Bytes a run needs at its peak, by part."""
 
     data: int
-    model: int  # parameters, gradients, optimizer state and checkpoint copies
+    model: int  # parameters, gradients, optimizer state and checkpoint copies; a quadratic's matrices
     activations: int
+    rows: int  # the metrics recorded
 
     @property
-    def overhead(self) -> int:
-        """What the parts do not count: the allocator's rounding and free lists, BLAS's buffers, temporaries."""
-        return int(OVERHEAD_SHARE * (self.data + self.model + self.activations)) + OVERHEAD_BYTES
+    def parts(self) -> dict[str, int]:
+        """Each part by name, and what the parts do not count (the allocator's rounding and free lists, BLAS's
+        buffers, temporaries) as ``other``."""
+        parts = {"data": self.data, "network and optimizer": self.model, "activations": self.activations}
+        parts["metrics"] = self.rows
+        return parts | {"other": int(OVERHEAD_SHARE * sum(parts.values())) + OVERHEAD_BYTES}
 
     @property
     def total(self) -> int:
-        return self.data + self.model + self.activations + self.overhead
+        return sum(self.parts.values())
 
     def describe(self) -> str:
-        """``72.8 TiB: data 72.8 TiB, network and optimizer 1.2 MiB, activations 4.1 MiB, other 7.3 TiB``."""
-        parts = {"data": self.data, "network and optimizer": self.model, "activations": self.activations}
-        parts["other"] = self.overhead
-        return f"{size(self.total)}: " + ", ".join(f"{name} {size(b)}" for name, b in parts.items() if b)
+        """``80 TiB: data 72.8 TiB, network and optimizer 1.2 MiB, activations 4.1 MiB, other 7.28 TiB``."""
+        return f"{size(self.total)}: " + ", ".join(f"{name} {size(b)}" for name, b in self.parts.items() if b)
 
 
 def estimate(config: Config) -> Estimate:
     """The peak memory of a run of ``config`` (see the module docstring)."""
     if config.objective is not None:
         dim = getattr(config.objective, "dim", 2)
-        return Estimate(0, QUADRATIC_MATRICES * 8 * dim * dim if config.objective.name == "quadratic" else 0, 0)
+        matrices = QUADRATIC_MATRICES * 8 * dim * dim if config.objective.name == "quadratic" else 0
+        return Estimate(0, matrices, 0, PER_ROW_BYTES * (config.train.steps + 1))
     itemsize = np.dtype(config.model.dtype).itemsize
     n_samples, n_features, n_classes = config.dataset.size  # train.max_samples cuts the set once it is made
     data = 2 * n_samples * n_features * itemsize + PER_SAMPLE_BYTES * n_samples
@@ -87,7 +96,7 @@ def estimate(config: Config) -> Estimate:
     batch = min(config.train.batch_size, n_samples)
     evaluation = threads.count() * min(EVALUATION_ROWS, n_samples) * max(units) * 3
     activations = (3 * batch * sum(units) + evaluation) * itemsize
-    return Estimate(data, model, activations)
+    return Estimate(data, model, activations, PER_ROW_BYTES * (config.train.epochs + 1))
 
 
 def available() -> int | None:
@@ -140,8 +149,9 @@ def runs_that_fit(need: Estimate, runs: int) -> int:
 
 
 def size(n_bytes: float) -> str:
-    """``36.4 TiB``, ``149 GiB``, ``1010 MiB``: at least three significant digits, in binary units."""
-    units = ("B", "KiB", "MiB", "GiB", "TiB")
-    power = min(int(np.log2(max(n_bytes, 1)) // 10), len(units) - 1)
+    """``36.4 TiB``, ``149 GiB``, ``1010 MiB``: at least three significant digits, in binary units
+    (``2.4e+285 EiB`` beyond)."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    power = min(int(math.log2(max(n_bytes, 1)) // 10), len(units) - 1)  # math: an int of any size
     value = n_bytes / 1024**power
-    return f"{value:.3g} {units[power]}" if value < 1000 else f"{value:.0f} {units[power]}"
+    return f"{value:.0f} {units[power]}" if 1000 <= value < 1024 else f"{value:.3g} {units[power]}"

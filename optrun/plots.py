@@ -8,6 +8,12 @@ second half of training, where optimizers that all end near the top differ:
 there too each mean has its band, so a gap smaller than the spread over seeds
 does not look like a difference.
 
+A log-scale loss panel fits the completed runs (and where the broken ones
+started), not the broken runs' blow-up: a diverged run's line leaves through
+the panel's top edge, and its end is marked there by a triangle pointing the
+way it went, so that one run heading for 1e35 does not squash every healthy
+curve flat at the bottom. When no run completed, the panel fits what there is.
+
 The legend names each comparison's labels; a run directory of its own (what
 ``optrun train`` draws) is named by its optimizer and the settings that tell it
 from the others'.
@@ -15,6 +21,7 @@ from the others'.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +118,9 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
     last = max((r.records[-1].epoch for g in groups for r in g.runs if r.records), default=1) or 1
     zoom_from = last // 2
     window: list[np.ndarray] = []  # the accuracies the zoomed panel shows, bands included, to fit its limits
+    fitted: list[np.ndarray] = []  # the completed runs' train losses, to fit the loss panel's limits
+    loss_ends: list[_Broken | None] = []  # each broken run in each panel, to fit and mark once the limits are set
+    acc_ends: list[_Broken | None] = []
     handles = []
     for i, (group, name) in enumerate(zip(groups, _names(groups), strict=True)):
         style = _Style(i, len(groups))
@@ -125,21 +135,20 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
                 accuracy = c["test_accuracy"][:, shown]
                 window.append(accuracy)
                 _mean_and_band(zoom_ax, c.x[shown], accuracy, style, band_alpha=0.1, clip=False)
+            fitted.append(c["train_loss"])
         for run in group.runs:
             if run.status != "completed" and run.records:
-                _plot_broken(loss_ax, run.records, "epoch", "train_loss", style.colour, positive=True)
-                _plot_broken(acc_ax, run.records, "epoch", "test_accuracy", style.colour)
+                loss_ends.append(_plot_broken(loss_ax, run.records, "epoch", "train_loss", style.colour, positive=True))
+                acc_ends.append(_plot_broken(acc_ax, run.records, "epoch", "test_accuracy", style.colour))
         handles.append(Line2D([], [], **style.handle(), label=_legend_label(group, name)))
-    if any(len(g.completed) < len(g.runs) for g in groups):
-        handles.append(
-            Line2D([], [], color="0.3", linestyle="--", marker="x", lw=0.9, label="diverged run (last point)")
-        )
+    loss_ax.set_yscale("log")
+    _fit_log_panel(loss_ax, fitted, loss_ends)
+    handles += _broken_handles(_mark_ends(loss_ax, loss_ends) | _mark_ends(acc_ax, acc_ends))
     if target is not None:
         for ax in (acc_ax, zoom_ax):
             ax.axhline(target, color="0.45", linestyle=":", linewidth=1)
         handles.append(Line2D([], [], color="0.45", linestyle=":", lw=1, label=f"target accuracy {target:.1%}"))
 
-    loss_ax.set_yscale("log")
     loss_ax.set(title="Training loss", ylabel="train loss (log scale)", xlim=(0, last))
     acc_ax.set(title="Test accuracy", ylabel="test accuracy", xlim=(0, last))
     zoom_ax.set(title=f"Test accuracy, epochs {zoom_from}-{last} (zoomed)", ylabel="test accuracy")
@@ -182,25 +191,99 @@ def _title(fig: Figure, axes: Sequence[Axes], title: str) -> None:
                 va="bottom", fontsize="large")  # fmt: skip
 
 
-def _plot_broken(ax: Axes, records: list[Record], x: str, y: str, colour: str, positive: bool = False) -> None:
-    """A diverged or failed run's ``y`` against ``x``: its plottable points, dashed, and a cross at the last one."""
+@dataclass(frozen=True)
+class _Broken:
+    """A diverged or failed run's line in one panel: its first and last plottable points, and its colour."""
+
+    first: float  # y of the first point
+    end: tuple[float, float]  # (x, y) of the last point
+    colour: str
+
+
+def _plot_broken(
+    ax: Axes, records: list[Record], x: str, y: str, colour: str, positive: bool = False
+) -> _Broken | None:
+    """A diverged or failed run's ``y`` against ``x``: its plottable points, dashed (clipped at the panel's edges).
+    Its end is marked by ``_mark_ends`` once the panel's limits are set; None when no point is plottable."""
     xs = np.array([getattr(r, x) for r in records])
     values = np.array([getattr(r, y) for r in records], dtype=np.float64)
     ok = np.isfinite(values) & (np.abs(values) < _PLOTTABLE) & ((values > 0) if positive else True)
-    if ok.any():
-        ax.plot(xs[ok], values[ok], color=colour, linestyle="--", linewidth=0.9, alpha=0.8)
-        ax.plot(xs[ok][-1], values[ok][-1], color=colour, marker="x", markersize=8, mew=2, clip_on=False)
+    if not ok.any():
+        return None
+    ax.plot(xs[ok], values[ok], color=colour, linestyle="--", linewidth=0.9, alpha=0.8)
+    return _Broken(float(values[ok][0]), (float(xs[ok][-1]), float(values[ok][-1])), colour)
+
+
+_LOG_MARGIN = 0.05  # a fitted log panel's margin on each side: this fraction of the decades it spans ...
+_LOG_MARGIN_MIN = 0.05  # ... and at least this many decades (a factor of 1.12), so a flat curve has room
+
+
+def _fit_log_panel(ax: Axes, completed: Sequence[np.ndarray], broken: Sequence[_Broken | None]) -> None:
+    """Fit a log-scale panel's y-limits to the completed runs' values (their bands and means lie within them) and
+    the first point of each broken run, with a margin: a broken run's blow-up leaves through the top edge instead
+    of stretching the axis. Without a completed run the panel keeps matplotlib's fit of what there is."""
+    values = np.concatenate([np.ravel(a) for a in completed]) if completed else np.empty(0)
+    values = values[np.isfinite(values) & (values > 0)]
+    if not values.size:
+        return
+    starts = [b.first for b in broken if b is not None and b.first > 0]
+    lo, hi = np.log10(min([values.min(), *starts])), np.log10(max([values.max(), *starts]))
+    pad = max(_LOG_MARGIN * (hi - lo), _LOG_MARGIN_MIN)
+    ax.set_ylim(10 ** (lo - pad), 10 ** (hi + pad))
+
+
+_EDGE_LOOK = {"markersize": 9, "markeredgecolor": "black", "markeredgewidth": 0.6}  # an end beyond the panel
+
+
+def _mark_ends(ax: Axes, broken: Sequence[_Broken | None]) -> set[str]:
+    """Mark where each broken run ended: a cross at its last point; a triangle on the panel's edge, pointing out,
+    when that point lies beyond it (not clipped, so it shows). The kinds of mark drawn: ``inside``, ``edge``."""
+    lo, hi = sorted(ax.get_ylim())
+    kinds = set()
+    for b in broken:
+        if b is None:
+            continue
+        x, y = b.end
+        if lo <= y <= hi:
+            ax.plot(x, y, color=b.colour, marker="x", markersize=8, mew=2, clip_on=False)
+            kinds.add("inside")
+            continue
+        edge, marker = (hi, "^") if y > hi else (lo, "v")
+        ax.plot(x, edge, color=b.colour, marker=marker, **_EDGE_LOOK, clip_on=False, zorder=5)
+        kinds.add("edge")
+    return kinds
+
+
+def _broken_handles(kinds: set[str]) -> list[Line2D]:
+    """Legend entries for the kinds of broken runs' ends drawn (``_mark_ends``)."""
+    handles = []
+    if "inside" in kinds:
+        label = "diverged run (last point)"
+        handles.append(Line2D([], [], color="0.3", linestyle="--", marker="x", lw=0.9, label=label))
+    if "edge" in kinds:
+        label = "diverged run, off the scale\n(last point, at the edge)"
+        handles.append(Line2D([], [], color="0.6", linestyle="--", lw=0.9, marker="^", **_EDGE_LOOK, label=label))
+    return handles
 
 
 def save_figure(fig: Figure, out_dir: Path, name: str = "curves", svg: bool = True) -> list[Path]:
-    """Write ``<name>.png`` (and ``<name>.svg``) into ``out_dir``; the SVG carries no date, so it is reproducible."""
+    """Write ``<name>.png`` (and ``<name>.svg``) into ``out_dir``, each whole or not at all (written beside and
+    renamed: a Ctrl-C while it is drawn leaves no half a file); the SVG carries no date, so it is reproducible."""
     paths = [out_dir / f"{name}.png", *([out_dir / f"{name}.svg"] if svg else [])]
     fig.get_layout_engine().execute(fig)  # lay out once, the costliest step, and keep that layout for both files
     fig.set_layout_engine("none")
-    fig.savefig(paths[0], dpi=150)
-    if svg:
-        with rc_context({"svg.hashsalt": "optrun"}):  # fixed element ids instead of random ones
-            fig.savefig(paths[1], metadata={"Date": None})
+    for path in paths:
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            if path.suffix == ".png":
+                fig.savefig(tmp, dpi=150, format="png")
+            else:
+                with rc_context({"svg.hashsalt": "optrun"}):  # fixed element ids instead of random ones
+                    fig.savefig(tmp, metadata={"Date": None}, format="svg")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, path)
     return paths
 
 
@@ -213,20 +296,24 @@ def landscape_curves_figure(groups: list[Group], title: str = "") -> Figure:
     fig = Figure(figsize=(12 if with_distance else 7, 4.8), layout="constrained")
     axes = fig.subplots(1, 2 if with_distance else 1, squeeze=False)[0]
     handles = []
-    positive = True
+    losses = [c["loss"] for g in groups if (c := curves(g)) is not None]
+    positive = all(bool((loss > 0).all()) for loss in losses)  # a log scale, else a symmetric log one
+    ends: list[_Broken | None] = []
     for i, (group, name) in enumerate(zip(groups, _names(groups), strict=True)):
         style = _Style(i, len(groups))
         c = curves(group)
         if c is not None:
-            positive &= bool((c["loss"] > 0).all())
             _mean_and_band(axes[0], c.x, c["loss"], style)
             if with_distance and "distance_to_minimum" in c.values:
                 _mean_and_band(axes[1], c.x, c["distance_to_minimum"], style)
         for run in group.runs:
             if run.status != "completed" and run.records:
-                _plot_broken(axes[0], run.records, "step", "loss", style.colour)
+                ends.append(_plot_broken(axes[0], run.records, "step", "loss", style.colour, positive=positive))
         handles.append(Line2D([], [], **style.handle(), label=_legend_label(group, name)))
     axes[0].set_yscale("log" if positive else "symlog")
+    if positive:
+        _fit_log_panel(axes[0], losses, ends)
+    handles += _broken_handles(_mark_ends(axes[0], ends))
     axes[0].set(title="Loss", ylabel=f"f(x) ({'log' if positive else 'symmetric log'} scale)")
     if with_distance:
         axes[1].set_yscale("log")

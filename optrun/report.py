@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from optrun.config import CompareConfig, parse_config, read_yaml
-from optrun.runs import RunDirError, RunRecord, is_run_dir, read_run, versions, write_json
+from optrun.runs import RunDirError, RunRecord, is_run_dir, not_a_folder, read_run, versions, write_json
 from optrun.schema import ConfigError
 from optrun.stats import (
     DEFAULT_TARGET_FRACTION,
@@ -198,6 +198,16 @@ def _read_compare_dir(path: Path, out: Collection) -> None:
         out.warnings.append(f"{path}: {gap.headline}; only those are compared. Finish it with: {gap.resume_command}")
 
 
+def _folder_hint(file: Path) -> str:
+    """``; its folder runs/x is a run directory``, when the file given lies in one (its metrics.csv, say)."""
+    folder = file.parent
+    if is_run_dir(folder):
+        return f"; its folder {folder} is a run directory"
+    if is_compare_dir(folder):
+        return f"; its folder {folder} is a compare directory"
+    return ""
+
+
 def collect(paths: Iterable[str | Path]) -> Collection:
     """The groups in ``paths``: each compare directory gives one group per label, each run directory one group.
 
@@ -214,6 +224,8 @@ def collect(paths: Iterable[str | Path]) -> Collection:
             _read_compare_dir(path, out)
         elif path.is_dir():
             raise RunDirError(f"{path}: neither a run directory (no metrics.csv) nor a compare directory")
+        elif path.exists():
+            raise RunDirError(f"{path}: is a file, not a run or compare directory{_folder_hint(path)}")
         else:
             raise RunDirError(f"{path}: no such directory")
     clashes = Counter(g.label for g in out.groups)
@@ -351,6 +363,22 @@ def _save(figures: Mapping[str, Any], out_dir: Path) -> list[Path]:
     from optrun.plots import save_figure
 
     return [p for name, figure in figures.items() for p in save_figure(figure, out_dir, name, svg=name == "curves")]
+
+
+def report_dir(path: str | Path) -> Path:
+    """``path`` as the folder for a report's files (``optrun report --out``): a new or empty folder, or one an
+    earlier report wrote (rewritten). RunDirError when a file is in the way, or the folder holds anything else:
+    a run, a comparison, other files, which the report would overwrite or mix with its own."""
+    path = Path(path)
+    if (blocker := not_a_folder(path)) is not None:
+        what = "is a file" if blocker == path else f"cannot be made: {blocker} is a file"
+        raise RunDirError(f"{path}: {what}, not a folder for the report")
+    if path.is_dir() and any(path.iterdir()) and "sources" not in _read_json(path / "summary.json"):
+        raise RunDirError(
+            f"{path}: holds files that are not an earlier report's (a run, a comparison?); "
+            "--out takes a new or empty folder, or a report's to rewrite"
+        )
+    return path
 
 
 def write(comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None = None) -> None:

@@ -49,7 +49,7 @@ class RunDirError(OSError):
     """A run directory cannot be created, written or read back."""
 
 
-def _not_a_folder(path: Path) -> Path | None:
+def not_a_folder(path: Path) -> Path | None:
     """The first of ``path`` and its parents that exists and is not a folder (a file in the way), or None."""
     for part in (*reversed(path.parents), path):
         if part.exists() and not part.is_dir():
@@ -61,7 +61,7 @@ def create_run_dir(runs_dir: str | Path, name: str, now: datetime | None = None)
     """Make a new, empty run directory; never reuse an existing one (a ``-N`` suffix is added)."""
     runs_dir = Path(runs_dir)
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    if (blocker := _not_a_folder(runs_dir)) is not None:
+    if (blocker := not_a_folder(runs_dir)) is not None:
         what = "is a file" if blocker == runs_dir else f"cannot be made: {blocker} is a file"
         raise RunDirError(f"{runs_dir}: {what}, not a folder in which to create run directories")
     try:
@@ -290,11 +290,13 @@ def existing_dir(path: str | Path, what: str) -> Path:
 
 
 def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None) -> RunOutcome:
-    """Continue an interrupted network run from its last checkpoint, appending to its metrics.csv.
+    """Continue an interrupted network run from its last checkpoint, appending to its metrics.csv; train a run
+    with nothing to continue from (a run on an objective, which keeps no checkpoint, or one stopped before its
+    first evaluation) again from its start, in the same directory.
 
     The result equals, timings aside, that of a run never interrupted. RunDirError
-    or CheckpointError when there is nothing to resume (the run is finished, has
-    no checkpoint, or the checkpoint is corrupt).
+    or CheckpointError when there is nothing to resume (the run is finished, its
+    checkpoint is missing or corrupt).
     """
     start = time.perf_counter()
     path = existing_dir(run_dir, "run directory")
@@ -302,9 +304,12 @@ def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None
     if summary.get("status") not in (None, "interrupted"):
         raise RunDirError(f"{path}: the run is already {summary['status']}; there is nothing to resume")
     config = parse_config(read_yaml(path / "config.yaml"), str(path / "config.yaml"))
-    if config.objective is not None:
-        raise RunDirError(f"{path}: a run on an objective has no checkpoints; train its config.yaml again")
     experiment = prepare(config)
+    if isinstance(experiment, Landscape) or not (
+        (path / checkpoints.NAME).exists() or _read_metrics(path / "metrics.csv")
+    ):
+        with _writing(path):
+            return _train_into(path, config, experiment, _start(path, config), on_epoch, start)
     epoch = checkpoints.restore(experiment, path)
     kept = [row for row in _read_metrics(path / "metrics.csv") if row.epoch <= epoch]
     if len(kept) != epoch + 1:
@@ -392,7 +397,11 @@ def is_run_dir(path: Path) -> bool:
 
 
 def _read_metrics(path: Path) -> list[Record]:
-    with path.open(newline="", encoding="utf-8") as f:
+    try:
+        f = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot read the run's metrics ({exc.strerror or exc})") from None
+    with f:
         reader = csv.reader(f)
         header = tuple(next(reader, ()))
         kind, base = (StepRecord, STEP_COLUMNS) if header[:1] == ("step",) else (EpochRecord, COLUMNS)

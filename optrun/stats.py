@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from optrun.optim import OPTIMIZERS
 from optrun.runs import RunRecord
 
 DEFAULT_TARGET_FRACTION = 0.95  # target accuracy: this fraction of the best mean final test accuracy
@@ -241,14 +242,52 @@ def _setting(value: Any, exact: bool) -> str:
     return str(value)
 
 
+def _defaults(name: Any) -> dict[str, Any] | None:
+    """The settings of optimizer ``name`` left at their defaults (a resolved spec holds every key, unset ones as
+    None); None for a name optrun does not know (a run directory from another version)."""
+    cls = OPTIMIZERS.get(str(name))
+    return None if cls is None else cls.Spec(name=str(name)).model_dump(mode="json")
+
+
+def non_default_keys(spec: Mapping[str, Any]) -> list[str]:
+    """The settings, besides name and learning rate, that ``spec`` sets away from its optimizer's defaults, in the
+    order it lists them: ``restart`` in ``{name: momentum, restart: {every: 50}}``. An unset one (None) is never
+    among them; for an optimizer optrun does not know, none are."""
+    defaults = _defaults(spec.get("name"))
+    if defaults is None:
+        return []
+    return [
+        k
+        for k, v in spec.items()
+        if k not in _ALWAYS_SHOWN and v is not None and (k not in defaults or not _same(v, defaults[k]))
+    ]
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Whether a setting equals its default: 0 and 0.0 do, and so do mappings whose unset keys are the difference
+    (a schedule written with and without ``warmup: null``)."""
+    if isinstance(value, Mapping) and isinstance(default, Mapping):
+        keys = set(value) | set(default)
+        return all(_same(value.get(k), default.get(k)) for k in keys)
+    if isinstance(value, bool) or isinstance(default, bool):
+        return value is default
+    return bool(value == default)
+
+
 def optimizer_descriptions(specs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Each spec described (``describe_optimizer``) with the settings that tell it from the others; floats in full
-    where 4 significant digits would make two different specs read the same."""
-    keys = distinguishing_keys(specs)
-    texts = [describe_optimizer(spec, keys) for spec in specs]
+    """Each spec described (``describe_optimizer``) with the settings that tell it from the others and the ones it
+    sets away from its optimizer's defaults (``non_default_keys``: a setting no other label has is still shown);
+    floats in full where 4 significant digits would make two different specs read the same."""
+    differ = distinguishing_keys(specs)
+    order = {k: i for i, k in enumerate(dict.fromkeys(k for spec in specs for k in spec))}
+    mapping = {k for k in order if any(isinstance(spec.get(k), Mapping) for spec in specs)}
+    keys = [
+        sorted({*differ, *non_default_keys(spec)}, key=lambda k: (k in mapping, order[k])) for spec in specs
+    ]  # in the order the specs list them, the numbers and flags before the mappings, as distinguishing_keys
+    texts = [describe_optimizer(spec, k) for spec, k in zip(specs, keys, strict=True)]
     distinct_specs = {repr(dict(spec)) for spec in specs}
     if len(set(texts)) < len(distinct_specs):
-        texts = [describe_optimizer(spec, keys, exact=True) for spec in specs]
+        texts = [describe_optimizer(spec, k, exact=True) for spec, k in zip(specs, keys, strict=True)]
     return texts
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from rich import box
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from optrun.report import Comparison, Unfinished
 from optrun.runs import RunRecord
@@ -222,3 +223,14 @@ def _landscape_table(comparison: Comparison, unfinished: Sequence[Unfinished]) -
             seeds[s.label],
         )
     return table
+
+
+def unfinished_notice(gap: Unfinished) -> Text:
+    """What an unfinished comparison lacks, under its table: the headline, one line per label with the seeds that
+    have no result and how far each got, and the command that finishes it."""
+    text = Text()
+    text.append(gap.headline, style="yellow")
+    for line in gap.runs_text():
+        text.append(f"\n  {line}")
+    text.append(f"\nfinish it with: {gap.resume_command}")
+    return text

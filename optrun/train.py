@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from optrun import memory, threads
-from optrun.config import Config
+from optrun.config import CompareConfig, Config
 from optrun.data import Dataset, check_every_class, load_dataset
 from optrun.models import Dense, Network, ReLU, build_model
 from optrun.objectives import Objective, build_objective
@@ -143,6 +143,21 @@ def prepare(config: Config) -> Experiment | Landscape:
         check_every_class(data.y_train, data.y_test, data.n_classes, f"train.max_samples: {n}")
     model = build_model(config.model, data.n_features, data.n_classes, init_rng)
     return Experiment(config, data, model, build_optimizer(config.optimizer, model.params), order_rng)
+
+
+CHECK_DATA_BELOW = 1 << 30
+"""``check`` makes and splits a config's data where it takes less than this (1 GiB), as a run would."""
+
+
+def check(config: Config | CompareConfig) -> memory.Estimate:
+    """What would refuse a run of ``config`` before it trains, checked without training: its memory (each label's,
+    in a comparison) and, where its data takes less than ``CHECK_DATA_BELOW``, its data and split (the first
+    run's: a split's counts do not depend on the seed). The largest run's estimate; ConfigError otherwise."""
+    need = memory.check_each(config)
+    if need.data < CHECK_DATA_BELOW:
+        compared = isinstance(config, CompareConfig)
+        prepare(config.run_config(next(iter(config.optimizers)), config.seed_list[0]) if compared else config)
+    return need
 
 
 def _evaluate(exp: Experiment, epoch: int, seconds: float) -> EpochRecord:

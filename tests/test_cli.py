@@ -112,13 +112,19 @@ BAD_INPUTS = [
         "a class left out of training",
         GOOD,
         ["dataset.test_fraction=0.999"],
-        "Error: dataset.test_fraction: 0.999 of 1797 samples leaves class 0 with 0 training and 178 test samples",
+        "Error: {path}: dataset.test_fraction: 0.999 of 1797 samples leaves class 0 with 0 training and 178 test",
     ),
     (
         "too few samples for the classes",
         GOOD,
         ["train.max_samples=5"],
-        "Error: train.max_samples: 5 leaves class ",
+        "Error: {path}: train.max_samples: 5 leaves class ",
+    ),
+    (
+        "one class",
+        GOOD.replace("{name: digits}", "{name: blobs, n_classes: 1}"),
+        [],
+        "Error: {path}: dataset.n_classes: must be >= 2, got 1",
     ),
     ("set without =", GOOD, ["optimizer.mu"], "Error: --set optimizer.mu: expected KEY=VALUE with a dotted KEY"),
     ("set through a scalar", GOOD, ["seed.x=1"], "Error: --set seed.x=1: seed is not a mapping, so it has no key 'x'"),
@@ -263,11 +269,18 @@ def test_every_shipped_config_validates_and_smoke_runs(runner, tmp_path, config:
 
 def test_validate_reports_every_bad_file(runner, tmp_path) -> None:
     good, bad = write(tmp_path, GOOD, "good.yaml"), write(tmp_path, "seed: -1\n", "bad.yaml")
-    result = runner.invoke(cli, ["validate", str(good), str(bad), str(tmp_path / "none.yaml")])
+    split = write(tmp_path, GOOD.replace("{name: digits}", "{name: spirals, test_fraction: 0.999}"), "split.yaml")
+    cut = write(tmp_path, "dataset: {name: digits}\ntrain: {max_samples: 1}\noptimizers: {adam: null}\n", "cut.yaml")
+    result = runner.invoke(cli, ["validate", str(good), str(bad), str(tmp_path / "none.yaml"), str(split), str(cut)])
     assert result.exit_code == 2
-    assert f"ok: {good}" in result.output
+    assert f"ok: {good} (adam on digits, mlp, 2 epochs; about " in result.output
     assert f"error: {bad}: seed: must be >= 0, got -1" in result.output
     assert f"error: {tmp_path / 'none.yaml'}: no such file" in result.output
+    # what train would refuse once it made the data, validate refuses too (it makes small data sets)
+    assert f"error: {split}: dataset.test_fraction: 0.999 of 600 samples leaves class 0 with 0 " in result.output
+    assert f"error: {cut}: train.max_samples: 1 leaves class 1 with 0 training and 0 test samples" in result.output
+    one = write(tmp_path, "dataset: {name: digits}\noptimizers: {adam: null}\n", "one.yaml")
+    assert "(compare 1 optimizer x 1 seed on digits" in runner.invoke(cli, ["validate", str(one)]).output
 
 
 def test_optimizers_lists_every_rule_and_default(runner) -> None:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from csv_rows import comparison_without_timing, metrics_without_timing
+from matplotlib.figure import Figure
 
 from optrun.cli import cli
 from optrun.compare import compare, plan
@@ -25,7 +26,7 @@ from optrun.config import CompareConfig, parse_config
 from optrun.optim import OPTIMIZERS, REFERENCE_OPTIMIZERS
 from optrun.parallel import WorkersLost, executor
 from optrun.plots import curves_figure
-from optrun.report import collect
+from optrun.report import build, collect, write
 from optrun.runs import read_run
 from optrun.train import prepare
 
@@ -399,6 +400,56 @@ def test_report_mixes_compare_directories_and_train_runs(tmp_path) -> None:
         labels = {r["label"]: r for r in csv.DictReader(fh)}
     assert set(labels) == {f"{first.name}/sgd", f"{second.name}/sgd", "slow-adam", "single"}
     assert labels["single"]["seeds"] == "1" and labels[f"{second.name}/sgd"]["learning_rate"] == "0.01"
+
+
+@pytest.mark.parametrize("label", ["summary.json", "curves.png", "config.yaml", "Comparison.CSV", "x.html"])
+def test_a_label_named_like_a_compare_directorys_file_is_refused(tmp_path, label: str) -> None:
+    """Its folder would take the file's place (an IsADirectoryError, or a half-written compare directory)."""
+    path = write_config(tmp_path, {**SMALL, "optimizers": {label: {"name": "sgd"}, "adam": None}})
+    for command in ("validate", "compare"):
+        result = invoke(command, path, *(["--runs-dir", tmp_path / "runs"] if command == "compare" else []))
+        assert result.exit_code == 2 and f"optimizers.{label}: must not end in .yaml, .json" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_report_writes_only_into_a_new_or_empty_folder_or_an_earlier_reports(tmp_path) -> None:
+    """--out never overwrites a run or a comparison (it replaced their summary.json and plots)."""
+    compared = invoke("compare", write_config(tmp_path, SMALL), "--runs-dir", tmp_path / "c", "-q")
+    compare_dir = Path(compared.output.strip())
+    before = {p: p.read_bytes() for p in compare_dir.rglob("*") if p.is_file()}
+    (tmp_path / "a-file").write_text("x")
+    for out, problem in [
+        (compare_dir, "holds files that are not an earlier report's"),
+        (compare_dir / "sgd" / "seed-0", "holds files that are not an earlier report's"),
+        (tmp_path / "a-file", "is a file, not a folder for the report"),
+        (tmp_path / "a-file" / "sub", f"cannot be made: {tmp_path / 'a-file'} is a file"),
+    ]:
+        result = invoke("report", compare_dir, "--out", out)
+        assert (result.exit_code == 2 and result.output.strip().endswith(problem)) or problem in result.output, out
+        assert result.output.count("Error: ") == 1 and "Traceback" not in result.output
+    assert {p: p.read_bytes() for p in compare_dir.rglob("*") if p.is_file()} == before
+    for _ in range(2):  # a new folder, then the same report's folder again
+        assert invoke("report", compare_dir, "--out", tmp_path / "rep", "-q").exit_code == 0
+    assert (tmp_path / "rep" / "comparison.csv").is_file()
+
+
+def test_a_picture_is_written_whole_or_not_at_all(tmp_path, monkeypatch) -> None:
+    """A Ctrl-C while curves.svg was drawn left half an SVG (no closing tag): the old file stays instead."""
+    compare_dir = compare(compare_config(), tmp_path, jobs=1).path
+    before = (compare_dir / "curves.svg").read_bytes()
+    real_savefig = Figure.savefig
+
+    def savefig(self, fname, **kwargs):
+        if kwargs.get("format") == "svg":
+            Path(fname).write_text("<svg")  # part of it, then the signal
+            raise KeyboardInterrupt
+        return real_savefig(self, fname, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    with pytest.raises(KeyboardInterrupt):
+        write(build(collect([compare_dir]).groups, "cmp"), compare_dir)
+    assert (compare_dir / "curves.svg").read_bytes() == before
+    assert sorted(p.name for p in compare_dir.iterdir() if p.name.startswith(".")) == []
 
 
 def test_report_and_show_errors_are_one_line(tmp_path) -> None:

@@ -64,7 +64,7 @@ def test_a_comparison_runs_at_once_only_as_many_as_fit(monkeypatch, caplog) -> N
 @pytest.mark.parametrize(
     ("n_bytes", "text"),
     [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (10**6, "977 KiB"), (149.3 * 2**30, "149 GiB"),
-     (36.4 * 2**40, "36.4 TiB"), (5 * 2**50, "5120 TiB")],
+     (36.4 * 2**40, "36.4 TiB"), (5 * 2**50, "5 PiB"), (3 * 10**300, "2.6e+282 EiB")],
 )  # fmt: skip
 def test_sizes_read_in_binary_units(n_bytes: float, text: str) -> None:
     assert memory.size(n_bytes) == text

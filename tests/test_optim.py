@@ -380,10 +380,15 @@ def test_every_optimizer_documents_its_update_rule() -> None:
         assert "θ ←" in rule, cls.name
 
 
-def test_gradient_shape_mismatch_is_an_error() -> None:
-    opt = build_optimizer({"name": "sgd"}, [np.zeros((2, 3))])
+def test_gradient_shape_mismatch_is_an_error_that_changes_nothing() -> None:
+    """A refused step is not counted: Adam's next step is still its first, of size lr whatever g (m̂/√ŝ = ±1)."""
+    params = [np.zeros((2, 3)), np.zeros(2)]
+    opt = build_optimizer({"name": "adam", "learning_rate": 0.003}, params)
     with pytest.raises(ValueError, match="shape"):
-        opt.step([np.zeros((3, 2))])
+        opt.step([np.ones((3, 2)), np.ones(2)])
+    assert opt.state_dict()["step"] == 0 and not params[0].any()
+    opt.step([np.ones((2, 3)), np.ones(2)])
+    np.testing.assert_allclose(params[0], -0.003, rtol=1e-6)
 
 
 # --- schedules, clipping and restart by hand -------------------------------------------------------------------------

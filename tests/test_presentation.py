@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.text import Text
@@ -300,3 +301,120 @@ def test_a_single_runs_legend_names_its_optimizer(tmp_path) -> None:
     for fig in (landscape_curves_figure(groups), trajectories_figure(groups, objective)):
         names = [t.get_text() for t in fig.legends[0].get_texts()]
         assert names[0] == f"adam lr={spec['learning_rate']}" and not any("my-run" in name for name in names)
+
+
+# --- 12: a diverged run leaves the loss panel through its top edge, instead of stretching it ------------------------
+
+BLOW_UP = {"ok": {"name": "sgd", "learning_rate": 0.1}, "bad": {"name": "sgd", "learning_rate": 10.0}}
+# the bad label's loss, at its last row: about 2e15 after epoch 1 on the digits, 4e7 at step 4 on the valley
+BLOWING_UP = {
+    "network": ({**DIGITS, "train": {**DIGITS["train"], "divergence_factor": 10}}, "epoch", "train_loss"),
+    "objective": ({**VALLEY, "train": {**VALLEY["train"], "divergence_factor": 1e6}}, "step", "loss"),
+}
+
+
+def loss_panel(groups) -> Axes:
+    return (landscape_curves_figure if groups[0].on_objective else curves_figure)(groups).axes[0]
+
+
+def points(run, x: str, y: str) -> list[tuple[float, float]]:
+    return [(getattr(row, x), getattr(row, y)) for row in run.records]
+
+
+@pytest.mark.parametrize("case", list(BLOWING_UP))
+def test_a_diverged_run_leaves_the_loss_panel_through_its_top_edge_and_its_end_shows_there(tmp_path, case) -> None:
+    problem, x, y = BLOWING_UP[case]
+    groups = {g.label: g for g in collect([compared(tmp_path, problem, BLOW_UP, seeds=2)]).groups}
+    ax = loss_panel(list(groups.values()))
+    healthy = [value for run in groups["ok"].runs for _, value in points(run, x, y)]
+    assert [run.status for run in groups["bad"].runs] == ["diverged", "diverged"]
+    lo, hi = ax.get_ylim()
+    assert ax.get_yscale() == "log"
+    # the completed runs fill the panel (their bands and means lie within their points), with a margin...
+    assert lo < min(healthy) and max(healthy) < hi
+    assert min(healthy) / lo < 3 and hi / max(healthy) < 3
+    for run in groups["bad"].runs:
+        (_, y0), *_, (end_x, end_y) = points(run, x, y)
+        assert lo < y0 < hi  # ... and so does where the diverged run started
+        assert end_y > 1e3 * hi  # while its end lies far above: its line leaves through the top edge, clipped
+        (line,) = [line for line in ax.lines if line.get_linestyle() == "--" and end_y in line.get_ydata()]
+        assert line.get_clip_on()
+        # its end is marked on the top edge, above its last epoch, unclipped so that it shows
+        marks = [m for m in ax.lines if list(m.get_xdata()) == [end_x] and list(m.get_ydata()) == [hi]]
+        assert marks and all(not m.get_clip_on() and m.get_marker() not in ("", "None", None) for m in marks)
+
+
+def test_when_every_run_diverged_the_loss_panel_shows_them_whole(tmp_path) -> None:
+    problem, x, y = BLOWING_UP["objective"]
+    (group,) = collect([compared(tmp_path, problem, {"bad": BLOW_UP["bad"]}, seeds=2)]).groups
+    ax = loss_panel([group])
+    lo, hi = ax.get_ylim()
+    for run in group.runs:
+        assert run.status == "diverged"
+        values = [value for _, value in points(run, x, y)]
+        assert lo <= min(values) and max(values) <= hi  # nothing to fit instead: all of it shows
+        end_x, end_y = points(run, x, y)[-1]
+        crosses = [m for m in ax.lines if list(m.get_xdata()) == [end_x] and list(m.get_ydata()) == [end_y]]
+        assert crosses and crosses[0].get_marker() == "x"  # its end, where it is
+
+
+# --- 13: report lists what an interrupted comparison lacks, as show does; show on a file says it is one -------------
+
+
+def test_report_on_an_interrupted_comparison_lists_the_runs_without_a_result(tmp_path, monkeypatch) -> None:
+    path = interrupted(tmp_path, monkeypatch, stop_run=2)
+    out_dir = tmp_path / "report"
+    result = invoke("report", path, "--out", out_dir)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    listing = [
+        "the comparison did not finish (interrupted by SIGINT): 1 of 4 runs have a result",
+        "  adam  seed 0 interrupted after 1 of 2 epochs; seed 1 not run",
+        "  sgd   seed 1 not run",
+        f"finish it with: optrun compare --resume {path}",
+    ]
+    start = lines.index(listing[0])
+    assert lines[start:] == [*listing, f"report directory: {out_dir}"]  # after the table, before where it went
+    assert invoke("show", path).output.splitlines()[-len(listing) :] == listing  # as show lists it
+    rows = table_rows(result.stdout)
+    assert list(rows) == ["sgd"] and rows["sgd"][-1] == "0/1"
+    assert "+1 missing" in result.stdout and "of the seeds with a result" in result.stdout
+
+
+def test_show_and_report_on_a_file_say_it_is_a_file(tmp_path) -> None:
+    path = compared(tmp_path, VALLEY, {"a": {"name": "sgd", "learning_rate": 0.1}})
+    stray = tmp_path / "notes.txt"
+    stray.write_text("not a run\n")
+    hints = {
+        stray: "",
+        path / "a" / "seed-0" / "metrics.csv": f"; its folder {path / 'a' / 'seed-0'} is a run directory",
+        path / "summary.json": f"; its folder {path} is a compare directory",
+    }
+    for file, hint in hints.items():
+        for command in ("show", "report"):
+            result = invoke(command, file, *(("--out", tmp_path / "r") if command == "report" else ()))
+            assert result.exit_code == 2
+            assert result.output.strip() == f"Error: {file}: is a file, not a run or compare directory{hint}"
+    assert not (tmp_path / "r").exists()
+    missing = tmp_path / "nowhere"
+    assert invoke("show", missing).output.strip() == f"Error: {missing}: no such directory"
+
+
+# --- 14: the optimizer column shows what a label sets away from its optimizer's defaults ----------------------------
+
+
+def test_the_optimizer_column_shows_settings_away_from_their_defaults_that_no_other_label_has(tmp_path) -> None:
+    optimizers = {
+        "hb-restart": {"name": "momentum", "learning_rate": 0.005, "restart": {"every": 50}},
+        "adam": {"name": "adam"},
+        "adam-fast": {"name": "adam", "learning_rate": 0.01, "beta1": 0.9},  # beta1 at its default
+        "adamw-0": {"name": "adamw", "weight_decay": 0},
+    }
+    comparison = build(collect([compared(tmp_path, VALLEY, optimizers)]).groups, "p")
+    cells = {label: row[0] for label, row in table_rows(rendered(comparison_table(comparison))).items()}
+    assert cells == {
+        "hb-restart": "momentum lr=0.005 restart=(every=50)",
+        "adam": "adam lr=0.003",
+        "adam-fast": "adam lr=0.01",
+        "adamw-0": "adamw lr=0.003 weight_decay=0",
+    }

@@ -136,6 +136,79 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path) -> None:
         resume(cut)
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "r", "objective": {"name": "rosenbrock"}, "train": {"steps": 60}, "optimizer": {"name": "adam"}},
+        {"name": "r", "dataset": {"name": "digits"}, "train": {"epochs": 3}, "optimizer": {"name": "sgd"}},
+    ],
+    ids=["an objective's run", "a run stopped before its first evaluation"],
+)
+def test_a_run_with_nothing_to_continue_from_resumes_from_its_start(tmp_path, monkeypatch, spec: dict) -> None:
+    """Its interrupt message says 'Resume with: optrun train --resume DIR': that must work though there is no
+    checkpoint (an objective's runs keep none; a run stopped before epoch 0's row has none yet)."""
+    c = parse_config(spec)
+    whole = run(c, tmp_path / "whole").path
+    training = importlib.import_module("optrun.train")
+    if "objective" in spec:
+        stop = _interrupt_at_step(20)
+    else:
+        stop = None
+        monkeypatch.setattr(training, "_evaluate", _interrupt_before_any_row)
+    with pytest.raises(RunInterrupted) as stopped:
+        run(c, tmp_path / "cut", stop)
+    monkeypatch.undo()
+    cut = stopped.value.path
+    assert not (cut / checkpoints.NAME).exists()
+    result = CliRunner().invoke(cli, ["train", "--resume", str(cut), "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((cut / "summary.json").read_text())["status"] == "completed"
+    if "objective" in spec:  # no timing column
+        assert (cut / "metrics.csv").read_text() == (whole / "metrics.csv").read_text()
+    else:
+        assert metrics_without_timing(cut) == metrics_without_timing(whole)
+
+
+def _interrupt_before_any_row(exp, epoch, seconds):
+    raise KeyboardInterrupt  # while epoch 0 is evaluated
+
+
+def _interrupt_at_step(step: int):
+    def on_step(row) -> None:
+        if row.step == step:
+            raise KeyboardInterrupt
+
+    return on_step
+
+
+def test_a_run_whose_metrics_are_gone_is_refused_with_one_line(tmp_path) -> None:
+    with pytest.raises(RunInterrupted) as stopped:
+        run(config({"name": "sgd"}), tmp_path, interrupt_at(2))
+    (stopped.value.path / "metrics.csv").unlink()
+    result = CliRunner().invoke(cli, ["train", "--resume", str(stopped.value.path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip() == (
+        f"Error: {stopped.value.path / 'metrics.csv'}: cannot read the run's metrics (No such file or directory)"
+    )
+
+
+def test_compare_resume_takes_only_an_unfinished_comparison(tmp_path) -> None:
+    """A train run's directory used to be filled with a whole comparison, its summary.json replaced."""
+    train_dir = run(config({"name": "sgd"}, epochs=1), tmp_path / "t").path
+    before = (train_dir / "summary.json").read_bytes()
+    path = tmp_path / "cmp.yaml"
+    path.write_text(COMPARE.replace("epochs: 3", "epochs: 1"))
+    done = CliRunner().invoke(cli, ["compare", str(path), "--runs-dir", str(tmp_path / "c"), "-q", "-j", "1"])
+    compare_dir = Path(done.output.strip())
+    for target, problem in [
+        (train_dir, "a run directory, not a compare directory; continue it with optrun train --resume"),
+        (compare_dir, "the comparison is already completed; there is nothing to resume"),
+    ]:
+        result = CliRunner().invoke(cli, ["compare", "--resume", str(target)])
+        assert result.exit_code == 2 and result.output.strip() == f"Error: {target}: {problem}"
+    assert (train_dir / "summary.json").read_bytes() == before and not (train_dir / "sgd").exists()
+
+
 def test_a_checkpoint_that_fails_its_checksum_is_refused_by_the_cli(tmp_path) -> None:
     c = config({"name": "sgd"}, epochs=3)
     with pytest.raises(RunInterrupted) as stopped:
@@ -261,9 +334,13 @@ def test_ctrl_c_after_the_runs_exits_130_with_one_line_and_resume_writes_the_com
 
     monkeypatch.setattr(optrun.compare, "write", write)
     result = CliRunner().invoke(cli, ["compare", str(path), "--runs-dir", str(tmp_path / "runs"), "-q", "-j", "1"])
-    assert result.exit_code == 130 and result.output.splitlines()[-1] == "interrupted by SIGINT", result.output
-    monkeypatch.undo()
     compare_dir = next((tmp_path / "runs").iterdir())
+    assert result.exit_code == 130, result.output
+    assert result.output.splitlines()[-1].startswith(
+        "interrupted by SIGINT after 6 of 6 runs, while writing the comparison; what finished is kept in "
+    ) and result.output.endswith(f"Resume with: optrun compare --resume {compare_dir}\n")
+    assert json.loads((compare_dir / "summary.json").read_text())["status"] == "interrupted"
+    monkeypatch.undo()
     assert not (compare_dir / "comparison.csv").exists()
     resumed = CliRunner().invoke(cli, ["compare", "--resume", str(compare_dir), "-q", "-j", "1"])
     assert resumed.exit_code == 0, resumed.output

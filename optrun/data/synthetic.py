@@ -7,13 +7,15 @@ added to the inputs (for blobs: the spread of each cluster).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
-from optrun.schema import Fraction, NonNegativeFloat, PositiveInt, Section
+from optrun.schema import Fraction, Integer, NonNegativeFloat, PositiveInt, Section, interval
+
+Classes = Annotated[Integer, interval(2)]  # one class would make every prediction right
 
 
 class SyntheticSpec(Section):
@@ -42,7 +44,7 @@ class SpiralsSpec(SyntheticSpec):
     """Interleaved spiral arms in 2-D, one per class."""
 
     name: Literal["spirals"]
-    n_classes: PositiveInt = 3
+    n_classes: Classes = 3
     noise: NonNegativeFloat = 0.2
 
 
@@ -75,7 +77,7 @@ class BlobsSpec(SyntheticSpec):
     name: Literal["blobs"]
     n_samples: PositiveInt = 1000
     n_features: PositiveInt = 2
-    n_classes: PositiveInt = 3
+    n_classes: Classes = 3
     noise: NonNegativeFloat = 1.0
 
 

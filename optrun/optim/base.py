@@ -133,9 +133,9 @@ class Optimizer:
         (needed only by rules that watch it, such as momentum restart on loss)."""
         if len(grads) != len(self.params):
             raise ValueError(f"expected {len(self.params)} gradients, got {len(grads)}")
+        gs = self._clipped(self._gradient_targets(grads))  # first: a gradient of the wrong shape changes nothing
         self.t += 1
         self.lr = self.learning_rate_at(self.t)
-        gs = self._clipped(self._gradient_targets(grads))
         self._begin_step(gs, loss)
         if self.fused and self._flat is not None:
             self.kernel_threads = self._threads.next()
