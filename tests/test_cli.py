@@ -159,6 +159,22 @@ def test_a_whole_number_written_as_a_float_is_an_integer(runner, tmp_path) -> No
     assert invoke(runner, "validate", compare).output.startswith(f"ok: {compare} (compare 6 optimizers x 2 seeds")
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["report"], "Error: Missing argument 'RUN_DIR...'; see 'optrun report --help'"),
+        (["show"], "Error: Missing argument 'RUN_DIR'; see 'optrun show --help'"),
+        (["train", "--foo"], "Error: No such option '--foo'; see 'optrun train --help'"),
+        (["compare", "x", "--jobs", "0"], "Error: Invalid value for '--jobs' / '-j': 0 is not in the range x>=1; "),
+        (["nosuch"], "Error: No such command 'nosuch'; see 'optrun --help'"),
+    ],
+)
+def test_a_usage_error_is_one_line_exit_2(runner, args: list[str], expected: str) -> None:
+    result = runner.invoke(cli, args, prog_name="optrun")
+    assert result.exit_code == 2 and result.output.startswith(expected), result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_train_writes_a_complete_run_directory(runner, tmp_path) -> None:
     result = invoke(runner, "train", write(tmp_path, GOOD), "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
