@@ -107,6 +107,7 @@ def run_pieces(work: Callable[[int], Any], pieces: int) -> None:
 _blas_lock = threading.Lock()
 _blas_holders = 0
 _blas_limits: Any = None  # threadpoolctl's limiter while held: it restores the settings found before
+_blas_libraries: Any = None  # threadpoolctl's controller of the BLAS libraries loaded, found once (a scan: ms)
 
 
 @contextmanager
@@ -114,13 +115,15 @@ def one_blas_thread() -> Iterator[None]:
     """numpy's BLAS (and any other BLAS loaded) on one thread for the block. Runs in several threads of one
     process (a Dask worker's) share the setting: the first to enter sets it and the last to leave restores
     what it found, so that no run's products change thread count while it computes."""
-    global _blas_holders, _blas_limits
+    global _blas_holders, _blas_limits, _blas_libraries
     with _blas_lock:
         if _blas_holders == 0:
-            from threadpoolctl import threadpool_limits
+            if _blas_libraries is None:  # numpy's BLAS is loaded with numpy, before any run
+                from threadpoolctl import ThreadpoolController
 
+                _blas_libraries = ThreadpoolController().select(user_api="blas")
             _take_blas_control()
-            _blas_limits = threadpool_limits(limits=1, user_api="blas")
+            _blas_limits = _blas_libraries.limit(limits=1)
         _blas_holders += 1
     try:
         yield
