@@ -19,16 +19,17 @@ guard, would run again in every worker. Tasks must live in an importable module.
 A worker that dies (killed, out of memory, a crash in compiled code) takes the
 pool's unfinished tasks with it: ``WorkersLost``, after the tasks that finished.
 
-A Ctrl-C on the terminal goes to every process of the group. Only this process
-acts on it: the fork server and the workers start with SIGINT blocked (the server
-then ignores it). A worker's first SIGINT interrupts its running task (which hands
-back what it has) and makes it refuse every task it is given after, so that no run
-starts once Ctrl-C was pressed; a Ctrl-C while they start or wait prints no
-traceback. This process holds SIGINT and SIGTERM while its pool runs
-(``_HeldSignals``) and acts on them in the wait for results, whatever the caller
-was doing when they came: it sends SIGINT to the workers itself, hands back the
-results of the runs in flight, ends the workers, then raises the signal's
-exception to the caller.
+A Ctrl-C on the terminal, or a job scheduler's SIGTERM, goes to every process of
+the group. The fork server, the resource tracker and the workers start with both
+signals blocked; the first two never take them. A worker's first signal interrupts
+its running task (which hands back what it has) and makes it refuse every task it
+is given after, so that no run starts once the signal came; a signal while they
+start or wait prints no traceback. Where this process ignores SIGINT (a command
+started with ``&`` in a script), its workers ignore it too. This process holds
+both signals while its pool runs (``_HeldSignals``) and acts on them in the wait
+for results, whatever the caller was doing when they came: it passes the signal on
+to the workers, hands back the results of the runs in flight, and raises the
+signal's exception to the caller (KeyboardInterrupt, or ``Terminated``).
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ _stopping = False  # in a local worker: whether SIGINT or SIGTERM came, after wh
 
 
 class NoResult:
-    """What a local worker hands back for a task stopped by a SIGINT before it had anything to hand back:
-    given to the worker after the SIGINT, or interrupted before it began."""
+    """What a local worker hands back for a task stopped by a signal before it had anything to hand back:
+    given to the worker after the signal, or interrupted before it began."""
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -94,7 +95,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def _init_worker(ignore_sigint: bool) -> None:
     """A local worker's setup: one thread, and SIGINT and SIGTERM for the running task only (the worker
-    started with SIGINT blocked: see ``_starting``). Where this process ignores SIGINT (started in the
+    started with both blocked: see ``_starting``). Where this process ignores SIGINT (started in the
     background of a script, a shell ignores Ctrl-C for it), its workers ignore it too."""
     threads.use(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else _interrupt_task)
@@ -114,13 +115,13 @@ def _interrupt_task(signum: int, frame: Any) -> None:
 
 
 def _as_task(fn: Callable[[T], R], item: T) -> R | NoResult:
-    """``fn(item)`` in a local worker, open to SIGINT while it runs (``fn`` catches KeyboardInterrupt to hand
-    back what it has); ``NoResult`` once a SIGINT came."""
+    """``fn(item)`` in a local worker, open to SIGINT and SIGTERM while it runs (``fn`` catches
+    KeyboardInterrupt to hand back what it has); ``NoResult`` once a signal came."""
     global _task_running
     try:
         _task_running = True
         return NoResult() if _stopping else fn(item)
-    except KeyboardInterrupt:  # the SIGINT came before fn could catch it
+    except KeyboardInterrupt:  # the signal came before fn could catch it
         return NoResult()
     finally:
         _task_running = False
