@@ -101,6 +101,16 @@ def _init_worker(ignore_sigint: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else _interrupt_task)
     signal.signal(signal.SIGTERM, _interrupt_task)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if (parent := multiprocessing.parent_process()) is not None:
+        threading.Thread(target=_end_with, args=(parent,), name="optrun-parent-watch", daemon=True).start()
+
+
+def _end_with(parent: Any) -> None:
+    """End this worker when the process that started the pool has died (killed, out of memory): nothing else
+    would, as the worker waits for tasks on a queue it holds both ends of, and with it the fork server and the
+    resource tracker would stay."""
+    parent.join()
+    os._exit(1)
 
 
 def _interrupt_task(signum: int, frame: Any) -> None:

@@ -87,7 +87,7 @@ class Experiment:
     batch_order: np.random.Generator
     epoch: int = 0  # epochs already trained (a resumed run starts after them)
     compiled: Any = None  # its CompiledEpoch; False: numpy's epoch (None: not decided yet, see compiled_epoch)
-    initial_loss: float | None = None  # the train loss at epoch 0, for train.divergence_factor
+    initial_loss: float | None = None  # the train loss at epoch 0 (None until its row is recorded)
 
 
 @dataclass
@@ -230,7 +230,7 @@ def fit(exp: Experiment | Landscape, on_epoch: Callable[[Record], None] | None =
 
     A non-finite minibatch loss ends the run as diverged, keeping the rows of the
     epochs before it; a non-finite evaluation or parameter ends it after that row.
-    An experiment restored from a checkpoint (``exp.epoch`` > 0) continues after that epoch.
+    An experiment restored from a checkpoint (its ``initial_loss`` set from row 0) continues after ``exp.epoch``.
     numpy's BLAS computes on one thread meanwhile (``optrun.threads``): the numbers are the same
     on any number of threads.
     """
@@ -259,7 +259,7 @@ def _epochs(exp: Experiment, on_epoch: Callable[[Record], None] | None) -> Train
         return result.reason is None
 
     with np.errstate(all="ignore"):  # overflow is detected and reported as divergence, not warned about
-        healthy = record(_evaluate(exp, 0, 0.0)) if exp.epoch == 0 else True
+        healthy = record(_evaluate(exp, 0, 0.0)) if exp.initial_loss is None else True  # a resumed run has row 0
         for epoch in range(exp.epoch + 1, exp.config.train.epochs + 1):
             if not healthy:
                 break

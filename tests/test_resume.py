@@ -49,6 +49,17 @@ def interrupt_at(epoch: int):
     return on_epoch
 
 
+def test_a_run_stopped_right_after_epoch_0_resumes_without_a_second_row_0(tmp_path) -> None:
+    """Its checkpoint is at epoch 0, as a new run's would be: resume used to evaluate and write row 0 again."""
+    c = config({"name": "adam"}, epochs=3)
+    whole = run(c, tmp_path / "whole").path
+    with pytest.raises(RunInterrupted) as stopped:
+        run(c, tmp_path / "cut", interrupt_at(0))
+    assert (stopped.value.path / checkpoints.NAME).is_file()
+    resume(stopped.value.path)
+    assert metrics_without_timing(stopped.value.path) == metrics_without_timing(whole)
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s["name"])
 def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, spec: dict) -> None:
     c = config(spec)
@@ -489,3 +500,16 @@ def test_a_worker_killed_mid_comparison_fails_it_with_one_line_and_resume_finish
 
 def _is_fork_server(pid: int) -> bool:
     return b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_no_process_outlives_a_comparison_killed_outright(tmp_path) -> None:
+    """SIGKILL (the out-of-memory killer's) to optrun alone: its workers notice and end, and with them the fork
+    server and the resource tracker (they used to run on, then wait forever, ignoring SIGTERM)."""
+    process = start_compare(tmp_path, LONG_RUNS, "-j", "2")
+    wait_for_workers(process)
+    process.kill()
+    process.communicate(timeout=60)
+    deadline = time.monotonic() + 10
+    while (survivors := session_processes(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert survivors == [], survivors
