@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optrun import memory
-from optrun.config import CompareConfig, Config, dump_yaml
+from optrun.config import CompareConfig, Config, dump_yaml, read_yaml
 from optrun.parallel import WorkersLost, executor
-from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, write
+from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, write
 from optrun.runs import (
     RunDirError,
     RunInterrupted,
@@ -152,6 +152,22 @@ def resumable(compare_dir: str | Path) -> Path:
     return path
 
 
+def _check_kept(path: Path, config: CompareConfig, todo: list[PlannedRun]) -> None:
+    """RunDirError when a finished run of the comparison at ``path`` was trained otherwise than its config.yaml
+    now plans it (edited since): resuming would average runs of two problems in one row."""
+    for planned in plan(config):
+        run_config = path / planned.subdir / "config.yaml"
+        if planned in todo or not run_config.is_file():
+            continue
+        kept, now = flatten(read_yaml(run_config) or {}), flatten(planned.config.to_dict())
+        if differ := [key for key in now if kept.get(key) != now[key]]:
+            key = differ[0]
+            raise RunDirError(
+                f"{path}: {planned.subdir} was trained with {key}: {kept.get(key)}, and its config.yaml now says "
+                f"{now[key]}; put config.yaml back, or compare anew"
+            )
+
+
 def pending(config: CompareConfig, resume_dir: str | Path | None = None) -> list[PlannedRun]:
     """The runs still to do: all of them, or those of ``resume_dir`` that did not finish."""
     runs = plan(config)
@@ -181,6 +197,8 @@ def compare(
     start = time.perf_counter()
     runs = plan(config)
     todo = pending(config, resume_dir)
+    if resume_dir is not None:
+        _check_kept(Path(resume_dir), config, todo)
     jobs = max(1, min(jobs, len(todo) or 1))
     if todo and scheduler is None:  # a Dask worker checks its own memory when it prepares a run
         jobs = memory.runs_that_fit(memory.check_each(config), jobs)

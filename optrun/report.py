@@ -235,11 +235,11 @@ def collect(paths: Iterable[str | Path]) -> Collection:
     return out
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -248,7 +248,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def problem_differences(groups: list[Group]) -> list[str]:
     """Config keys, other than name, seed and optimizer, whose values differ between the runs: unfair comparisons."""
     configs = [
-        _flatten({k: v for k, v in r.config.items() if k not in ("name", "seed", "optimizer")})
+        flatten({k: v for k, v in r.config.items() if k not in ("name", "seed", "optimizer")})
         for g in groups
         for r in g.runs
     ]

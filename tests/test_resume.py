@@ -335,6 +335,34 @@ def test_an_interrupted_comparison_keeps_its_runs_and_resume_finishes_it(tmp_pat
         assert metrics_without_timing(run_dir) == metrics_without_timing(twin), run_dir
 
 
+def test_resume_refuses_a_comparison_whose_config_changed_under_its_finished_runs(tmp_path, monkeypatch) -> None:
+    """Edited between the interrupt and --resume, config.yaml would have the missing runs trained otherwise than
+    the finished ones, averaged in one row."""
+    real_fit = optrun.compare.fit
+
+    def fit(exp, on_epoch=None):
+        if exp.config.seed == 1:
+            raise KeyboardInterrupt  # after the three runs of seed 0
+        return real_fit(exp, on_epoch)
+
+    monkeypatch.setattr(optrun.compare, "fit", fit)
+    with pytest.raises(RunInterrupted) as stopped:
+        compare(parse_config(yaml.safe_load(COMPARE), schema=CompareConfig), tmp_path / "cut")
+    monkeypatch.undo()
+    cut = stopped.value.path
+    settings = yaml.safe_load((cut / "config.yaml").read_text())
+    settings["train"]["epochs"] = 5
+    (cut / "config.yaml").write_text(yaml.safe_dump(settings))
+    before = {p: p.read_bytes() for p in cut.rglob("*") if p.is_file()}
+    result = CliRunner().invoke(cli, ["compare", "--resume", str(cut), "-j", "1"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (
+        f"Error: {cut}: adam/seed-0 was trained with train.epochs: 3, and its config.yaml now says 5; "
+        "put config.yaml back, or compare anew"
+    )
+    assert {p: p.read_bytes() for p in cut.rglob("*") if p.is_file()} == before
+
+
 def test_ctrl_c_after_the_runs_exits_130_with_one_line_and_resume_writes_the_comparison(tmp_path, monkeypatch):
     """A Ctrl-C while the comparison is written (its plots take a second) ends as one in a run does."""
     path = tmp_path / "cmp.yaml"
