@@ -26,7 +26,7 @@ from optrun import config as configs
 from optrun import memory
 from optrun import report as reports
 from optrun.checkpoints import CheckpointError
-from optrun.compare import PlannedRun, compare, pending, resumable, select
+from optrun.compare import PlannedRun, compare, comparison_to_resume, pending, select
 from optrun.optim import OPTIMIZERS, Hyperparameters, update_rule
 from optrun.parallel import ExecutorError
 from optrun.runs import (
@@ -35,11 +35,11 @@ from optrun.runs import (
     RunOutcome,
     Terminated,
     create_run_dir,
-    existing_dir,
     is_run_dir,
     read_run,
     resume,
     run,
+    run_to_resume,
     signal_name,
 )
 from optrun.schema import ConfigError
@@ -230,7 +230,7 @@ def train(
     if resume_dir is not None and (overrides or smoke):
         raise UserError("--resume continues a run as it was configured; --set and --smoke do not apply")
     if resume_dir is not None:
-        config = configs.load_config(existing_dir(resume_dir, "run directory") / "config.yaml")
+        config = configs.load_config(run_to_resume(resume_dir) / "config.yaml")
     else:
         config = configs.load_config(config_path, overrides)
     if smoke:
@@ -351,7 +351,7 @@ def compare_command(
             "--resume finishes a comparison as it was configured; --set, --seeds, --only, --smoke do not apply"
         )
     if resume_dir is not None:
-        config_path = str(resumable(resume_dir) / "config.yaml")
+        config_path = str(comparison_to_resume(resume_dir) / "config.yaml")
     if seeds is not None:
         overrides = (*overrides, f"seeds={seeds}")
     config = select(configs.load_config(config_path, overrides, configs.CompareConfig), _split_labels(only))

@@ -137,16 +137,17 @@ def _stopped(path: Path, config: CompareConfig, runs: list[PlannedRun], status: 
     return done
 
 
-def resumable(compare_dir: str | Path) -> Path:
+def comparison_to_resume(compare_dir: str | Path) -> Path:
     """``compare_dir`` when it is a comparison that did not finish: RunDirError when it is no directory, a
     run directory of ``optrun train``, or a comparison already completed."""
     path = existing_dir(compare_dir, "compare directory")
-    if is_run_dir(path):
-        raise RunDirError(f"{path}: a run directory, not a compare directory; continue it with optrun train --resume")
     try:
         status = json.loads((path / "summary.json").read_text(encoding="utf-8")).get("status")
     except (OSError, ValueError, AttributeError):  # none yet, or damaged: resume rewrites it
         status = None
+    if is_run_dir(path):
+        hint = "; continue it with optrun train --resume" if status in (None, "interrupted") else ""
+        raise RunDirError(f"{path}: a run directory, not a compare directory{hint}")
     if status == "completed":
         raise RunDirError(f"{path}: the comparison is already completed; there is nothing to resume")
     return path

@@ -276,6 +276,27 @@ def _writing(path: Path) -> Iterator[None]:
         raise RunDirError(f"{path}: cannot write the run ({exc.strerror or exc}); it is incomplete") from None
 
 
+def run_to_resume(run_dir: str | Path) -> Path:
+    """``run_dir`` when it is the directory of an ``optrun train`` run; RunDirError saying what it is instead (no
+    directory, a file, a comparison, a comparison's run: those resume with ``optrun compare --resume``)."""
+    path = existing_dir(run_dir, "run directory")
+    if _compare_config(read_yaml(path / "config.yaml")):
+        raise RunDirError(f"{path}: a compare directory, not a run directory; finish it with optrun compare --resume")
+    comparison = path.parent.parent  # <comparison>/<label>/seed-<k>
+    in_comparison = path.name.startswith("seed-") and (comparison / "config.yaml").is_file()
+    if in_comparison and _compare_config(read_yaml(comparison / "config.yaml")):
+        raise RunDirError(
+            f"{path}: a run of the comparison {comparison}, which keeps no checkpoint; "
+            f"finish the comparison with optrun compare --resume {comparison}"
+        )
+    return path
+
+
+def _compare_config(data: Any) -> bool:
+    """Whether a config.yaml's contents are a resolved compare config (it lists its labels)."""
+    return isinstance(data, dict) and "optimizers" in data
+
+
 def existing_dir(path: str | Path, what: str) -> Path:
     """``path`` as a Path when it is a folder with a config.yaml (a run or compare directory, ``what``);
     otherwise RunDirError saying what is there instead."""
@@ -299,7 +320,7 @@ def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None
     checkpoint is missing or corrupt).
     """
     start = time.perf_counter()
-    path = existing_dir(run_dir, "run directory")
+    path = run_to_resume(run_dir)
     summary = _read_summary(path) if (path / "summary.json").is_file() else {}
     if summary.get("status") not in (None, "interrupted"):
         raise RunDirError(f"{path}: the run is already {summary['status']}; there is nothing to resume")

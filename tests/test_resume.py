@@ -211,11 +211,19 @@ def test_compare_resume_takes_only_an_unfinished_comparison(tmp_path) -> None:
     path.write_text(COMPARE.replace("epochs: 3", "epochs: 1"))
     done = CliRunner().invoke(cli, ["compare", str(path), "--runs-dir", str(tmp_path / "c"), "-q", "-j", "1"])
     compare_dir = Path(done.output.strip())
-    for target, problem in [
-        (train_dir, "a run directory, not a compare directory; continue it with optrun train --resume"),
-        (compare_dir, "the comparison is already completed; there is nothing to resume"),
+    run_of_comparison = compare_dir / "adam" / "seed-0"
+    for command, target, problem in [
+        ("compare", train_dir, "a run directory, not a compare directory"),  # finished: no hint to resume it
+        ("compare", compare_dir, "the comparison is already completed; there is nothing to resume"),
+        ("train", compare_dir, "a compare directory, not a run directory; finish it with optrun compare --resume"),
+        (
+            "train",
+            run_of_comparison,
+            f"a run of the comparison {compare_dir}, which keeps no checkpoint; "
+            f"finish the comparison with optrun compare --resume {compare_dir}",
+        ),
     ]:
-        result = CliRunner().invoke(cli, ["compare", "--resume", str(target)])
+        result = CliRunner().invoke(cli, [command, "--resume", str(target)])
         assert result.exit_code == 2 and result.output.strip() == f"Error: {target}: {problem}"
     assert (train_dir / "summary.json").read_bytes() == before and not (train_dir / "sgd").exists()
 
