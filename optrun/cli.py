@@ -137,12 +137,58 @@ def cli() -> None:
     """Train vectorized NumPy networks and compare gradient-descent optimizers."""
 
 
+class _Stdout:
+    """``sys.stdout`` as it is when written to; once its reader has gone (``optrun train ... | head``), what
+    follows is dropped and the work goes on to its end, its results on disk, instead of dying on a
+    BrokenPipeError with an unfinished run."""
+
+    gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                sys.stdout.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.gone = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor does Python's flush at exit fail
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(sys.stdout, "encoding", None) or "utf-8"
+
+
+_STDOUT = _Stdout()
+
+
 def _console() -> Console:
     """stdout for rich; 120 columns when it is not a terminal (a log, a pipe), so tables are not squeezed."""
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(file=_STDOUT, highlight=False, soft_wrap=True)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(highlight=False, soft_wrap=True, width=120)
+        console = Console(file=_STDOUT, highlight=False, soft_wrap=True, width=120)
     return console
+
+
+def _say(text: object) -> None:
+    """A line on stdout, as ``--quiet`` prints a path."""
+    _STDOUT.write(f"{text}\n")
+    _STDOUT.flush()
 
 
 def _stats(row: Record) -> str:
@@ -243,7 +289,7 @@ def train(
         collection = reports.collect([outcome.path])
         pictures = reports.draw(reports.build(collection.groups, config.name), outcome.path)
     if quiet:
-        click.echo(outcome.path)
+        _say(outcome.path)
     else:
         result, summary = outcome.result, outcome.summary
         if console.is_terminal:
@@ -369,7 +415,7 @@ def compare_command(
     with _compare_progress(console, n_runs, width, quiet) as on_run, _naming(config_path):
         outcome = compare(config, runs_dir, jobs or available_cores(), dask_scheduler, on_run, resume_dir)
     if quiet:
-        click.echo(outcome.path)
+        _say(outcome.path)
     else:
         console.print(comparison_table(outcome.comparison))
         console.print(f"comparison directory: {outcome.path}")
@@ -410,7 +456,7 @@ def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | Non
     out_dir = reports.report_dir(out) if out else create_run_dir(runs_dir, "report")
     reports.write(comparison, out_dir, {"sources": [str(Path(p)) for p in paths]})
     if quiet:
-        click.echo(out_dir)
+        _say(out_dir)
     else:
         console = _console()
         console.print(comparison_table(comparison, collection.unfinished))

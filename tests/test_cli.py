@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -361,3 +363,21 @@ def test_scheduled_and_restarted_momentum_adds_mu_and_restarts_columns(runner, t
     assert "mu" in shown and "restarts" in shown
     again = invoke(runner, "train", run_dir / "config.yaml", "--runs-dir", tmp_path / "r", "-q")
     assert metrics_without_timing(Path(again.output.strip())) == metrics_without_timing(run_dir)
+
+
+def test_a_reader_that_goes_away_leaves_the_run_to_finish(tmp_path) -> None:
+    """``optrun train ... | head -1``: the pipe closes after the first line; the run used to die of it (exit 1,
+    a checkpoint and no summary.json), and now finishes with its results on disk."""
+    config = write(tmp_path, GOOD.replace("epochs: 2", "epochs: 30"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optrun", "train", str(config), "--runs-dir", str(tmp_path / "runs")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline().startswith("epoch  0/30")
+    process.stdout.close()  # as head does once it has its line
+    assert process.wait(timeout=120) == 0, process.stderr.read() if process.stderr else ""
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert len(metrics_without_timing(run_dir)) == 1 + 31
