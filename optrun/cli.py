@@ -6,6 +6,7 @@ run diverged or failed (``compare``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -61,34 +62,41 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = {signum: signal.signal(signum, _terminate) for signum in (signal.SIGTERM, signal.SIGHUP)}
         try:
             return command(*args, **kwargs)
         except (ConfigError, RunDirError, ExecutorError, CheckpointError) as exc:
             raise UserError(str(exc)) from None
         except RunInterrupted as exc:
-            click.echo(
+            _tell(
                 f"interrupted by {exc.signal} {exc.progress}; what finished is kept in {exc.path}. "
-                f"Resume with: optrun {exc.resume_command}",
-                err=True,
+                f"Resume with: optrun {exc.resume_command}"
             )
             sys.exit(_exit_code(exc.signal))
         except KeyboardInterrupt as exc:  # outside a run: loading the config, writing the plots at the end
-            click.echo(f"interrupted by {signal_name(exc)}", err=True)
+            _tell(f"interrupted by {signal_name(exc)}")
             sys.exit(_exit_code(signal_name(exc)))
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     return wrapper
 
 
+def _tell(message: str) -> None:
+    """A line on stderr, if there is still someone to read it (after SIGHUP, the terminal is gone)."""
+    with contextlib.suppress(OSError):
+        click.echo(message, err=True)
+
+
 def _exit_code(name: str) -> int:
-    """128 + the signal's number, as shells report a process ended by it: 130 for SIGINT, 143 for SIGTERM."""
+    """128 + the signal's number, as shells report a process ended by it: 130 for SIGINT, 143 for SIGTERM,
+    129 for SIGHUP."""
     return 128 + signal.Signals[name]
 
 
 def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated()
+    raise Terminated(signum)
 
 
 runs_dir_option = click.option(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import signal
 import threading
 import time
 import traceback
@@ -83,6 +84,7 @@ class Finished:
     result: TrainResult
     wall_seconds: float
     traceback: str | None = None  # for a run that failed with an exception
+    signal: str | None = None  # for a run a signal stopped: SIGINT, SIGTERM or SIGHUP
 
 
 def execute(config: Config) -> Finished:
@@ -91,9 +93,10 @@ def execute(config: Config) -> Finished:
     rows: list[Record] = []
     try:
         result = fit(prepare(config), rows.append)
-    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: hand back the rows so far, marked interrupted
-        reason = f"interrupted by {signal_name(exc)} {kept_progress(rows)}"
-        return Finished(TrainResult("interrupted", rows, reason), time.perf_counter() - start)
+    except KeyboardInterrupt as exc:  # a stop signal: hand back the rows so far, marked interrupted
+        name = signal_name(exc)
+        reason = f"interrupted by {name} {kept_progress(rows)}"
+        return Finished(TrainResult("interrupted", rows, reason), time.perf_counter() - start, signal=name)
     except Exception as exc:
         return Finished(_failed(exc, rows), time.perf_counter() - start, traceback.format_exc())
     return Finished(result, time.perf_counter() - start)
@@ -226,14 +229,15 @@ def compare(
                 outcomes.append(outcome)
                 if on_run is not None:
                     on_run(planned, outcome)
-                if finished.result.status == "interrupted" and jobs == 1 and scheduler is None:
+                if finished.signal is not None and jobs == 1 and scheduler is None:
                     # run in this process, execute caught the signal: stop here as the workers' executors do
-                    raise Terminated() if "SIGTERM" in (finished.result.reason or "") else KeyboardInterrupt()
+                    stop = signal.Signals[finished.signal]
+                    raise KeyboardInterrupt() if stop == signal.SIGINT else Terminated(stop)
         except KeyboardInterrupt as exc:
-            signal = signal_name(exc)
-            done = _stopped(path, config, runs, "interrupted", f"interrupted by {signal}")
+            name = signal_name(exc)
+            done = _stopped(path, config, runs, "interrupted", f"interrupted by {name}")
             progress = f"after {done} of {len(runs)} runs"
-            raise RunInterrupted(path, signal, progress, resume_command=f"compare --resume {path}") from None
+            raise RunInterrupted(path, name, progress, resume_command=f"compare --resume {path}") from None
         except WorkersLost as exc:
             done = _stopped(path, config, runs, "failed", str(exc))
             raise WorkersLost(
@@ -246,8 +250,8 @@ def compare(
         comparison = build(collect([path]).groups, config.name, config.target_accuracy)
         write(comparison, path, {"status": "completed", "executor": where, "runs_wall_seconds": runs_seconds})
     except KeyboardInterrupt as exc:  # while the plots are drawn: every run is kept, resume writes the rest
-        signal = signal_name(exc)
-        done = _stopped(path, config, runs, "interrupted", f"interrupted by {signal} while writing the comparison")
+        name = signal_name(exc)
+        done = _stopped(path, config, runs, "interrupted", f"interrupted by {name} while writing the comparison")
         progress = f"after {done} of {len(runs)} runs, while writing the comparison"
-        raise RunInterrupted(path, signal, progress, resume_command=f"compare --resume {path}") from None
+        raise RunInterrupted(path, name, progress, resume_command=f"compare --resume {path}") from None
     return CompareOutcome(path, comparison, outcomes)

@@ -65,8 +65,13 @@ class WorkersLost(ExecutorError):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where a SIGINT would raise KeyboardInterrupt (the command line's handler in the main
-    process, a worker's in a running task), so that a run stops as it does on Ctrl-C and says which it was."""
+    """SIGTERM or SIGHUP (a closed terminal), raised where a SIGINT would raise KeyboardInterrupt (the command
+    line's handler in the main process, a worker's in a running task), so that a run stops as it does on Ctrl-C
+    and says which signal it was."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 class MapUnordered(Protocol):
@@ -82,7 +87,7 @@ class MapUnordered(Protocol):
 
 
 _task_running = False  # in a local worker: whether a task is running, which a signal then interrupts
-_stopping = False  # in a local worker: whether SIGINT or SIGTERM came, after which it starts no task
+_stopping = False  # in a local worker: whether a stop signal came, after which it starts no task
 
 
 class NoResult:
@@ -90,7 +95,7 @@ class NoResult:
     given to the worker after the signal, or interrupted before it began."""
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _init_worker(ignore_sigint: bool) -> None:
@@ -100,6 +105,7 @@ def _init_worker(ignore_sigint: bool) -> None:
     threads.use(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else _interrupt_task)
     signal.signal(signal.SIGTERM, _interrupt_task)
+    signal.signal(signal.SIGHUP, _interrupt_task)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if (parent := multiprocessing.parent_process()) is not None:
         threading.Thread(target=_end_with, args=(parent,), name="optrun-parent-watch", daemon=True).start()
@@ -121,7 +127,7 @@ def _interrupt_task(signum: int, frame: Any) -> None:
     global _stopping
     first, _stopping = not _stopping, True
     if first and _task_running:
-        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 def _as_task(fn: Callable[[T], R], item: T) -> R | NoResult:
@@ -192,7 +198,7 @@ class _HeldSignals:
         self.caught: list[int] = []
         self._previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():  # a signal this process ignores stays ignored
-            held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
+            held = [s for s in STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN]
             self._previous = {s: signal.signal(s, self._catch) for s in held}
 
     def _catch(self, signum: int, frame: Any) -> None:

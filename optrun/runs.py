@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -247,8 +248,8 @@ def kept_progress(rows: list[Record]) -> str:
 
 
 def signal_name(exc: BaseException) -> str:
-    """SIGTERM or SIGINT: which signal a KeyboardInterrupt stands for."""
-    return "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+    """SIGINT, SIGTERM or SIGHUP: which signal a KeyboardInterrupt stands for."""
+    return signal.Signals(exc.signum).name if isinstance(exc, Terminated) else "SIGINT"
 
 
 def run(config: Config, runs_dir: str | Path = "runs", on_epoch: Callable[[Record], None] | None = None) -> RunOutcome:

@@ -252,7 +252,11 @@ optimizer: {name: adam, learning_rate: 0.001}
 """
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "sig, code",
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
+)
 def test_a_signal_stops_the_command_cleanly_and_resume_finishes_it(tmp_path, sig, code) -> None:
     path = tmp_path / "slow.yaml"
     path.write_text(SLOW)
@@ -459,11 +463,16 @@ def wait_for_workers(process: subprocess.Popen, count: int = 5) -> None:
     assert len(session_processes(process.pid)) >= count
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize(
+    "sig, code",
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+    ids=["ctrl-c", "sigterm", "sighup"],
+)
 def test_after_a_signal_no_run_starts_and_the_runs_in_flight_keep_their_epochs(tmp_path, sig, code) -> None:
-    """12 runs of several seconds each on 2 workers, a signal to the whole group (a terminal's Ctrl-C, or a job
-    scheduler's SIGTERM) while the first two train: the queued runs never start (each would take seconds to
-    finish), the command ends at once, and the two in flight are written with the epochs they finished."""
+    """12 runs of several seconds each on 2 workers, a signal to the whole group (a terminal's Ctrl-C, a job
+    scheduler's SIGTERM, a closed terminal's SIGHUP) while the first two train: the queued runs never start
+    (each would take seconds to finish), the command ends at once, and the two in flight are written with the
+    epochs they finished."""
     process = start_compare(tmp_path, LONG_RUNS, "-j", "2")
     wait_for_workers(process)
     time.sleep(2.0)  # both workers are training
