@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -440,7 +441,8 @@ def compare_command(
 )
 @click.option(
     "--target-accuracy",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=click.FloatRange(0, 1, min_open=True, clamp=False),
+    callback=lambda ctx, param, value: _a_number(param, value),
     metavar="X",
     help="Accuracy for 'epochs to target' [default: the compare config's, else 95% of the best final accuracy].",
 )
@@ -485,7 +487,7 @@ def show(path: str) -> None:
     if is_run_dir(Path(path)):
         run_record = read_run(path)
         console.print(run_overview(run_record))
-        console.print(metrics_table(run_record.records, limit=None))
+        console.print(metrics_table(run_record.records, limit=SHOW_ROWS))
         return
     collection = reports.collect([path])
     if collection.groups or not collection.unfinished:  # an interrupted comparison may have no result yet
@@ -536,6 +538,18 @@ def _naming(path: str | Path) -> Iterator[None]:
         yield
     except ConfigError as exc:
         raise UserError(_in_file(path, exc)) from None
+
+
+SHOW_ROWS = 1000
+"""At most this many rows of a run's table in ``optrun show`` (an objective may run for 200,000 steps): evenly
+spaced, the last always, the title saying which; metrics.csv has every row."""
+
+
+def _a_number(param: click.Parameter, value: float | None) -> float | None:
+    """A value of an option that takes a number, not nan (click's ranges let it through)."""
+    if value is not None and math.isnan(value):
+        raise click.BadParameter("nan is not a number in (0, 1]", param=param)
+    return value
 
 
 def _count(n: int, thing: str) -> str:

@@ -415,10 +415,11 @@ SMOKE_STEPS = 20
 
 
 def smoke(config: AnyConfig) -> AnyConfig:
-    """The config cut down for a smoke test: one epoch on at most 256 train and 256 test samples
-    (on an objective: at most 20 steps)."""
+    """The config cut down for a smoke test: one epoch on at most 256 train and 256 test samples (as many as
+    there are classes, where there are more), or on an objective at most 20 steps."""
     if config.objective is not None:
         update = {"steps": min(config.train.steps, SMOKE_STEPS)}
-    else:
-        update = {"epochs": 1, "max_samples": min(config.train.max_samples or SMOKE_SAMPLES, SMOKE_SAMPLES)}
+    else:  # and never fewer samples than classes, so that each split keeps one of each
+        samples = max(SMOKE_SAMPLES, config.dataset.size[2])
+        update = {"epochs": 1, "max_samples": min(config.train.max_samples or samples, samples)}
     return config.model_copy(update={"train": config.train.model_copy(update=update)})

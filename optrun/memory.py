@@ -122,9 +122,15 @@ def check(config: Config) -> Estimate:
     run cannot fit."""
     need, free = estimate(config), available()
     if free is not None and need.total > free:
+        advice = {
+            "data": "a smaller dataset",
+            "network and optimizer": "a smaller network",
+            "activations": "a smaller batch or network",
+            "metrics": "fewer epochs or steps",
+        }
+        largest = max(advice, key=lambda part: need.parts[part])
         raise ConfigError(
-            f"this run needs about {need.describe()}; {size(free)} of memory is available. "
-            "Choose a smaller dataset, network or batch"
+            f"this run needs about {need.describe()}; {size(free)} of memory is available. Choose {advice[largest]}"
         )
     return need
 

@@ -138,11 +138,14 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def is_compare_dir(path: Path) -> bool:
-    """Whether ``path`` is a compare directory: it holds ``<label>/seed-<k>`` run directories, or, interrupted
-    before its first run finished, the config.yaml and summary.json that ``optrun compare`` wrote."""
+    """Whether ``path`` is a compare directory: it holds ``<label>/seed-<k>`` run directories, or, stopped before
+    its first run finished, the resolved compare config (with its labels) that ``optrun compare`` wrote first."""
     if compare_run_dirs(path):
         return True
-    return (path / "config.yaml").is_file() and _read_json(path / "summary.json").get("kind") == "comparison"
+    if not (path / "config.yaml").is_file():
+        return False
+    config = read_yaml(path / "config.yaml")
+    return isinstance(config, Mapping) and "optimizers" in config
 
 
 def _run_state(run_dir: Path) -> str | None:
@@ -214,8 +217,10 @@ def collect(paths: Iterable[str | Path]) -> Collection:
     Labels that clash (the same label in two comparisons) are qualified by the directory they come from.
     """
     out = Collection()
-    for raw in paths:
-        path = Path(raw)
+    given: dict[Path, Path] = {}
+    for raw in paths:  # a folder given twice (or by two names) counts once
+        given.setdefault(Path(raw).resolve(), Path(raw))
+    for path in given.values():
         if is_run_dir(path):
             run = read_run(path)
             out.run_dirs += 1
@@ -373,6 +378,8 @@ def report_dir(path: str | Path) -> Path:
     if (blocker := not_a_folder(path)) is not None:
         what = "is a file" if blocker == path else f"cannot be made: {blocker} is a file"
         raise RunDirError(f"{path}: {what}, not a folder for the report")
+    if path.is_symlink() and not path.exists():
+        raise RunDirError(f"{path}: a link to nothing, not a folder for the report")
     if path.is_dir() and any(path.iterdir()) and "sources" not in _read_json(path / "summary.json"):
         raise RunDirError(
             f"{path}: holds files that are not an earlier report's (a run, a comparison?); "

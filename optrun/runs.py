@@ -283,14 +283,20 @@ def run_to_resume(run_dir: str | Path) -> Path:
     path = existing_dir(run_dir, "run directory")
     if _compare_config(read_yaml(path / "config.yaml")):
         raise RunDirError(f"{path}: a compare directory, not a run directory; finish it with optrun compare --resume")
-    comparison = path.parent.parent  # <comparison>/<label>/seed-<k>
-    in_comparison = path.name.startswith("seed-") and (comparison / "config.yaml").is_file()
-    if in_comparison and _compare_config(read_yaml(comparison / "config.yaml")):
+    if (comparison := _comparison_of(path)) is not None:
         raise RunDirError(
             f"{path}: a run of the comparison {comparison}, which keeps no checkpoint; "
             f"finish the comparison with optrun compare --resume {comparison}"
         )
     return path
+
+
+def _comparison_of(path: Path) -> Path | None:
+    """The compare directory a run directory belongs to (``<comparison>/<label>/seed-<k>``), or None."""
+    comparison = path.parent.parent
+    config = comparison / "config.yaml"
+    in_one = path.name.startswith("seed-") and config.is_file() and _compare_config(read_yaml(config))
+    return comparison if in_one else None
 
 
 def _compare_config(data: Any) -> bool:
@@ -334,8 +340,10 @@ def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None
             return _train_into(path, config, experiment, _start(path, config), on_epoch, start)
     epoch = checkpoints.restore(experiment, path)
     kept = [row for row in _read_metrics(path / "metrics.csv") if row.epoch <= epoch]
-    if len(kept) != epoch + 1:
-        raise RunDirError(f"{path / 'metrics.csv'}: rows for epochs 0..{epoch} are missing; cannot resume")
+    if [row.epoch for row in kept] != list(range(epoch + 1)):
+        missing = sorted(set(range(epoch + 1)) - {row.epoch for row in kept})
+        which = f"{missing[0]}..{missing[-1]}" if missing else f"0..{epoch} (out of order)"
+        raise RunDirError(f"{path / 'metrics.csv'}: the rows of epochs {which} are missing; cannot resume")
     experiment.initial_loss = kept[0].train_loss
     with _writing(path):
         tmp = path / ".metrics.csv.tmp"  # rows past the checkpoint (if any) are dropped and trained again
@@ -459,6 +467,10 @@ def read_run(path: str | Path) -> RunRecord:
     path = Path(path)
     for name in ("config.yaml", "metrics.csv", "summary.json"):
         if not (path / name).is_file():
+            if is_run_dir(path) and name == "summary.json":  # killed outright, as SIGKILL does
+                comparison = _comparison_of(path)
+                how = f"optrun compare --resume {comparison}" if comparison else "optrun train --resume"
+                raise RunDirError(f"{path}: an unfinished run (no summary.json); continue it with {how}")
             what = "an unfinished run" if is_run_dir(path) else "not a run directory"
             raise RunDirError(f"{path}: {what} (no {name})")
     config = read_yaml(path / "config.yaml")

@@ -381,3 +381,24 @@ def test_a_reader_that_goes_away_leaves_the_run_to_finish(tmp_path) -> None:
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
     assert len(metrics_without_timing(run_dir)) == 1 + 31
+
+
+def test_smoke_keeps_a_sample_of_every_class_where_there_are_more_classes_than_256(runner, tmp_path) -> None:
+    """--smoke's 256 samples cannot hold one of each of 300 classes: it takes one of each instead of refusing a
+    config that trains (the user never set max_samples)."""
+    config = write(tmp_path, "dataset: {name: blobs, n_samples: 3000, n_classes: 300, n_features: 5}\n"
+                   "optimizer: {name: sgd}\n")  # fmt: skip
+    result = invoke(runner, "train", config, "--smoke", "--runs-dir", tmp_path / "runs", "-q")
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load((Path(result.output.strip()) / "config.yaml").read_text())
+    assert resolved["train"]["max_samples"] == 300 and resolved["train"]["epochs"] == 1
+
+
+def test_show_thins_a_long_table_and_says_so(runner, tmp_path) -> None:
+    config = write(
+        tmp_path, "objective: {name: rosenbrock}\ntrain: {steps: 3000}\noptimizer: {name: sgd, learning_rate: 1.0e-4}\n"
+    )
+    run_dir = invoke(runner, "train", config, "--runs-dir", tmp_path / "runs", "-q").output.strip()
+    shown = invoke(runner, "show", run_dir).output
+    assert "per-step metrics: every 4th step (metrics.csv has all 3001 rows)" in shown  # ceil(3001 / 999)
+    assert len(shown.splitlines()) < 1100

@@ -530,3 +530,37 @@ def test_a_failed_run_shows_its_reason_verbatim(tmp_path, monkeypatch) -> None:
     assert "failed    sgd seed 0  ValueError: shapes [3, 4] and [5] do not match" in result.output
     run_dir = next((tmp_path / "runs").iterdir()) / "sgd" / "seed-0"
     assert "ValueError: shapes [3, 4] and [5] do not match" in invoke("show", run_dir).output
+
+
+def test_report_counts_a_folder_given_twice_once_and_refuses_nan_and_a_dangling_link(tmp_path) -> None:
+    compare_dir = compare(compare_config(), tmp_path, jobs=1).path
+    once = invoke("report", compare_dir, "--out", tmp_path / "once", "-q")
+    twice = invoke("report", compare_dir, compare_dir / ".." / compare_dir.name, "--out", tmp_path / "twice", "-q")
+    assert once.exit_code == twice.exit_code == 0
+    assert comparison_without_timing(tmp_path / "twice") == comparison_without_timing(tmp_path / "once")
+    nan = invoke("report", compare_dir, "--target-accuracy", "nan")
+    assert nan.exit_code == 2 and "nan is not a number in (0, 1]" in nan.output
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    dangling = invoke("report", compare_dir, "--out", tmp_path / "link")
+    assert dangling.exit_code == 2 and dangling.output.strip().endswith(
+        "a link to nothing, not a folder for the report"
+    )
+
+
+def test_show_recognizes_runs_and_comparisons_stopped_before_their_summaries(tmp_path) -> None:
+    """A run killed outright keeps no summary.json; a comparison hung up before its first run keeps only its
+    config.yaml: show says what they are and how to continue them."""
+    compare_dir = compare(compare_config(), tmp_path, jobs=1).path
+    run_dir = compare_dir / "sgd" / "seed-0"
+    (run_dir / "summary.json").unlink()
+    result = invoke("show", run_dir)
+    assert result.exit_code == 2
+    hint = f"continue it with optrun compare --resume {compare_dir}"
+    assert result.output.strip() == f"Error: {run_dir}: an unfinished run (no summary.json); {hint}"
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.yaml").write_text((compare_dir / "config.yaml").read_text())
+    shown = invoke("show", bare)
+    assert shown.exit_code == 0, shown.output
+    assert "the comparison did not finish: 0 of 4 runs have a result" in shown.output
+    assert f"finish it with: optrun compare --resume {bare}" in shown.output

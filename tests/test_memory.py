@@ -46,7 +46,12 @@ def test_a_run_is_refused_against_what_is_available(monkeypatch) -> None:
         memory.check(config)
     needed, free = memory.size(need), memory.size(need - 1)
     assert str(refused.value).startswith(f"this run needs about {needed}: data ")
-    assert f"; {free} of memory is available. " in str(refused.value)
+    assert str(refused.value).endswith(f"; {free} of memory is available. Choose a smaller batch or network")
+    steps = parse_config(
+        {"objective": {"name": "rosenbrock"}, "train": {"steps": 10**12}, "optimizer": {"name": "sgd"}}
+    )
+    with pytest.raises(memory.ConfigError, match=r"metrics .* available\. Choose fewer epochs or steps$"):
+        memory.check(steps)
     monkeypatch.setattr(memory, "available", lambda: need)
     assert memory.check(config).total == need
 

@@ -203,6 +203,15 @@ def test_a_run_whose_metrics_are_gone_is_refused_with_one_line(tmp_path) -> None
     )
 
 
+def test_missing_rows_are_named_when_resume_refuses(tmp_path) -> None:
+    with pytest.raises(RunInterrupted) as stopped:
+        run(config({"name": "sgd"}), tmp_path, interrupt_at(4))
+    metrics = stopped.value.path / "metrics.csv"
+    metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:3]))  # header, epochs 0 and 1
+    with pytest.raises(RunDirError, match=r"the rows of epochs 2\.\.4 are missing; cannot resume$"):
+        resume(stopped.value.path)
+
+
 def test_compare_resume_takes_only_an_unfinished_comparison(tmp_path) -> None:
     """A train run's directory used to be filled with a whole comparison, its summary.json replaced."""
     train_dir = run(config({"name": "sgd"}, epochs=1), tmp_path / "t").path
