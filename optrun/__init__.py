@@ -3,6 +3,7 @@
 The library a notebook imports; the ``optrun`` command is a thin layer over it.
 """
 
+from optrun import startup  # noqa: F401  first: a Ctrl-C while the command imports exits quietly
 from optrun.config import CompareConfig, Config, load_config, parse_config
 from optrun.optim import OPTIMIZERS, Optimizer, build_optimizer
 from optrun.runs import run

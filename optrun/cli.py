@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from optrun import config as configs
-from optrun import memory
+from optrun import memory, startup
 from optrun import report as reports
 from optrun.checkpoints import CheckpointError
 from optrun.compare import PlannedRun, compare, comparison_to_resume, pending, select
@@ -121,6 +121,7 @@ class _Commands(click.Group):
     other error is, instead of click's usage, hint and error."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        startup.taken_over()
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:

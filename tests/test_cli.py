@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -402,3 +404,21 @@ def test_show_thins_a_long_table_and_says_so(runner, tmp_path) -> None:
     shown = invoke(runner, "show", run_dir).output
     assert "per-step metrics: every 4th step (metrics.csv has all 3001 rows)" in shown  # ceil(3001 / 999)
     assert len(shown.splitlines()) < 1100
+
+
+@pytest.mark.parametrize("seconds", [0.2, 0.35])
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, seconds: float) -> None:
+    """Within its first half second the command is still importing numpy, pydantic and matplotlib's friends:
+    a Ctrl-C there printed a traceback from the middle of an import."""
+    config = write(tmp_path, GOOD.replace("epochs: 2", "epochs: 500"))  # still training, if imported by then
+    command = [sys.executable, "-m", "optrun", "train", str(config), "--runs-dir", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(seconds)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert err.startswith("interrupted by SIGINT")
+
+
+def test_a_program_that_imports_optrun_keeps_pythons_ctrl_c() -> None:
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # optrun is imported by now

@@ -1,0 +1,40 @@
+"""A Ctrl-C while the ``optrun`` command is still importing its libraries (the first half second) ends it with
+one line and exit 130, as a Ctrl-C later does, instead of a traceback from the middle of an import.
+
+Imported first by the package, it acts only in the ``optrun`` command (``optrun ...`` or ``python -m optrun
+...``), whose own handling takes over once it runs (``taken_over``); a program that imports optrun as a library
+keeps Python's handler, and a command that ignores Ctrl-C (started with ``&`` in a script) keeps ignoring it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+
+def _is_the_command() -> bool:
+    command = getattr(sys, "orig_argv", sys.argv)  # sys.argv[0] is "-m" while python -m imports the package
+    return Path(sys.argv[0]).name == "optrun" or command[1:3] == ["-m", "optrun"]
+
+
+def _stop(signum: int, frame: Any) -> None:
+    os.write(2, b"interrupted by SIGINT\n")
+    os._exit(128 + signum)
+
+
+def taken_over() -> None:
+    """The command runs: Python's handler again, which its own handling builds on."""
+    if signal.getsignal(signal.SIGINT) is _stop:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+if (
+    _is_the_command()
+    and threading.current_thread() is threading.main_thread()
+    and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+):
+    signal.signal(signal.SIGINT, _stop)
