@@ -242,10 +242,13 @@ def test_workers_start_from_a_folder_that_holds_a_folder_named_optrun(tmp_path) 
     assert len(runs) == 2 and {run.summary["status"] for run in runs} == {"completed"}
 
 
-def test_a_dask_cluster_gives_exactly_the_local_metrics(tmp_path) -> None:
+def test_a_dask_cluster_gives_exactly_the_local_metrics(tmp_path, monkeypatch) -> None:
     distributed = pytest.importorskip("distributed")
     config = compare_config()
     local = compare(config, tmp_path, jobs=1)
+    # A LocalCluster leaves OMP_NUM_THREADS=1 and its like in this process's environment: keep them from
+    # the processes later tests start.
+    monkeypatch.setattr(os, "environ", os.environ.copy())
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
     ) as cluster:
