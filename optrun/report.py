@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from optrun.config import CompareConfig, parse_config, read_yaml
-from optrun.runs import RunDirError, RunRecord, is_run_dir, not_a_folder, read_run, versions, write_json
+from optrun.runs import (
+    RunDirError,
+    RunRecord,
+    is_compare_config,
+    is_run_dir,
+    not_a_folder,
+    read_run,
+    versions,
+    write_json,
+)
 from optrun.schema import ConfigError
 from optrun.stats import (
     DEFAULT_TARGET_FRACTION,
@@ -142,10 +151,7 @@ def is_compare_dir(path: Path) -> bool:
     its first run finished, the resolved compare config (with its labels) that ``optrun compare`` wrote first."""
     if compare_run_dirs(path):
         return True
-    if not (path / "config.yaml").is_file():
-        return False
-    config = read_yaml(path / "config.yaml")
-    return isinstance(config, Mapping) and "optimizers" in config
+    return (path / "config.yaml").is_file() and is_compare_config(read_yaml(path / "config.yaml"))
 
 
 def _run_state(run_dir: Path) -> str | None:

@@ -281,7 +281,7 @@ def run_to_resume(run_dir: str | Path) -> Path:
     """``run_dir`` when it is the directory of an ``optrun train`` run; RunDirError saying what it is instead (no
     directory, a file, a comparison, a comparison's run: those resume with ``optrun compare --resume``)."""
     path = existing_dir(run_dir, "run directory")
-    if _compare_config(read_yaml(path / "config.yaml")):
+    if is_compare_config(read_yaml(path / "config.yaml")):
         raise RunDirError(f"{path}: a compare directory, not a run directory; finish it with optrun compare --resume")
     if (comparison := _comparison_of(path)) is not None:
         raise RunDirError(
@@ -295,11 +295,11 @@ def _comparison_of(path: Path) -> Path | None:
     """The compare directory a run directory belongs to (``<comparison>/<label>/seed-<k>``), or None."""
     comparison = path.parent.parent
     config = comparison / "config.yaml"
-    in_one = path.name.startswith("seed-") and config.is_file() and _compare_config(read_yaml(config))
+    in_one = path.name.startswith("seed-") and config.is_file() and is_compare_config(read_yaml(config))
     return comparison if in_one else None
 
 
-def _compare_config(data: Any) -> bool:
+def is_compare_config(data: Any) -> bool:
     """Whether a config.yaml's contents are a resolved compare config (it lists its labels)."""
     return isinstance(data, dict) and "optimizers" in data
 
@@ -381,10 +381,10 @@ def _train_into(
     except KeyboardInterrupt as exc:
         writer.close()
         kept = _read_metrics(path / "metrics.csv")  # the rows written, whichever instant the signal came
-        signal, progress = signal_name(exc), kept_progress(kept)
-        reason = f"interrupted by {signal} {progress}"
+        name, progress = signal_name(exc), kept_progress(kept)
+        reason = f"interrupted by {name} {progress}"
         _finish(path, config, TrainResult("interrupted", kept, reason), time.perf_counter() - start)
-        raise RunInterrupted(path, signal, progress) from None
+        raise RunInterrupted(path, name, progress) from None
     finally:
         writer.close()
     result.records = records
