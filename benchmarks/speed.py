@@ -247,8 +247,9 @@ TORCH_OPTIMIZERS = {
 
 
 def torch_step(name: str, shapes: list[tuple[int, ...]]) -> Callable[[], None] | None:
-    """PyTorch's ``foreach`` step of optimizer ``name`` on parameters of ``shapes``, after a first step."""
-    if torch is None:
+    """PyTorch's ``foreach`` step of optimizer ``name`` on parameters of ``shapes``, after a first step (None
+    without torch, or for an optimizer it does not have: lion)."""
+    if torch is None or name not in TORCH_OPTIMIZERS:
         return None
     params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
     for p in params:

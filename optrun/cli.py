@@ -29,7 +29,8 @@ from optrun import memory, startup
 from optrun import report as reports
 from optrun.checkpoints import CheckpointError
 from optrun.compare import PlannedRun, compare, comparison_to_resume, pending, select
-from optrun.optim import OPTIMIZERS, Hyperparameters, update_rule
+from optrun.optim import COMMON_KEYS, OPTIMIZERS, describe_optimizer, optimizers_markdown
+from optrun.optim.registry import NotAnOptimizer, classes_in
 from optrun.parallel import ExecutorError
 from optrun.runs import (
     RunDirError,
@@ -558,28 +559,34 @@ def _count(n: int, thing: str) -> str:
 
 
 @cli.command(short_help="List optimizers, their defaults and update rules.")
-def optimizers() -> None:
-    """List the optimizers with their hyperparameters, defaults and update rules."""
-    common = [k for k in Hyperparameters.model_fields if k not in ("name", "learning_rate")]
+@click.argument("sources", metavar="[FILE_OR_MODULE]...", nargs=-1)
+@click.option("--markdown", is_flag=True, help="Print a Markdown table (docs/optimizers.md holds the built-ins').")
+@user_errors
+def optimizers(sources: tuple[str, ...], markdown: bool) -> None:
+    """List the built-in optimizers with their hyperparameters, defaults and update rules, then those that
+    each FILE_OR_MODULE defines (a Python file, my_rules.py, or a module, package.module), named as a config
+    names them (my_rules.py:Lion)."""
+    found = dict(OPTIMIZERS)
+    for source in sources:
+        try:
+            found |= classes_in(source)
+        except NotAnOptimizer as exc:
+            raise ConfigError(str(exc)) from None
+    rows = [describe_optimizer(name, cls) for name, cls in found.items()]
+    if markdown:
+        click.echo(optimizers_markdown(rows), nl=False)
+        return
     table = Table(
         show_lines=True,
-        caption=f"every optimizer also takes {' and '.join(common)} (default: none); see the README",
+        caption=f"every optimizer also takes {' and '.join(COMMON_KEYS)} (default: none); see docs/optimizers.md",
         caption_justify="left",
     )
-    table.add_column("name", style="bold")
+    table.add_column("name", style="bold", overflow="fold")
     table.add_column("hyperparameters (default)")
     table.add_column("update rule (g: gradient; t: step, from 1)")
-    for name, cls in OPTIMIZERS.items():
-        defaults = cls.Spec.model_validate({"name": name})  # defaults filled in, e.g. mu without a mu_schedule
-        hyper = "\n".join(
-            f"{k} = {_default(getattr(defaults, k))}" for k in cls.Spec.model_fields if k not in ("name", *common)
-        )
-        table.add_row(name, hyper, update_rule(cls))
+    for name, defaults, rule in rows:
+        table.add_row(escape(name), "\n".join(f"{k} = {v}" for k, v in defaults.items()), escape(rule))
     Console(highlight=False).print(table)
-
-
-def _default(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value).lower()
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ whole. tests/test_compiled_epoch.py checks float64 epochs against numpy's to 1e-
 few ulps with either library, and 1, 2 and 3 threads against each other bit for bit.
 
 numba compiles the epoch at its first call, which ``optrun.train.compiled_epoch`` makes before the first
-timed epoch: 8–15 s the first time, then about 0.5 s from numba's cache in ``__pycache__``. Importing
+timed epoch: about 3 s the first time, then about 0.5 s from numba's cache in ``__pycache__``. Importing
 numba takes another half second, so ``optrun.train`` imports this module only for a network it will train.
 """
 
@@ -46,7 +46,7 @@ from optrun import threads
 from optrun.models import Network
 from optrun.optim import Optimizer, kernels
 from optrun.optim.atomics import SCHED_YIELD, fetch_add, store_release, wait_until
-from optrun.optim.split import state_operands, update_range
+from optrun.optim.split import update_range
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's enums
 FLAG_STRIDE = 16  # int64s between two threads' barrier flags: one 128-byte line each
@@ -72,8 +72,8 @@ class Blas:
 
 
 ONEDNN = "onednn-cpu-gomp"
-"""The package that ships oneDNN's library (``libdnnl.so.3``), built for GNU OpenMP: a dependency of optrun
-on x86-64 Linux, where its kernels are the faster."""
+"""The package that ships oneDNN's library (``libdnnl.so.3``), built for GNU OpenMP: optrun's optional extra
+``onednn`` on x86-64 Linux (``pip install "optrun[onednn]"``), where its kernels are the faster."""
 
 
 def find_dnnl_sgemm() -> int:
@@ -265,7 +265,8 @@ def _softmax_cross_entropy(z, dz, y, rows, r0, r1, n):
 @njit(nogil=True, cache=True, error_model="numpy")
 def _column_sums(d, out, n):
     """out ← Σ over the first n rows of d, adding row after row as numpy's reduce over axis 0 does."""
-    out[:] = d[0]
+    for j in range(out.size):  # element by element: a slice assignment costs numba 2 s to compile
+        out[j] = d[0, j]
     for i in range(1, n):
         for j in range(out.size):
             out[j] += d[i, j]
@@ -304,7 +305,7 @@ def _rows_pass(r0, r1, n, x, y, rows, batch, widths, w_off, b_off, a_off, d_off,
 @njit(nogil=True, cache=True, error_model="numpy")
 def _worker(
     tid, n_threads, x, y, order, batch, widths, w_off, b_off, a_off, d_off, params, grads, decay, acts, deltas,
-    tasks, rule, s0, s1, s2, scalars, gemm, dnnl, dims, losses, flags, yield_fn,
+    tasks, kernel, states, scalars, gemm, dnnl, dims, losses, flags, yield_fn,
 ):  # fmt: skip
     """Thread ``tid``'s share of every step of an epoch (see the module docstring); returns the steps
     completed: fewer than the epoch's where a minibatch loss was not finite (that step updates nothing).
@@ -354,7 +355,7 @@ def _worker(
             if q0 < 0:
                 b = b_off[layer]
                 _column_sums(_rows(deltas, d, batch, fan_out), grads[b : b + fan_out], n)
-                update_range(rule, params, grads, s0, s1, s2, scalars[step], b, b + fan_out)
+                update_range(kernel, params, grads, states, scalars[step], b, b + fan_out)
                 continue
             w = w_off[layer]
             lo, hi = w + q0 * fan_out, w + q1 * fan_out
@@ -364,7 +365,7 @@ def _worker(
                 g, p = grads[lo:hi], params[lo:hi]
                 for i in range(g.size):
                     g[i] += decay * p[i]
-            update_range(rule, params, grads, s0, s1, s2, scalars[step], lo, hi)
+            update_range(kernel, params, grads, states, scalars[step], lo, hi)
         first += tasks.shape[0] + n_threads
         generation += 1
         _barrier(flags, tid, n_threads, generation, yield_fn)
@@ -410,7 +411,7 @@ class CompiledEpoch:
         a minibatch loss was not finite; the optimizer's step count advances by the steps completed)."""
         n_steps = -(-len(order) // self.batch)
         kernel, states, scalars = self.optimizer.kernel_steps(n_steps)
-        s0, s1, s2 = state_operands(states, self.model.flat_params)
+        state_addresses = kernels.addresses(states)
         model, decay = self.model, self.model.dtype.type(self.model.weight_decay)
         self.flags[:] = 0
 
@@ -421,7 +422,7 @@ class CompiledEpoch:
                 return _worker(
                     tid, n_threads, x, y, order, self.batch, self.widths, self.w_off, self.b_off, self.a_off,
                     self.d_off, model.flat_params, model.flat_grads, decay, self.acts, self.deltas, self.tasks,
-                    kernels.RULES.index(kernel), s0, s1, s2, scalars, self.gemm, self.dnnl, self.dims[tid],
+                    kernel.address, state_addresses, scalars, self.gemm, self.dnnl, self.dims[tid],
                     self.losses, self.flags, SCHED_YIELD,
                 )  # fmt: skip
 

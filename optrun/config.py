@@ -22,6 +22,7 @@ from optrun.data import DatasetSpec
 from optrun.models import MLPSpec, ModelSpec
 from optrun.objectives import ObjectiveSpec, theory
 from optrun.optim import OPTIMIZERS, REFERENCE_OPTIMIZERS, OptimizerSpec
+from optrun.optim.registry import absolute
 from optrun.schema import (
     ConfigError,
     NonNegativeInt,
@@ -391,6 +392,23 @@ def _read_config(path: str | Path, overrides: Iterable[str]) -> Any:
     if isinstance(data, dict):
         data = apply_overrides(data, overrides)
         data.setdefault("name", default_name(path))
+        data = with_absolute_paths(data, Path(path).resolve().parent)
+    return data
+
+
+def with_absolute_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``data`` with the optimizers named by a relative file path (``my_rules.py:Lion``) named by its absolute
+    path from ``base``, the config's folder: a run directory's config.yaml then names the same file from
+    anywhere, as resume, parallel workers and Dask read it."""
+
+    def fixed(spec: Any) -> Any:
+        if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
+            return {**spec, "name": absolute(spec["name"], base)}
+        return spec
+
+    data = {**data, "optimizer": fixed(data["optimizer"])} if "optimizer" in data else data
+    if isinstance(data.get("optimizers"), Mapping):
+        data = {**data, "optimizers": {label: fixed(spec) for label, spec in data["optimizers"].items()}}
     return data
 
 

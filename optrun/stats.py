@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from optrun.optim import OPTIMIZERS
+from optrun.optim.registry import NotAnOptimizer, optimizer_class, short_name
 from optrun.runs import RunRecord
 
 DEFAULT_TARGET_FRACTION = 0.95  # target accuracy: this fraction of the best mean final test accuracy
@@ -64,7 +64,7 @@ class Group:
         optimizer = self.optimizer
         return {
             "label": self.label,
-            "optimizer": str(optimizer.get("name", "?")),
+            "optimizer": short_name(str(optimizer.get("name", "?"))),
             "learning_rate": optimizer.get("learning_rate"),
             "hyperparameters": describe_hyperparameters(optimizer),
             "seeds": len(self.runs),
@@ -222,7 +222,7 @@ def distinguishing_keys(specs: Sequence[Mapping[str, Any]]) -> list[str]:
 def describe_optimizer(spec: Mapping[str, Any], keys: Iterable[str] = (), exact: bool = False) -> str:
     """``momentum lr=0.01 mu=0.5``: the optimizer's name, learning rate and the settings ``keys`` it sets (unset
     ones, None, are left out); floats to 4 significant digits, or, ``exact``, in full."""
-    words = [str(spec.get("name", "?"))]
+    words = [short_name(str(spec.get("name", "?")))]
     if spec.get("learning_rate") is not None:
         words.append(f"lr={_setting(spec['learning_rate'], exact)}")
     words += [f"{k}={_setting(spec[k], exact)}" for k in keys if spec.get(k) is not None]
@@ -234,7 +234,7 @@ def _setting(value: Any, exact: bool) -> str:
     ``(when=loss)`` for one without, ``true`` for a boolean (as YAML writes it), 0.003 for a float."""
     if isinstance(value, Mapping):
         inner = ", ".join(f"{k}={_setting(v, exact)}" for k, v in value.items() if k != "name" and v is not None)
-        return f"{value['name']}({inner})" if "name" in value else f"({inner})"
+        return f"{short_name(str(value['name']))}({inner})" if "name" in value else f"({inner})"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
@@ -245,8 +245,11 @@ def _setting(value: Any, exact: bool) -> str:
 def _defaults(name: Any) -> dict[str, Any] | None:
     """The settings of optimizer ``name`` left at their defaults (a resolved spec holds every key, unset ones as
     None); None for a name optrun does not know (a run directory from another version)."""
-    cls = OPTIMIZERS.get(str(name))
-    return None if cls is None else cls.Spec(name=str(name)).model_dump(mode="json")
+    try:
+        cls = optimizer_class(str(name))
+    except NotAnOptimizer:
+        return None
+    return cls.Spec(name=str(name)).model_dump(mode="json")
 
 
 def non_default_keys(spec: Mapping[str, Any]) -> list[str]:

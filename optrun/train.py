@@ -177,7 +177,7 @@ def _blown_up(config: Config, loss: float, initial: float | None, when: str) -> 
     return f"loss {loss:.4g} after {when} exceeds divergence_factor {factor:g} × the initial loss {initial:.4g}"
 
 
-COMPILING = "compiling the epoch (8–15 s the first time, then cached)"
+COMPILING = "compiling the epoch (about 3 s the first time, then cached)"
 
 
 def compiled_epoch(exp: Experiment) -> Any:

@@ -15,6 +15,7 @@ from optrun.optim import build_optimizer, kernels
 from optrun.optim import split as split_module
 from optrun.optim.atomics import SCHED_YIELD
 from optrun.optim.base import FUSED_MIN_SIZE
+from optrun.optim.momentum import SGD
 
 STEPS = 60
 
@@ -123,12 +124,17 @@ print("numba" in sys.modules, large.t, state["step"], bool((p == 1).all()),
     assert out.split() == ["False", "True", "0", "0", "True", "True"]
 
 
+def sgd_kernel(dtype: type) -> kernels.Kernel:
+    """SGD's kernel, θ ← θ − lr·g: its one scalar is lr."""
+    return kernels.compile_rule(SGD, "optrun.optim.momentum", np.dtype(dtype), {"lr": 0.0}, ())
+
+
 def test_split_update_takes_every_chunk_once_on_several_threads() -> None:
     """Three threads run the chunk loop at once: each chunk is updated exactly once (twice would double
     it), every thread took one chunk number past the last, and the caller waited for every chunk."""
     p, g, sc = np.zeros(95), np.arange(95.0), np.array([-2.0])
     counters = np.zeros(2, np.int64)
-    call = (kernels.RULES.index(kernels.sgd), p, g, p[:0], p[:0], p[:0], sc, counters, 7)
+    call = (sgd_kernel(np.float64).address, p, g, kernels.addresses([]), sc, counters, 7)
     split_module.update_chunks(*call, True, SCHED_YIELD)  # compiled before the threads start
     p[:], counters[:] = 0.0, 0
     helpers = [threading.Thread(target=split_module.update_chunks, args=(*call, False, SCHED_YIELD)) for _ in "ab"]
@@ -149,7 +155,7 @@ def test_split_update_is_exact_where_helpers_never_come(monkeypatch: pytest.Monk
     gate = threading.Event()
     busy = [threads.helpers().submit(gate.wait) for _ in range(threads.MAX_THREADS - 1)]
     try:
-        kernels.sgd(p, g, np.float32(-0.5), n_threads=3)
+        sgd_kernel(np.float32)(p, g, [], np.array([-0.5], np.float32), n_threads=3)
         np.testing.assert_array_equal(p, g * np.float32(0.5))
     finally:
         gate.set()

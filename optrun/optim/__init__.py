@@ -5,26 +5,45 @@ from __future__ import annotations
 import inspect
 import textwrap
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, PlainValidator, SerializeAsAny, TypeAdapter
+from pydantic_core import PydanticCustomError
 
-from optrun.optim.adaptive import AdaGrad, Adam, AdamW, NAdam, RMSprop
 from optrun.optim.base import Hyperparameters, Optimizer, flat_buffer
-from optrun.optim.momentum import SGD, Momentum, Nesterov
-from optrun.schema import tagged_union, validate
+from optrun.optim.registry import BUILT_IN, NotAnOptimizer, optimizer_class
+from optrun.schema import NonNegativeFloat, PositiveFloat, UnitOpenFloat, describe, validate
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam, AdamW, NAdam)
-}
+OPTIMIZERS: dict[str, type[Optimizer]] = {name: optimizer_class(name) for name in BUILT_IN}
 REFERENCE_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")  # what compare runs by default
 
-OptimizerSpec = tagged_union((cls.Spec for cls in OPTIMIZERS.values()), "name")
+
+def _spec(data: Any) -> Hyperparameters:
+    """An ``optimizer:`` mapping validated by the ``Spec`` of the class its ``name`` means."""
+    if isinstance(data, Hyperparameters):
+        return data
+    if not isinstance(data, Mapping):
+        got = {"got": describe(data)}
+        raise PydanticCustomError("model_type", "must be a mapping of keys to values, got {got}", got)
+    name = data.get("name")
+    if name is None:
+        raise PydanticCustomError("name", "needs a 'name' key", {})
+    if not isinstance(name, str):
+        raise PydanticCustomError("name", "must be a string, got {got}", {"got": describe(name), "key": "name"})
+    try:
+        cls = optimizer_class(name)
+    except NotAnOptimizer as exc:
+        raise PydanticCustomError("name", str(exc).replace("{", "{{").replace("}", "}}")) from None
+    return cls.Spec.model_validate(cls.Spec.fill_defaults(dict(data)))
+
+
+OptimizerSpec = Annotated[SerializeAsAny[Hyperparameters], PlainValidator(_spec)]
+"""The type of a config's ``optimizer:`` section: the hyperparameters of the optimizer its ``name`` means."""
 _SPEC = TypeAdapter(OptimizerSpec)
 
 
-def parse_optimizer_spec(spec: Mapping[str, Any] | BaseModel) -> BaseModel:
+def parse_optimizer_spec(spec: Mapping[str, Any] | BaseModel) -> Hyperparameters:
     """Validate an ``optimizer:`` mapping; raises ConfigError naming the key at fault."""
     if isinstance(spec, BaseModel):
         spec = spec.model_dump()
@@ -37,22 +56,54 @@ def build_optimizer(spec: Mapping[str, Any] | BaseModel, params: Sequence[np.nda
     ``params`` are updated in place by ``.step(grads)``.
     """
     hyper = parse_optimizer_spec(spec).model_dump()
-    return OPTIMIZERS[hyper.pop("name")](params, **hyper)
+    return optimizer_class(hyper.pop("name"))(params, **hyper)
+
+
+COMMON_KEYS = tuple(k for k in Hyperparameters.model_fields if k not in ("name", "learning_rate"))
+"""The hyperparameters every optimizer takes besides its learning rate: schedule, clip_norm."""
 
 
 def update_rule(cls: type[Optimizer]) -> str:
     """The update rule block of an optimizer's docstring (its second paragraph)."""
-    return textwrap.dedent(inspect.cleandoc(cls.__doc__ or "").split("\n\n")[1]).strip()
+    paragraphs = inspect.cleandoc(cls.__doc__ or "").split("\n\n")
+    return textwrap.dedent(paragraphs[1]).strip() if len(paragraphs) > 1 else "(not documented)"
+
+
+def describe_optimizer(name: str, cls: type[Optimizer]) -> tuple[str, dict[str, str], str]:
+    """An optimizer as ``optrun optimizers`` lists it: its name, its own hyperparameters' defaults (as text),
+    and the update rule its docstring states."""
+    defaults = cls.Spec.model_validate(cls.Spec.fill_defaults({"name": name}))  # e.g. mu without a mu_schedule
+    own = {k: _text(getattr(defaults, k)) for k in cls.Spec.model_fields if k not in ("name", *COMMON_KEYS)}
+    return name, own, update_rule(cls)
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value).lower()
+
+
+def optimizers_markdown(rows: Sequence[tuple[str, dict[str, str], str]]) -> str:
+    """The table of ``describe_optimizer``'s rows in Markdown."""
+    lines = ["| name | hyperparameters (default) | update rule |", "|---|---|---|"]
+    for name, defaults, rule in rows:
+        hyper = "<br>".join(f"`{k}` = {v}" for k, v in defaults.items())
+        lines.append(f"| `{name}` | {hyper} | {'<br>'.join(f'`{line.strip()}`' for line in rule.splitlines())} |")
+    return "\n".join(lines) + "\n"
 
 
 __all__ = [
+    "COMMON_KEYS",
     "OPTIMIZERS",
     "REFERENCE_OPTIMIZERS",
     "Hyperparameters",
+    "NonNegativeFloat",
     "Optimizer",
     "OptimizerSpec",
+    "PositiveFloat",
+    "UnitOpenFloat",
     "build_optimizer",
+    "describe_optimizer",
     "flat_buffer",
+    "optimizers_markdown",
     "parse_optimizer_spec",
     "update_rule",
 ]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from optrun.optim import kernels
-from optrun.optim.base import Hyperparameters, KernelCall, Optimizer
+from optrun.optim.base import Hyperparameters, Optimizer
 from optrun.schema import NonNegativeFloat, PositiveFloat, UnitOpenFloat
 
 EPS = 1e-8  # one documented default for every optimizer (the reference code mixes 1e-8 and 1e-4)
@@ -24,11 +23,9 @@ class AdaGrad(Optimizer):
     default; TensorFlow uses 0.1) and only grows, so steps shrink.
     """
 
-    name = "adagrad"
-    state_names = ("cache",)
+    state = ("cache",)
 
     class Spec(Hyperparameters):
-        name: Literal["adagrad"]
         learning_rate: PositiveFloat = 0.03
         eps: PositiveFloat = EPS
         initial_accumulator: NonNegativeFloat = 0.0
@@ -38,18 +35,13 @@ class AdaGrad(Optimizer):
         for state in self._state:
             state["cache"].fill(self.hyper.initial_accumulator)
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        c, a, b = state["cache"], state["_a"], state["_b"]
-        c += np.multiply(g, g, out=a)
-        np.sqrt(c, out=a)
-        a += self.hyper.eps
-        np.multiply(g, self.lr, out=b)
-        b /= a
-        p -= b  # θ ← θ − lr·g / (√c + eps)
+    def scalars(self) -> dict[str, float | bool]:
+        return {"lr": self.lr, "eps": self.hyper.eps}
 
-    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> KernelCall:
-        f = p.dtype.type
-        return kernels.adagrad, (g, state["cache"], f(self.lr), f(self.hyper.eps))
+    @staticmethod
+    def rule(p, g, cache, lr, eps):
+        cache = cache + g * g
+        return p - g * lr / (np.sqrt(cache) + eps), cache
 
 
 class RMSprop(Optimizer):
@@ -66,10 +58,9 @@ class RMSprop(Optimizer):
     rate multiplies the buffer b, outside it.
     """
 
-    name = "rmsprop"
+    state = ("cache", "grad_avg", "buffer")
 
     class Spec(Hyperparameters):
-        name: Literal["rmsprop"]
         learning_rate: PositiveFloat = 0.001
         decay_rate: UnitOpenFloat = 0.9
         eps: PositiveFloat = EPS
@@ -77,43 +68,27 @@ class RMSprop(Optimizer):
         momentum: UnitOpenFloat = 0.0
 
     @property
-    def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
+    def state_names(self) -> tuple[str, ...]:
         h = self.hyper
         return ("cache", *(("grad_avg",) if h.centered else ()), *(("buffer",) if h.momentum else ()))
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        rho, c, h, a, b = self.hyper.decay_rate, state["cache"], self.hyper, state["_a"], state["_b"]
-        c *= rho
-        np.multiply(g, g, out=a)
-        a *= 1 - rho
-        c += a
-        if h.centered:
-            g_avg = state["grad_avg"]
-            g_avg *= rho
-            g_avg += np.multiply(g, 1 - rho, out=a)
-            np.multiply(g_avg, g_avg, out=a)
-            np.subtract(c, a, out=a)
-            np.sqrt(a, out=a)
-        else:
-            np.sqrt(c, out=a)
-        a += h.eps  # a: the denominator
-        if h.momentum:
-            buffer = state["buffer"]
-            buffer *= h.momentum
-            buffer += np.divide(g, a, out=b)
-            p -= np.multiply(buffer, self.lr, out=b)
-        else:
-            np.multiply(g, self.lr, out=b)
-            b /= a
-            p -= b
+    def scalars(self) -> dict[str, float | bool]:
+        h = self.hyper
+        return {"rho": h.decay_rate, "one_minus_rho": 1 - h.decay_rate, "eps": h.eps, "lr": self.lr,
+                "momentum": h.momentum, "centered": h.centered, "with_momentum": bool(h.momentum)}  # fmt: skip
 
-    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> KernelCall:
-        f, h, rho = p.dtype.type, self.hyper, self.hyper.decay_rate
-        g_avg, buffer = state.get("grad_avg", p[:0]), state.get("buffer", p[:0])  # empty: unused
-        return kernels.rmsprop, (
-            g, state["cache"], g_avg, buffer,
-            f(rho), f(1 - rho), f(h.eps), f(self.lr), f(h.momentum), h.centered, bool(h.momentum),
-        )  # fmt: skip
+    @staticmethod
+    def rule(p, g, cache, grad_avg, buffer, rho, one_minus_rho, eps, lr, momentum, centered, with_momentum):
+        cache = cache * rho + g * g * one_minus_rho
+        if centered:
+            grad_avg = grad_avg * rho + g * one_minus_rho
+            d = np.sqrt(cache - grad_avg * grad_avg) + eps
+        else:
+            d = np.sqrt(cache) + eps
+        if with_momentum:
+            buffer = buffer * momentum + g / d
+            return p - buffer * lr, cache, grad_avg, buffer
+        return p - g * lr / d, cache, grad_avg, buffer
 
 
 class Adam(Optimizer):
@@ -133,10 +108,9 @@ class Adam(Optimizer):
     and 1/√(1 − β2ᵗ), so each element costs one square root and one division.
     """
 
-    name = "adam"
+    state = ("m", "s", "s_max")
 
     class Spec(Hyperparameters):
-        name: Literal["adam"]
         learning_rate: PositiveFloat = 0.003
         beta1: UnitOpenFloat = 0.9
         beta2: UnitOpenFloat = 0.999
@@ -144,53 +118,33 @@ class Adam(Optimizer):
         amsgrad: bool = False
 
     @property
-    def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
+    def state_names(self) -> tuple[str, ...]:
         return ("m", "s", "s_max") if self.hyper.amsgrad else ("m", "s")
 
-    def _moments(self, g: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Update m and s; return m and the s the denominator uses (s_max with amsgrad)."""
-        b1, b2, m, s, a = self.hyper.beta1, self.hyper.beta2, state["m"], state["s"], state["_a"]
-        m *= b1
-        m += np.multiply(g, 1 - b1, out=a)
-        s *= b2
-        np.multiply(g, g, out=a)
-        a *= 1 - b2
-        s += a
-        if self.hyper.amsgrad:
-            np.maximum(state["s_max"], s, out=state["s_max"])
-            return m, state["s_max"]
-        return m, s
+    def scalars(self) -> dict[str, float | bool]:
+        h, t = self.hyper, self.t
+        return {
+            "b1": h.beta1, "c1": 1 - h.beta1, "b2": h.beta2, "c2": 1 - h.beta2, "eps": h.eps, "amsgrad": h.amsgrad,
+            "step": self.lr / (1 - h.beta1**t),  # lr·m̂ = step·m
+            "root": 1 / math.sqrt(1 - h.beta2**t),  # √ŝ = root·√s
+        }  # fmt: skip
 
-    def _denominator(self, s: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """√ŝ + eps into ``out``, computed as √s · (1/√(1 − β2ᵗ)) + eps: one square root, no division."""
-        np.sqrt(s, out=out)
-        out *= 1 / math.sqrt(1 - self.hyper.beta2**self.t)
-        out += self.hyper.eps
-        return out
+    @staticmethod
+    def rule(p, g, m, s, s_max, b1, c1, b2, c2, step, root, eps, amsgrad):
+        m, s, s_max, d = moments(g, m, s, s_max, b1, c1, b2, c2, root, eps, amsgrad)
+        return p - m * step / d, m, s, s_max
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        m, s = self._moments(g, state)
-        step = np.multiply(m, self.lr / (1 - self.hyper.beta1**self.t), out=state["_b"])  # lr·m̂
-        step /= self._denominator(s, state["_a"])
-        p -= step
 
-    def _kernel_call(
-        self,
-        p: np.ndarray,
-        g: np.ndarray,
-        state: dict[str, np.ndarray],
-        decay: float = 1.0,
-        look_ahead: tuple[float, float] | None = None,
-    ) -> KernelCall:
-        """Adam's kernel; AdamW passes its ``decay``, NAdam its ``look_ahead`` coefficients (k1, k2)."""
-        f, h, t = p.dtype.type, self.hyper, self.t
-        k1, k2 = look_ahead or (0.0, 0.0)
-        return kernels.adam, (
-            g, state["m"], state["s"], state.get("s_max", p[:0]),
-            f(h.beta1), f(1 - h.beta1), f(h.beta2), f(1 - h.beta2),
-            f(self.lr / (1 - h.beta1**t)), f(1 / math.sqrt(1 - h.beta2**t)),
-            f(self.lr), f(h.eps), f(decay), h.amsgrad, look_ahead is not None, f(k1), f(k2),
-        )  # fmt: skip
+def moments(g, m, s, s_max, b1, c1, b2, c2, root, eps, amsgrad):
+    """Adam's moments and denominator, which its relatives share: m ← β1·m + (1 − β1)·g;
+    s ← β2·s + (1 − β2)·g²; with amsgrad s_max ← max(s_max, s), used for s below;
+    d = √s · root + eps (√ŝ + eps, with ŝ = s / (1 − β2ᵗ))."""
+    m = m * b1 + g * c1
+    s = s * b2 + g * g * c2
+    if amsgrad:
+        s_max = np.maximum(s_max, s)
+        return m, s, s_max, np.sqrt(s_max) * root + eps
+    return m, s, s_max, np.sqrt(s) * root + eps
 
 
 class AdamW(Adam):
@@ -205,18 +159,16 @@ class AdamW(Adam):
     wd by the schedule multiplier alone).
     """
 
-    name = "adamw"
-
     class Spec(Adam.Spec):
-        name: Literal["adamw"]  # type: ignore[assignment]
         weight_decay: NonNegativeFloat = 0.01
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        p *= 1 - self.lr * self.hyper.weight_decay
-        super()._update(p, g, state)
+    def scalars(self) -> dict[str, float | bool]:
+        return {**super().scalars(), "decay": 1 - self.lr * self.hyper.weight_decay}
 
-    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], **_: object) -> KernelCall:
-        return super()._kernel_call(p, g, state, decay=1 - self.lr * self.hyper.weight_decay)
+    @staticmethod
+    def rule(p, g, m, s, s_max, b1, c1, b2, c2, step, root, eps, amsgrad, decay):
+        m, s, s_max, d = moments(g, m, s, s_max, b1, c1, b2, c2, root, eps, amsgrad)
+        return p * decay - m * step / d, m, s, s_max  # decay = 1 − lr·wd
 
 
 class NAdam(Adam):
@@ -230,21 +182,11 @@ class NAdam(Adam):
     With a constant β1, as in Optax's ``nadam`` (PyTorch adds a β1 schedule).
     """
 
-    name = "nadam"
-
-    class Spec(Adam.Spec):
-        name: Literal["nadam"]  # type: ignore[assignment]
-        learning_rate: PositiveFloat = 0.003
-
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        b1, t, a, b = self.hyper.beta1, self.t, state["_a"], state["_b"]
-        m, s = self._moments(g, state)
-        np.multiply(m, b1 / (1 - b1 ** (t + 1)), out=b)
-        b += np.multiply(g, (1 - b1) / (1 - b1**t), out=a)  # b: m̄
-        b *= self.lr
-        b /= self._denominator(s, a)
-        p -= b
-
-    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], **_: object) -> KernelCall:
+    def scalars(self) -> dict[str, float | bool]:
         b1, t = self.hyper.beta1, self.t
-        return super()._kernel_call(p, g, state, look_ahead=(b1 / (1 - b1 ** (t + 1)), (1 - b1) / (1 - b1**t)))
+        return {**super().scalars(), "lr": self.lr, "k1": b1 / (1 - b1 ** (t + 1)), "k2": (1 - b1) / (1 - b1**t)}
+
+    @staticmethod
+    def rule(p, g, m, s, s_max, b1, c1, b2, c2, step, root, eps, amsgrad, lr, k1, k2):
+        m, s, s_max, d = moments(g, m, s, s_max, b1, c1, b2, c2, root, eps, amsgrad)
+        return p - (m * k1 + g * k2) * lr / d, m, s, s_max  # m·k1 + g·k2 = m̄

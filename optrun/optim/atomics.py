@@ -1,9 +1,11 @@
-"""What threads in compiled code need to share work without Python: atomic loads, stores and
-fetch-adds on int64s at an address, the CPU's spin-wait hint, and a wait that spins, then yields the core.
+"""What compiled code needs to share work between threads and to call code it was not compiled with:
+atomic loads, stores and fetch-adds on int64s at an address, the CPU's spin-wait hint, a wait that spins,
+then yields the core, a typed pointer from an address, and calls through an address (a kernel's, see
+``optrun.optim.kernels``; sched_yield's).
 
-These are numba intrinsics (LLVM's atomic instructions, emitted in place), not ctypes calls, so the
-functions that use them stay cacheable (``cache=True``). Imported with numba, by the code that needs them:
-``optrun.optim.split`` and ``optrun.compiled_epoch``.
+These are numba intrinsics (LLVM's instructions, emitted in place), not ctypes calls, so the functions that
+use them stay cacheable (``cache=True``). Imported with numba, by the code that needs them:
+``optrun.optim.split``, ``optrun.compiled_epoch`` and the kernels' modules.
 """
 
 from __future__ import annotations
@@ -50,6 +52,31 @@ def fetch_add(typingctx, address, value):
         return builder.atomic_rmw("add", pointer, args[1], "acq_rel")
 
     return types.int64(address, types.int64), codegen
+
+
+@intrinsic
+def pointer_to(typingctx, address, dtype):
+    """The address (int64) as a pointer to ``dtype`` elements (a numpy scalar type: ``np.float32``), for
+    ``numba.carray``."""
+    element = dtype.instance_type
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(element).as_pointer())
+
+    return types.CPointer(element)(address, dtype), codegen
+
+
+@intrinsic
+def call_kernel(typingctx, fn, p, g, states, scalars, lo, hi):
+    """The kernel at address ``fn``: ``void kernel(p, g, states, scalars, lo, hi)``, all int64."""
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        function = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), [i64] * 6).as_pointer())
+        builder.call(function, [builder.sext(a, i64) if a.type.width < 64 else a for a in args[1:]])
+        return context.get_dummy_value()
+
+    return types.void(fn, p, g, states, scalars, lo, hi), codegen
 
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")

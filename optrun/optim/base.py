@@ -9,6 +9,8 @@ Every step t = 1, 2, ... first clips, then updates:
 
 from __future__ import annotations
 
+import inspect
+import logging
 import operator
 import time
 from collections.abc import Sequence
@@ -18,7 +20,9 @@ import numpy as np
 
 from optrun.optim import kernels
 from optrun.optim.schedules import ScheduleSpec
-from optrun.schema import PositiveFloat, Section, validate
+from optrun.schema import ConfigError, PositiveFloat, Section, validate
+
+log = logging.getLogger("optrun")
 
 
 def flat_buffer(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
@@ -45,43 +49,83 @@ def flat_buffer(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
     return base if address == base.__array_interface__["data"][0] + base.nbytes else None
 
 
-KernelCall = tuple[kernels.Kernel, tuple[Any, ...]]
-"""A kernel and its arguments after the parameters: see ``Optimizer._kernel_call``."""
-
 FUSED_MIN_SIZE = 100_000
 """Parameters from which steps use the compiled kernels. A step saves about 3 ns per element (Adam);
 numba's start (about 1 s per process) is then repaid within a few thousand steps."""
 
+CHUNK = 1 << 16
+"""Elements per piece of a step in numpy: a rule's temporaries then take a few MiB at most, at any size."""
+
 
 class Hyperparameters(Section):
-    """What every optimizer's ``Spec`` has; each subclass narrows ``name`` and sets its default ``learning_rate``."""
+    """What every optimizer's ``Spec`` has; each subclass adds its own and sets its default ``learning_rate``.
+    ``name`` is the name the config gave (``adam``, ``my_rules.py:Lion``)."""
 
     name: str
     learning_rate: PositiveFloat
     schedule: ScheduleSpec | None = None
     clip_norm: PositiveFloat | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its values, validated again where unpickled by the class its name means: a worker
+        process or a Dask worker imports a user's file by its path, where the class's own module name
+        (``optrun.optim.registry``'s, made up for the file) means nothing."""
+        return _rebuild, (self.model_dump(),)
+
+
+def _rebuild(values: dict[str, Any]) -> Hyperparameters:
+    from optrun.optim.registry import optimizer_class
+
+    return optimizer_class(values["name"]).Spec.model_validate(values)
+
 
 class Optimizer:
     """Updates a list of parameter arrays in place from a list of gradients.
 
-    Subclasses set ``name``, ``Spec`` (a ``Hyperparameters``: the same schema
-    as the YAML ``optimizer:`` section), ``state_names`` (buffers that start at
-    zero and persist across steps and epochs) and implement ``_update(p, g,
-    state)`` for one array, using ``self.lr``, the learning rate of this step.
-    ``self.t`` counts steps from 1 over the whole run.
+    An optimizer is its hyperparameters (``Spec``, a ``Hyperparameters``: the schema of the YAML
+    ``optimizer:`` section), its ``state`` (the names of the buffers it keeps per parameter, each starting
+    at zero and persisting across steps and epochs), and its update rule, stated once:
 
-    ``_update`` is the plain reference: whole-array numpy operations, easy to
-    read against the rule. ``_fused_update`` does the same arithmetic in one
-    compiled pass (``optrun.optim.kernels``) on flat views, with bit-identical
-    results, on ``kernel_threads`` threads. ``fused`` chooses: by default the
-    kernels run on contiguous parameters of at least ``FUSED_MIN_SIZE`` elements
-    in all, where they save more than the second their compiler takes to start.
+    - ``scalars()``: this step's scalars by name, from the hyperparameters, the step count ``self.t``
+      (from 1 over the whole run) and this step's learning rate ``self.lr``; a bool is a flag, constant
+      over the run;
+    - ``rule(p, g, *state, *scalars)``: a static method, the rule for one element: θ, its gradient, its
+      state, then the scalars, in the order of its parameters; returns the new θ and the new state, in
+      the same order. Written with arithmetic and numpy's ufuncs on the scalars alone (a number written in
+      the rule would be a float64 in compiled code), it runs on whole arrays in numpy (``_update``) and,
+      compiled by numba, element by element (``optrun.optim.kernels``), with the same bits.
+
+    Steps use the compiled kernel on contiguous parameters of at least ``FUSED_MIN_SIZE`` elements in all
+    (``fused``), where it saves more than the second numba takes to start, and numpy below, or where the
+    rule does not compile (with a warning). A rule that is not elementwise overrides ``_update(p, g,
+    state)`` instead, and has no compiled form. ``_begin_step`` is for what a rule needs of the whole step
+    (momentum's restarts).
     """
 
     name: ClassVar[str]
-    Spec: ClassVar[type[Hyperparameters]]
-    state_names: tuple[str, ...] = ()
+    Spec: ClassVar[type[Hyperparameters]] = Hyperparameters
+    state: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__.lower()
+
+    @classmethod
+    def problem(cls) -> str | None:
+        """What keeps this class from being an optimizer (None: nothing), for a user's own class."""
+        if not (isinstance(cls.Spec, type) and issubclass(cls.Spec, Hyperparameters)):
+            return "its Spec must be a subclass of optrun.optim.Hyperparameters"
+        if "learning_rate" not in cls.Spec.model_fields or cls.Spec.model_fields["learning_rate"].is_required():
+            return "its Spec must give learning_rate a default"
+        if cls._update is not Optimizer._update:
+            return None
+        if cls.rule is Optimizer.rule:
+            return "it defines no rule (a static method rule(p, g, *state, *scalars))"
+        names = list(inspect.signature(cls.rule).parameters)
+        if names[2 : 2 + len(cls.state)] != list(cls.state) or len(names) < 2:
+            return f"its rule's parameters must be p, g, then its state {', '.join(cls.state) or '(none)'}"
+        return None
 
     def __init__(self, params: Sequence[np.ndarray], **hyperparameters: Any) -> None:
         self.hyper = validate(self.Spec, {"name": self.name, **hyperparameters}, prefix="optimizer")
@@ -108,11 +152,55 @@ class Optimizer:
                 for p, state in zip(self._targets, self._state, strict=True)
             ]
         size = sum(p.size for p in self._targets)
-        self.fused = size >= FUSED_MIN_SIZE  # kernels where they pay off
+        # kernels where they pay off, for a rule that has one
+        self.fused = size >= FUSED_MIN_SIZE and type(self)._update is Optimizer._update
+        self._kernels: dict[np.dtype, kernels.Kernel] = {}
         self._threads = kernels.ThreadChoice(size)  # split large updates across threads where that is faster
         self.kernel_threads = 1  # the threads this step's kernels use
         self.t = 0
         self.lr = self.learning_rate
+        self._floats = self._check_rule()
+
+    def _check_rule(self) -> list[str]:
+        """The names of the rule's float scalars, in its order, after checking on one element that
+        ``scalars()`` and ``rule`` fit each other; a ConfigError naming the problem where they do not."""
+        if type(self)._update is not Optimizer._update:
+            return []
+        t, self.t = self.t, 1
+        try:
+            scalars = self.scalars()
+            names = list(inspect.signature(self.rule).parameters)[2 + len(self.state) :]
+            if sorted(scalars) != sorted(names):
+                given, taken = ", ".join(scalars) or "nothing", ", ".join(names) or "nothing"
+                raise ConfigError(f"scalars() gives {given}; its rule takes {taken}")
+            one = np.zeros(1, self._targets[0].dtype)
+            new = self.rule(one, one, *(one for _ in self.state), **scalars)
+            if not isinstance(new, tuple) or len(new) != 1 + len(self.state):
+                count = len(new) if isinstance(new, tuple) else 1
+                raise ConfigError(f"its rule returns {count} value(s); it must return θ and its state "
+                                  f"({1 + len(self.state)} in all)")  # fmt: skip
+        except ConfigError as exc:
+            raise ConfigError(f"optimizer {self.name}: {exc}") from None
+        except Exception as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+            raise ConfigError(f"optimizer {self.name}: its rule fails on one element: {failure}") from None
+        finally:
+            self.t = t
+        return [n for n in names if not isinstance(scalars[n], bool)]
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The state this optimizer keeps: ``state``, or the part of it that its options use."""
+        return self.state
+
+    def scalars(self) -> dict[str, float | bool]:
+        """This step's scalars, by the names of the rule's parameters after its state."""
+        return {}
+
+    @staticmethod
+    def rule(p: Any, g: Any, *state_and_scalars: Any) -> Any:
+        """The update of one element: returns the new θ, then the new state (see the class docstring)."""
+        raise NotImplementedError
 
     def learning_rate_at(self, t: int) -> float:
         """The learning rate of step ``t`` (from 1)."""
@@ -137,59 +225,102 @@ class Optimizer:
         self.t += 1
         self.lr = self.learning_rate_at(self.t)
         self._begin_step(gs, loss)
-        if self.fused and self._flat is not None:
+        kernel = self._kernel() if self.fused and self._flat is not None else None
+        if kernel is not None:
             self.kernel_threads = self._threads.next()
             start = time.perf_counter()
-            for (p, state), g in zip(self._flat, gs, strict=True):
-                self._fused_update(p, np.ravel(g).astype(p.dtype, copy=False), state)
+            scalars = self._kernel_scalars(kernel.dtype)
+            for (p, state), g in zip(self._flat, gs, strict=True):  # type: ignore[arg-type]
+                g = np.ravel(g).astype(p.dtype, copy=False)
+                kernel(p, g, [state[k] for k in self.state_names], scalars, self.kernel_threads)
             self._threads.record(self.kernel_threads, time.perf_counter() - start)
         else:
             for p, g, state in zip(self._targets, gs, self._state, strict=True):
-                if "_a" not in state:
-                    # Two scratch arrays per target, made at the first reference step: every update is a few
-                    # in-place whole-array operations that allocate nothing after it ("_" keys are not saved).
-                    state["_a"], state["_b"] = np.empty_like(p), np.empty_like(p)
                 self._update(p, g, state)
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        """The rule on whole arrays in numpy, in pieces of ``CHUNK`` elements: the same operations as its
+        kernel's, element for element."""
+        scalars = {k: v if isinstance(v, bool) else p.dtype.type(v) for k, v in self.scalars().items()}
+        zero = p.dtype.type(0)  # the state an option leaves unused
+        if not (p.flags.c_contiguous and g.flags.c_contiguous):
+            pieces = [(p, g, state)]
+        else:
+            flat_p, flat_g, flat_state = p.reshape(-1), g.reshape(-1), {k: a.reshape(-1) for k, a in state.items()}
+            pieces = [(flat_p[lo : lo + CHUNK], flat_g[lo : lo + CHUNK], {k: a[lo : lo + CHUNK] for k, a in
+                       flat_state.items()}) for lo in range(0, p.size, CHUNK)]  # fmt: skip
+        for p_, g_, state_ in pieces:
+            new = self.rule(p_, g_, *(state_.get(k, zero) for k in self.state), **scalars)
+            p_[...] = new[0]
+            for k, value in zip(self.state, new[1:], strict=True):
+                if k in state_:
+                    state_[k][...] = value
+
+    def _kernel(self) -> kernels.Kernel | None:
+        """The compiled rule for the parameters' dtype, compiled (or loaded from numba's cache) at the first
+        call; None, with a warning, where numba cannot compile the rule: steps then stay numpy's."""
+        dtype = self._targets[0].dtype
+        if dtype not in self._kernels:
+            from optrun.optim.registry import location
+
+            t, self.t = self.t, max(self.t, 1)  # a step's scalars need t ≥ 1 (Adam's 1/(1 − β1ᵗ))
+            try:
+                self._kernels[dtype] = kernels.compile_rule(
+                    type(self), location(type(self)), dtype, self.scalars(), self.state_names
+                )
+            except kernels.RuleError as exc:
+                log.warning(f"optimizer {self.name}: its rule does not compile ({exc}); its steps run in numpy")
+                self.fused = False
+                return None
+            finally:
+                self.t = t
+        return self._kernels[dtype]
+
+    def _kernel_scalars(self, dtype: np.dtype) -> np.ndarray:
+        """This step's float scalars, in the rule's order, as the kernel reads them."""
+        scalars = self.scalars()
+        return np.array([scalars[n] for n in self._floats] or [0], dtype)
 
     def warm_up(self) -> None:
         """Load the compiled kernel the steps will use, where they use one: numba's start (about a second,
-        once per process) then happens here instead of inside the first step, which keeps it out of timed
-        epochs (in a comparison, only the first run of a process would pay it). The kernel runs on empty
-        views: nothing changes. Where the steps may be split across threads, the split's code is loaded too."""
-        if not self.fused or self._flat is None:
+        once per process) and the kernel's compiling (under a second, once per rule and machine) then
+        happen here instead of inside the first step, which keeps them out of timed epochs. Where the steps
+        may be split across threads, the split's code is loaded too; the kernel runs on empty views:
+        nothing changes."""
+        if not self.fused or self._flat is None or (kernel := self._kernel()) is None:
             return
-        t, self.t = self.t, max(self.t, 1)  # a step's scalars need t ≥ 1 (Adam's 1/(1 − β1ᵗ))
+        t, self.t = self.t, max(self.t, 1)
         try:
+            scalars = self._kernel_scalars(kernel.dtype)
             for p, state in self._flat:
                 for n_threads in self._threads.candidates:
-                    self.kernel_threads = n_threads
-                    self._fused_update(p[:0], p[:0], {k: a[:0] for k, a in state.items()})
+                    kernel(p[:0], p[:0], [state[k][:0] for k in self.state_names], scalars, n_threads)
         finally:
-            self.t, self.kernel_threads = t, 1
+            self.t = t
 
     @property
     def kernel_only(self) -> bool:
         """Whether each step is exactly one kernel call on the flat parameters, with scalars that depend on
         the step count alone (no clipping, no rule that watches the loss), so that compiled code may take
         the steps itself (``kernel_steps``, ``advance``)."""
-        return self.fused and self._is_flat and self.hyper.clip_norm is None
+        return self.fused and self._is_flat and self.hyper.clip_norm is None and self._kernel() is not None
 
     def kernel_steps(self, n: int) -> tuple[kernels.Kernel, list[np.ndarray], np.ndarray]:
-        """For the next ``n`` steps, without taking them: the kernel, its state arrays (as long as the
-        parameters, or empty where unused), and its scalars, one row per step in the kernel's order, in the
-        parameters' dtype (flags as 0 or 1)."""
+        """For the next ``n`` steps, without taking them: the kernel, its state arrays (those kept, in the
+        rule's order), and its scalars, one row per step in the rule's order, in the parameters' dtype."""
         (p, state), t, lr = self._flat[0], self.t, self.lr  # type: ignore[index]
-        rows: list[list[Any]] = []
+        kernel = self._kernel()
+        assert kernel is not None, "kernel_steps needs kernel_only"
+        rows: list[np.ndarray] = []
         try:
-            for self.t in range(t + 1, t + max(n, 1) + 1):  # with n = 0, one step tells the kernel and arrays
+            for self.t in range(t + 1, t + n + 1):
                 self.lr = self.learning_rate_at(self.t)
                 self._begin_step([], None)
-                kernel, args = self._kernel_call(p, p, state)
-                _, arrays, scalars = kernels.operands(args)
-                rows.append(scalars)
+                rows.append(self._kernel_scalars(p.dtype))
         finally:
             self.t, self.lr = t, lr
-        return kernel, arrays, np.array(rows[:n], dtype=p.dtype).reshape(n, len(rows[0]))
+        width = max(len(self._floats), 1)
+        return kernel, [state[k] for k in self.state_names], np.array(rows, p.dtype).reshape(n, width)
 
     def advance(self, n: int) -> None:
         """Count ``n`` steps that ``kernel_steps`` described and compiled code took."""
@@ -228,19 +359,6 @@ class Optimizer:
             self._grad_buffer = np.empty_like(self._targets[0])
         np.concatenate([np.ravel(g) for g in grads], out=self._grad_buffer, casting="same_kind")
         return [self._grad_buffer]
-
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        raise NotImplementedError
-
-    def _fused_update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        """``_update`` on 1-D views in one compiled pass; scalars go in as ``p.dtype`` (see kernels)."""
-        kernel, args = self._kernel_call(p, g, state)
-        kernel(p, *args, n_threads=self.kernel_threads)
-
-    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> KernelCall:
-        """The kernel of this step's update and its arguments after ``p``: ``g``, the state arrays (each as
-        long as ``p``, or empty where an option leaves it unused), then the scalars, for step ``self.t``."""
-        raise NotImplementedError
 
     def _per_param(self, name: str) -> list[np.ndarray]:
         """State buffer ``name`` as one array per parameter (views, not copies)."""

@@ -1,39 +1,52 @@
-"""Fused update kernels: each optimizer's rule as one compiled pass over flat arrays.
+"""Compiled kernels, derived from the optimizers' own rules.
 
-The numpy ``_update`` method of each optimizer is the plain reference: about a
-dozen whole-array operations per step, each one a pass through memory. A
-kernel here reads every element of θ, g and the state once, applies the same
-float operations in the same order to it, and writes θ and the state back
-once. The results are bit-identical to the reference
-(``tests/test_kernels.py`` checks every rule and option), because
+An optimizer states its update once, as ``rule``: a function of one element's θ, g and state, written
+with arithmetic and numpy's ufuncs (``np.sqrt``, ``np.sign``, ``np.maximum``). numpy runs it on whole
+arrays (``Optimizer._update``); here numba compiles it into a loop over the elements, so that a step reads
+every element of θ, g and the state once and writes θ and the state back once, instead of a pass through
+memory per operation. Both run the same float operations in the same order on the same dtype, so their
+results are the same to the last bit (``tests/test_kernels.py`` checks every rule and option), because
 
-- every scalar argument has the arrays' dtype (the caller casts it), so float32
-  arithmetic stays float32 as in numpy, where Python floats are weak scalars;
+- every scalar argument has the arrays' dtype (the optimizer casts it), so float32 arithmetic stays
+  float32 in both;
 - nothing is reordered or contracted into fused multiply-adds (no fastmath);
-- ``error_model="numpy"``: a division by zero gives inf or nan, as in numpy,
-  instead of raising, and lets the loops vectorize.
+- ``error_model="numpy"``: a division by zero gives inf or nan, as in numpy, instead of raising.
 
-Each kernel documents its rule with the state it updates; θ is ``p``.
+A kernel is a C function, ``kernel(p, g, states, scalars, lo, hi)``, all six arguments 64-bit integers:
+the addresses of θ, g, an array of the state arrays' addresses and the step's scalars (in the rule's
+order), and the elements [lo, hi) to update. Compiled code calls it through its address
+(``optrun.optim.split.update_range``), so the code that runs kernels (a split across threads, the
+compiled epoch) is compiled once, for every rule, and a rule compiles alone, in under a second. Flags (a
+rule's bool arguments: ``amsgrad``, ``centered``) and which state the optimizer keeps are constants of a
+kernel, so the branches they decide cost nothing.
 
-numba is imported, and a kernel compiled (or loaded from numba's on-disk
-cache), at the kernel's first call: together about a second, once per process,
-which is why optimizers use the kernels only on large parameter sets
-(``optrun.optim.base.FUSED_MIN_SIZE``).
+numba caches a compiled kernel on disk with the source it was compiled from: a small module written to
+``cache_dir()`` whose name carries a hash of the file that defines the rule, so that an edit to a rule
+compiles it again, where numba alone would keep running the old one.
 
-A large update can be split across several threads (``optrun.optim.split``, on ``optrun.threads``):
-they take chunks of the parameters from a shared counter, each running the kernel (which releases the
-GIL) on its chunks. The rules are elementwise, so the result is the same to the last bit however the
-chunks fall; only the time differs, and not always in the split's favour: a helper thread that shares a
-busy core is preempted for milliseconds at a time, while on idle cores a split update is up to twice as
-fast. So each optimizer times its first few steps both ways (``ThreadChoice``), keeps the faster, and
-times both again every 2000 steps.
+A large update can be split across several threads (``optrun.optim.split``, on ``optrun.threads``): they
+take chunks of the parameters from a shared counter, each running the kernel on its chunks. The rules are
+elementwise, so the result is the same to the last bit however the chunks fall; only the time differs,
+and not always in the split's favour: a helper thread that shares a busy core is preempted for
+milliseconds at a time, while on idle cores a split update is up to twice as fast. So each optimizer
+times its first few steps both ways (``ThreadChoice``), keeps the faster, and times both again every 2000
+steps.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.util
+import inspect
+import os
 import statistics
-from collections.abc import Callable
+import sys
+import tempfile
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,12 +56,173 @@ from optrun import threads
 SPLIT_MIN_SIZE = 1 << 21
 """Elements from which splitting an update across threads is tried (8 MiB of float32 per array)."""
 
+CACHE_ENV = "OPTRUN_CACHE"
+"""The environment variable that moves optrun's cache (the compiled kernels' modules)."""
 
-def operands(args: tuple[Any, ...]) -> tuple[np.ndarray, list[np.ndarray], list[Any]]:
-    """A kernel's arguments after ``p`` as ``g``, its state arrays and its scalars: every kernel takes its
-    arrays first."""
-    arrays = [a for a in args if isinstance(a, np.ndarray)]
-    return arrays[0], arrays[1:], [a for a in args if not isinstance(a, np.ndarray)]
+
+class RuleError(Exception):
+    """A rule that numba cannot compile: its optimizer's steps stay numpy's."""
+
+
+def cache_dir() -> Path:
+    """Where the kernels' modules are written: ``$OPTRUN_CACHE/kernels``, else ``$XDG_CACHE_HOME/optrun/kernels``,
+    else ``~/.cache/optrun/kernels``."""
+    if root := os.environ.get(CACHE_ENV):
+        return Path(root) / "kernels"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "optrun" / "kernels"
+
+
+def rule_parameters(rule: Callable[..., Any]) -> list[str]:
+    """The names of a rule's parameters, in order: θ, g, the state, the scalars."""
+    return list(inspect.signature(rule).parameters)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A compiled rule: ``address`` of its C function (see the module docstring), ``dtype`` its arrays'."""
+
+    address: int
+    dtype: np.dtype
+
+    def __call__(
+        self, p: np.ndarray, g: np.ndarray, states: Sequence[np.ndarray], scalars: np.ndarray, n_threads: int = 1
+    ) -> None:
+        """The rule on every element of the 1-D arrays ``p``, ``g`` and ``states``, split across ``n_threads``
+        threads (``optrun.optim.split``)."""
+        from optrun.optim import split
+
+        split.update(self.address, p, g, addresses(states), scalars, n_threads)
+
+
+def addresses(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """The data addresses of ``arrays``, as a kernel takes its state."""
+    return np.array([a.ctypes.data for a in arrays], np.int64)
+
+
+def _jitted(fn: types.FunctionType) -> Any:
+    """numba's compiled ``fn``, where every plain function it calls from its own module (a helper two rules
+    share) is compiled too."""
+    from numba import njit
+
+    names = fn.__code__.co_names
+    helpers = {
+        name: _jitted(value)
+        for name in names
+        if isinstance(value := fn.__globals__.get(name), types.FunctionType)
+        and value.__module__ == fn.__module__
+        and value is not fn
+    }
+    if helpers:
+        fn = types.FunctionType(fn.__code__, {**fn.__globals__, **helpers}, fn.__name__, fn.__defaults__,
+                                fn.__closure__)  # fmt: skip
+    return njit(error_model="numpy")(fn)
+
+
+def jitted_rule(location: str, qualname: str) -> Any:
+    """The rule of the optimizer class ``qualname`` from ``location`` (a module, or a Python file's path),
+    compiled by numba (the kernels' modules call this)."""
+    from optrun.optim.registry import load_class
+
+    return _jitted(load_class(location, qualname).rule)
+
+
+_TEMPLATE = '''"""optrun's kernel of {qualname}.rule from {location} ({dtype}; generated by optrun.optim.kernels)."""
+
+import numpy as np
+from numba import carray, cfunc, types
+
+from optrun.optim.atomics import pointer_to
+from optrun.optim.kernels import jitted_rule
+
+rule = jitted_rule({location!r}, {qualname!r})
+
+
+@cfunc(types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64),
+       cache=True, error_model="numpy")
+def kernel(p_, g_, states_, scalars_, lo, hi):
+    p = carray(pointer_to(p_, np.{dtype}), hi)
+    g = carray(pointer_to(g_, np.{dtype}), hi)
+    states = carray(pointer_to(states_, np.int64), {n_states})
+    scalars = carray(pointer_to(scalars_, np.{dtype}), {n_scalars})
+{unpack}
+    for i in range(lo, hi):
+        {results}, = rule({arguments})
+'''
+
+
+def _source(cls: type, location: str, dtype: np.dtype, scalars: dict[str, Any], kept: Sequence[str]) -> str:
+    """The kernel module's source: the rule's call with its arrays' elements, its float scalars read from
+    the scalars array, its flags as constants and the state the optimizer does not keep as 0."""
+    names = rule_parameters(cls.rule)
+    state = [n for n in names[2:] if n not in scalars]
+    floats = [n for n in names[2:] if n in scalars and not isinstance(scalars[n], bool)]
+    unpack = [f"    s{i} = carray(pointer_to(states[{i}], np.{dtype}), hi)" for i, _ in enumerate(kept)]
+    unpack += [f"    k{i} = scalars[{i}]" for i, _ in enumerate(floats)]
+    unpack.append(f"    zero = np.{dtype}(0)")
+    element = {n: f"s{kept.index(n)}[i]" if n in kept else "zero" for n in state}
+    element |= {n: f"k{i}" for i, n in enumerate(floats)}
+    arguments = ["p[i]", "g[i]"] + [element.get(n, repr(scalars.get(n))) for n in names[2:]]
+    results = ["p[i]"] + [element[n] if n in kept else "_" for n in state]  # state not kept: dropped
+    return _TEMPLATE.format(
+        qualname=cls.__qualname__, location=location, dtype=dtype.name, n_states=max(len(kept), 1),
+        n_scalars=max(len(floats), 1), unpack="\n".join(unpack), results=", ".join(results),
+        arguments=", ".join(arguments),
+    )  # fmt: skip
+
+
+def _source_of(cls: type) -> bytes:
+    """The text of the file that defines ``cls`` (its rule and the helpers it calls), for the kernel's hash."""
+    try:
+        return Path(inspect.getfile(cls)).read_bytes()
+    except (OSError, TypeError):
+        return inspect.getsource(cls.rule).encode()
+
+
+@functools.cache
+def _load(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def compile_rule(cls: type, location: str, dtype: np.dtype, scalars: dict[str, Any], kept: Sequence[str]) -> Kernel:
+    """The kernel of ``cls.rule`` on ``dtype`` arrays, for these flags (the bools of ``scalars``) and this kept
+    state, loaded from numba's cache or compiled; raises RuleError where numba cannot compile the rule."""
+    source = _source(cls, location, np.dtype(dtype), scalars, list(kept))
+    digest = hashlib.sha256(source.encode() + _source_of(cls) + Path(__file__).read_bytes()).hexdigest()[:20]
+    name = f"optrun_kernel_{cls.__name__.lower()}_{digest}"
+    try:
+        return _kernel(name, source, np.dtype(dtype))
+    except RuleError:
+        raise
+    except Exception as exc:  # numba's typing and lowering errors, and whatever the rule's module raises
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuleError(f"{type(exc).__name__}: {first}") from exc
+
+
+@functools.cache
+def _kernel(name: str, source: str, dtype: np.dtype) -> Kernel:
+    path = _write(name, source)
+    return Kernel(_load(path).kernel.address, dtype)
+
+
+def _write(name: str, source: str) -> Path:
+    """The kernel module's file in ``cache_dir()`` (written once, atomically); in a temporary folder of this
+    process where the cache cannot be written (numba then compiles the kernel in every process)."""
+    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"optrun-kernels-{os.getuid()}"):
+        path = folder / f"{name}.py"
+        try:
+            if not path.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                partial = folder / f".{name}.{os.getpid()}.tmp"
+                partial.write_text(source, encoding="utf-8")
+                os.replace(partial, path)
+            return path
+        except OSError:
+            continue
+    raise RuleError(f"cannot write the kernel's module to {cache_dir()} (set {CACHE_ENV} to a writable folder)")
 
 
 class ThreadChoice:
@@ -92,131 +266,3 @@ class ThreadChoice:
         self.seconds[n].append(seconds)
         if all(len(times) >= self.TRIALS for times in self.seconds.values()):
             self.chosen = min(self.candidates, key=lambda k: statistics.median(self.seconds[k]))
-
-
-class Kernel:
-    """An update rule compiled on first use: ``kernel(p, *args, n_threads=1)`` runs it on ``p`` (split
-    across ``n_threads`` threads by ``optrun.optim.split``), ``kernel.compiled()`` is the numba function
-    itself, for compiled callers.
-
-    No numba parallel loops: the kernels run between BLAS calls, whose threads spin for a while after
-    each product, and numba's spinning threads contending with them cost milliseconds."""
-
-    def __init__(self, fn: Callable[..., None]) -> None:
-        functools.update_wrapper(self, fn)
-        self._fn = fn
-        self._compiled: Callable[..., None] | None = None
-
-    def compiled(self) -> Callable[..., None]:
-        if self._compiled is None:
-            from numba import njit
-
-            self._compiled = njit(cache=True, nogil=True, error_model="numpy")(self._fn)
-        return self._compiled
-
-    def __call__(self, p: np.ndarray, *args: Any, n_threads: int = 1) -> None:
-        if n_threads > 1:
-            from optrun.optim.split import split_update
-
-            split_update(self, p, args, n_threads)
-        else:
-            self.compiled()(p, *args)
-
-
-@Kernel
-def sgd(p, g, lr):
-    """θ ← θ − lr·g"""
-    for i in range(p.size):
-        p[i] -= g[i] * lr
-
-
-@Kernel
-def heavy_ball(p, g, v, mu, v_scale, lr, nesterov):
-    """v ← mu·v + v_scale·g  (v_scale = (1 − dampening)·lr);
-    θ ← θ − v, or with nesterov θ ← θ − (mu·v + lr·g)"""
-    for i in range(p.size):
-        vi = v[i] * mu + g[i] * v_scale
-        v[i] = vi
-        if nesterov:
-            p[i] -= vi * mu + g[i] * lr
-        else:
-            p[i] -= vi
-
-
-@Kernel
-def adagrad(p, g, c, lr, eps):
-    """c ← c + g²;  θ ← θ − lr·g / (√c + eps)"""
-    for i in range(p.size):
-        ci = c[i] + g[i] * g[i]
-        c[i] = ci
-        p[i] -= g[i] * lr / (np.sqrt(ci) + eps)
-
-
-@Kernel
-def rmsprop(p, g, c, g_avg, buffer, rho, one_minus_rho, eps, lr, momentum, centered, with_momentum):
-    """c ← rho·c + (1 − rho)·g²;  d = √c + eps, or centered: ḡ ← rho·ḡ + (1 − rho)·g, d = √(c − ḡ²) + eps;
-    θ ← θ − lr·g / d, or with momentum: b ← momentum·b + g / d, θ ← θ − lr·b
-    (``g_avg`` and ``buffer`` are only touched where centered and with_momentum say so)"""
-    for i in range(p.size):
-        gi = g[i]
-        ci = c[i] * rho + gi * gi * one_minus_rho
-        c[i] = ci
-        if centered:
-            ai = g_avg[i] * rho + gi * one_minus_rho
-            g_avg[i] = ai
-            d = np.sqrt(ci - ai * ai) + eps
-        else:
-            d = np.sqrt(ci) + eps
-        if with_momentum:
-            bi = buffer[i] * momentum + gi / d
-            buffer[i] = bi
-            p[i] -= bi * lr
-        else:
-            p[i] -= gi * lr / d
-
-
-@Kernel
-def adam(
-    p,
-    g,
-    m,
-    s,
-    s_max,
-    b1,
-    one_minus_b1,
-    b2,
-    one_minus_b2,
-    step_size,
-    inv_root_correction2,
-    lr,
-    eps,
-    decay,
-    amsgrad,
-    nadam,
-    k1,
-    k2,
-):
-    """m ← β1·m + (1 − β1)·g;  s ← β2·s + (1 − β2)·g²;  with amsgrad s_max ← max(s_max, s), used for s;
-    d = √s · inv_root_correction2 + eps  (√ŝ + eps, with ŝ = s / (1 − β2ᵗ));
-    θ ← decay·θ − step_size·m / d  (step_size = lr / (1 − β1ᵗ): lr·m̂ / d), or with nadam
-    θ ← decay·θ − lr·(k1·m + k2·g) / d  (NAdam's look-ahead m̄; k1, k2 from the caller).
-    ``decay`` is 1 − lr·weight_decay for AdamW and 1 otherwise (an exact no-op)."""
-    for i in range(p.size):
-        gi = g[i]
-        mi = m[i] * b1 + gi * one_minus_b1
-        si = s[i] * b2 + gi * gi * one_minus_b2
-        m[i] = mi
-        s[i] = si
-        if amsgrad:
-            top = s_max[i]
-            if top < si or si != si:  # np.maximum: nan wins
-                top = si
-            s_max[i] = top
-            si = top
-        d = np.sqrt(si) * inv_root_correction2 + eps
-        step = (mi * k1 + gi * k2) * lr / d if nadam else mi * step_size / d
-        p[i] = p[i] * decay - step
-
-
-RULES = (sgd, heavy_ball, adagrad, rmsprop, adam)
-"""Every kernel, in the order ``optrun.compiled_epoch`` numbers them."""

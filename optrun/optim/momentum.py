@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
-from optrun.optim import kernels
-from optrun.optim.base import Hyperparameters, KernelCall, Optimizer
+from optrun.optim.base import Hyperparameters, Optimizer
 from optrun.optim.schedules import MomentumScheduleSpec, Restart
 from optrun.schema import PositiveFloat, UnitOpenFloat
 
@@ -23,17 +22,15 @@ class SGD(Optimizer):
     g is the minibatch gradient at the stored parameters θ.
     """
 
-    name = "sgd"
-
     class Spec(Hyperparameters):
-        name: Literal["sgd"]
         learning_rate: PositiveFloat = 0.1
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        p -= np.multiply(g, self.lr, out=state["_a"])
+    def scalars(self) -> dict[str, float | bool]:
+        return {"lr": self.lr}
 
-    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> KernelCall:
-        return kernels.sgd, (g, p.dtype.type(self.lr))
+    @staticmethod
+    def rule(p, g, lr):
+        return (p - g * lr,)
 
 
 class _HeavyBall(Hyperparameters):
@@ -84,11 +81,9 @@ class Momentum(Optimizer):
     above the previous step's. The step then starts from v = 0.
     """
 
-    name = "momentum"
-    state_names = ("velocity",)
+    state = ("velocity",)
 
     class Spec(_HeavyBall):
-        name: Literal["momentum"]
         learning_rate: PositiveFloat = 0.01
         nesterov: bool = False
         dampening: UnitOpenFloat = 0.0
@@ -103,7 +98,6 @@ class Momentum(Optimizer):
         super().__init__(params, **hyperparameters)
         self.restarts = 0
         self._previous_loss: float | None = None
-        self.mu = self.mu_at(1)
 
     @property
     def nesterov(self) -> bool:
@@ -131,7 +125,6 @@ class Momentum(Optimizer):
         return out
 
     def _begin_step(self, gs: list[np.ndarray], loss: float | None) -> None:
-        self.mu = self.mu_at(self.t)
         restart = self.hyper.restart
         if restart is None:
             return
@@ -149,20 +142,16 @@ class Momentum(Optimizer):
                 s["velocity"].fill(0)
             self.restarts += 1
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        mu, lr, v, a, b = self.mu, self.lr, state["velocity"], state["_a"], state["_b"]
-        v *= mu
-        v += np.multiply(g, (1 - self.dampening) * lr, out=a)
-        if self.nesterov:
-            np.multiply(v, mu, out=a)
-            a += np.multiply(g, lr, out=b)
-            p -= a  # θ ← θ − (mu·v + lr·g)
-        else:
-            p -= v
+    def scalars(self) -> dict[str, float | bool]:
+        mu, lr = self.mu_at(self.t), self.lr
+        return {"mu": mu, "v_scale": (1 - self.dampening) * lr, "lr": lr, "nesterov": self.nesterov}
 
-    def _kernel_call(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> KernelCall:
-        f, v_scale = p.dtype.type, (1 - self.dampening) * self.lr
-        return kernels.heavy_ball, (g, state["velocity"], f(self.mu), f(v_scale), f(self.lr), self.nesterov)
+    @staticmethod
+    def rule(p, g, velocity, mu, v_scale, lr, nesterov):
+        velocity = velocity * mu + g * v_scale  # v_scale = (1 − dampening)·lr
+        if nesterov:
+            return p - (velocity * mu + g * lr), velocity
+        return p - velocity, velocity
 
     def _scalar_state(self) -> dict[str, Any]:
         return {"restarts": self.restarts, "previous_loss": self._previous_loss}
@@ -170,7 +159,6 @@ class Momentum(Optimizer):
     def _load_scalar_state(self, state_dict: dict[str, Any]) -> None:
         self.restarts = int(state_dict.get("restarts", 0))
         self._previous_loss = state_dict.get("previous_loss")
-        self.mu = self.mu_at(max(self.t, 1))
 
 
 class Nesterov(Momentum):
@@ -184,10 +172,7 @@ class Nesterov(Momentum):
     ``mu_schedule`` and ``restart`` as momentum does.
     """
 
-    name = "nesterov"
-
     class Spec(_HeavyBall):
-        name: Literal["nesterov"]
         learning_rate: PositiveFloat = 0.01
 
     @property

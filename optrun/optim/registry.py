@@ -1,0 +1,168 @@
+"""Which optimizer a name means: a built-in (``adam``), or a class in the user's own Python file
+(``my_rules.py:Lion``) or module (``package.module:Class``).
+
+A built-in is one line of ``BUILT_IN``. A file is imported once per process under a module name made from
+its path, so that parallel workers and Dask, which import it again by the same absolute path, find the
+same class; a relative path is relative to the config that names it (``optrun.config`` makes it
+absolute).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optrun.optim.base import Optimizer
+
+BUILT_IN = {
+    "sgd": "optrun.optim.momentum:SGD",
+    "momentum": "optrun.optim.momentum:Momentum",
+    "nesterov": "optrun.optim.momentum:Nesterov",
+    "adagrad": "optrun.optim.adaptive:AdaGrad",
+    "rmsprop": "optrun.optim.adaptive:RMSprop",
+    "adam": "optrun.optim.adaptive:Adam",
+    "adamw": "optrun.optim.adaptive:AdamW",
+    "nadam": "optrun.optim.adaptive:NAdam",
+    "lion": "optrun.optim.lion:Lion",
+}
+"""Every built-in optimizer: its name in a config, and where its class is."""
+
+
+class NotAnOptimizer(ValueError):
+    """A name that does not lead to an optimizer class; the message is one line for the user."""
+
+
+def is_reference(name: str) -> bool:
+    """Whether ``name`` names a class in a file or module (``where:Class``) rather than a built-in."""
+    return ":" in name
+
+
+def split_reference(name: str) -> tuple[str, str]:
+    """``'my_rules.py:Lion'`` -> ('my_rules.py', 'Lion')."""
+    location, _, qualname = name.rpartition(":")
+    return location, qualname
+
+
+def is_file(location: str) -> bool:
+    return location.endswith(".py") or "/" in location or "\\" in location
+
+
+def absolute(name: str, base: Path) -> str:
+    """``name`` with a relative file path made absolute from ``base`` (a config's folder)."""
+    if not is_reference(name):
+        return name
+    location, qualname = split_reference(name)
+    if not is_file(location) or Path(location).is_absolute():
+        return name
+    return f"{(base / location).resolve()}:{qualname}"
+
+
+@functools.cache
+def _import_file(path: str) -> Any:
+    file = Path(path)
+    if not file.is_file():
+        raise NotAnOptimizer(f"no such file: {path}" if not file.exists() else f"{path} is not a file")
+    name = f"optrun_user_{file.stem}_{hashlib.sha256(path.encode()).hexdigest()[:10]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise NotAnOptimizer(f"{path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        del sys.modules[name]
+        raise NotAnOptimizer(f"{path} does not import: {_describe(exc)}") from None
+    return module
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _module(location: str) -> Any:
+    if is_file(location):
+        return _import_file(str(Path(location).resolve()))
+    try:
+        return importlib.import_module(location)
+    except ModuleNotFoundError as exc:
+        if exc.name and location.startswith(exc.name):
+            raise NotAnOptimizer(f"no module named '{location}' (a file is named with its .py)") from None
+        raise NotAnOptimizer(f"module {location} does not import: {_describe(exc)}") from None
+    except (Exception, SystemExit) as exc:
+        raise NotAnOptimizer(f"module {location} does not import: {_describe(exc)}") from None
+
+
+def load_class(location: str, qualname: str) -> type[Optimizer]:
+    """The optimizer class ``qualname`` of the module or Python file ``location``, checked to be one."""
+    module = _module(location)
+    found: Any = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if found is None:
+        own = [n for n, v in vars(module).items() if _is_optimizer(v) and v.__module__ == module.__name__]
+        defines = f"; it defines {', '.join(own)}" if own else "; it defines no optimizer class"
+        raise NotAnOptimizer(f"{location} has no '{qualname}'{defines}")
+    if not _is_optimizer(found):
+        raise NotAnOptimizer(f"{location}:{qualname} is not an optimizer: a subclass of optrun.Optimizer")
+    if problem := found.problem():
+        raise NotAnOptimizer(f"{location}:{qualname}: {problem}")
+    return found
+
+
+def _is_optimizer(value: Any) -> bool:
+    from optrun.optim.base import Optimizer
+
+    return inspect.isclass(value) and issubclass(value, Optimizer) and value is not Optimizer
+
+
+def optimizer_class(name: str) -> type[Optimizer]:
+    """The optimizer class a config's ``name`` means; raises NotAnOptimizer with a line for the user."""
+    if is_reference(name):
+        return load_class(*split_reference(name))
+    if name not in BUILT_IN:
+        raise NotAnOptimizer(
+            f"unknown name '{name}'; choose from: {', '.join(BUILT_IN)}, or your own class as path/to/file.py:Class"
+        )
+    return load_class(*split_reference(BUILT_IN[name]))
+
+
+def location(cls: type) -> str:
+    """Where ``load_class`` finds ``cls`` again, in this process or another: its file's path where it came
+    from a user's file, else its module's name."""
+    if cls.__module__.startswith("optrun_user_"):
+        return inspect.getfile(cls)
+    return cls.__module__
+
+
+def short_name(name: str) -> str:
+    """A config's optimizer name as tables show it: a file by its name alone (``my_rules.py:Lion``)."""
+    if not is_reference(name):
+        return name
+    where, qualname = split_reference(name)
+    return f"{Path(where).name}:{qualname}" if is_file(where) else name
+
+
+def classes_in(source: str) -> dict[str, type[Optimizer]]:
+    """The optimizers a user's ``source`` defines, by the names a config gives them: every optimizer class of
+    a Python file or module (``my_rules.py``: ``my_rules.py:Lion`` ...), or the one class it names
+    (``my_rules.py:Lion``); raises NotAnOptimizer where there is none, or one is not a valid optimizer."""
+    if is_reference(source):
+        return {source: load_class(*split_reference(source))}
+    module = _module(source)
+    names = [n for n, v in vars(module).items() if _is_optimizer(v) and v.__module__ == module.__name__]
+    if not names:
+        raise NotAnOptimizer(f"{source} defines no optimizer class (a subclass of optrun.Optimizer)")
+    return {f"{source}:{n}": load_class(source, n) for n in names}

@@ -1,0 +1,243 @@
+"""A user's own optimizer, from their own file: the docs' Lion runs like the built-in at every size, through
+train, compare on workers and Dask, and every mistake in the file or the config is one line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from optrun.cli import cli
+from optrun.compare import compare
+from optrun.config import CompareConfig, load_config, parse_config
+from optrun.optim import OPTIMIZERS, build_optimizer, describe_optimizer, optimizers_markdown
+from optrun.optim.base import FUSED_MIN_SIZE
+from optrun.runs import read_run
+
+ROOT = Path(__file__).parent.parent
+DOCS = (ROOT / "docs" / "optimizers.md").read_text()
+LION = re.search(r"## Your own optimizer\n.*?```python\n(.*?)```", DOCS, re.S)
+SMALL = {"dataset": {"name": "digits"}, "model": {"hidden": [16]}, "train": {"epochs": 2, "max_samples": 300}}
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    """The docs' my_rules.py, written as a user copies it."""
+    assert LION is not None, "docs/optimizers.md has no python block under 'Your own optimizer'"
+    path = tmp_path / "my_rules.py"
+    path.write_text(LION.group(1))
+    return path
+
+
+def steps(name: str, size: int, fused: bool | None = None, n_steps: int = 12) -> np.ndarray:
+    """The first 1,000 parameters after ``n_steps`` Lion steps on ``size`` float32 parameters, from the same
+    start and gradients for the first 1,000 whatever the size."""
+    rng = np.random.default_rng(3)
+    p = np.zeros(size, np.float32)
+    p[:1000] = rng.standard_normal(1000)
+    grads = rng.standard_normal((n_steps, 1000)).astype(np.float32)
+    opt = build_optimizer({"name": name, "learning_rate": 0.01, "weight_decay": 0.1}, [p])
+    if fused is not None:
+        opt.fused = fused
+    g = np.zeros(size, np.float32)
+    for row in grads:
+        g[:1000] = row
+        opt.step([g])
+    return p[:1000].copy()
+
+
+def test_the_docs_lion_is_the_built_in_lion_at_1000_and_at_millions_of_parameters(rules: Path) -> None:
+    """Elementwise rules: the first 1,000 parameters of a 2.5-million-parameter run (compiled, split across
+    threads where that is faster) are those of a 1,000-parameter run (numpy), the user's class and the
+    built-in alike, to the last bit; and they moved."""
+    user = f"{rules}:Lion"
+    want = steps("lion", 1000)
+    assert not build_optimizer({"name": user}, [np.zeros(1000, np.float32)]).fused
+    assert build_optimizer({"name": user}, [np.zeros(2_500_000, np.float32)]).fused
+    runs = [steps(user, 1000), steps(user, 2_500_000), steps("lion", 2_500_000), steps(user, FUSED_MIN_SIZE, False)]
+    for got in runs:
+        np.testing.assert_array_equal(got, want)
+    assert np.abs(want - steps("lion", 1000, n_steps=0)).min() > 0
+
+
+EDITABLE = '''
+import numpy as np
+from optrun.optim import Hyperparameters, Optimizer, PositiveFloat
+
+
+class Plain(Optimizer):
+    """Gradient descent.
+
+        θ ← θ − lr·g
+    """
+
+    class Spec(Hyperparameters):
+        learning_rate: PositiveFloat = 0.5
+
+    def scalars(self):
+        return {"lr": self.lr}
+
+    @staticmethod
+    def rule(p, g, lr):
+        return (p - STEP * lr,)
+'''
+
+STEP_BOTH_SIZES = """
+import sys
+import numpy as np
+from optrun.optim import build_optimizer
+for size in (1000, 200_000):
+    p = np.zeros(size, np.float32)
+    opt = build_optimizer({"name": sys.argv[1]}, [p])
+    opt.step([np.ones(size, np.float32)])
+    print(size, opt.fused, p.min(), p.max())
+"""
+
+
+def test_an_edit_to_a_rule_changes_runs_at_every_size(tmp_path: Path) -> None:
+    """The same rule runs both sizes, and the compiled one is compiled again from the edited file: each
+    process (as a later run would) steps 1,000 parameters in numpy and 200,000 compiled."""
+    path, cache = tmp_path / "edited.py", {**os.environ, "OPTRUN_CACHE": str(tmp_path / "cache")}
+    outputs = []
+    for step in ("g", "(g + g)"):
+        path.write_text(EDITABLE.replace("STEP", step))
+        done = subprocess.run([sys.executable, "-c", STEP_BOTH_SIZES, f"{path}:Plain"], capture_output=True,
+                              text=True, env=cache, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.split())
+    assert outputs[0] == ["1000", "False", "-0.5", "-0.5", "200000", "True", "-0.5", "-0.5"]
+    assert outputs[1] == ["1000", "False", "-1.0", "-1.0", "200000", "True", "-1.0", "-1.0"]
+
+
+def test_a_rule_numba_cannot_compile_runs_in_numpy_and_says_so(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "uncompiled.py"
+    path.write_text(EDITABLE.replace("STEP", "g.reshape(np.shape(g))"))  # numpy's arrays reshape; numba's floats do not
+    p = np.zeros(FUSED_MIN_SIZE, np.float32)
+    opt = build_optimizer({"name": f"{path}:Plain"}, [p])
+    with caplog.at_level(logging.WARNING, logger="optrun"):
+        opt.step([np.ones_like(p)])
+        opt.step([np.ones_like(p)])
+    np.testing.assert_array_equal(p, np.full_like(p, -1.0))
+    assert not opt.fused
+    [record] = caplog.records
+    assert record.getMessage().startswith("optimizer plain: its rule does not compile (TypingError")
+
+
+def write(tmp_path: Path, data: dict, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_train_and_compare_on_two_workers_run_a_users_optimizer_named_relative_to_the_config(
+    rules: Path, tmp_path: Path, monkeypatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the path in the config is relative to the config, not to here
+    train = write(tmp_path, {**SMALL, "optimizer": {"name": "my_rules.py:Lion", "learning_rate": 0.003}})
+    result = CliRunner().invoke(cli, ["train", str(train), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    run = read_run(Path(result.output.strip()))
+    assert run.summary["status"] == "completed"
+    assert yaml.safe_load((run.path / "config.yaml").read_text())["optimizer"]["name"] == f"{rules}:Lion"
+    assert run.records[-1].train_loss < run.records[0].train_loss
+
+    data = {**SMALL, "optimizers": {"lion": {"name": "my_rules.py:Lion", "learning_rate": 0.003}, "sgd": None}}
+    result = CliRunner().invoke(cli, ["compare", str(write(tmp_path, data, "cmp.yaml")), "--runs-dir",
+                                      str(tmp_path / "runs"), "--jobs", "2", "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((Path(result.output.strip()) / "summary.json").read_text())
+    assert {label["label"]: [r["status"] for r in label["runs"]] for label in summary["labels"]} == {
+        "lion": ["completed"],
+        "sgd": ["completed"],
+    }
+    table = (Path(result.output.strip()) / "comparison.csv").read_text()
+    assert ",my_rules.py:Lion," in table and str(tmp_path) not in table  # the file by its name alone
+
+
+def test_a_dask_cluster_runs_a_users_optimizer_as_a_local_run_does(rules: Path, tmp_path: Path, monkeypatch) -> None:
+    distributed = pytest.importorskip("distributed")
+    config = parse_config({**SMALL, "optimizers": {"lion": {"name": f"{rules}:Lion", "learning_rate": 0.003}}},
+                          schema=CompareConfig)  # fmt: skip
+    local = compare(config, tmp_path / "local", jobs=1)
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # what a LocalCluster leaves there stays here
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
+        remote = compare(config, tmp_path / "remote", scheduler=cluster.scheduler_address)
+    [here], [there] = local.runs, remote.runs
+    assert there.summary["status"] == "completed"
+    assert [r.train_loss for r in there.result.records] == [r.train_loss for r in here.result.records]
+
+
+def test_optimizers_lists_a_users_file_and_the_docs_table_is_the_built_ins(rules: Path) -> None:
+    result = CliRunner().invoke(cli, ["optimizers", str(rules), "--markdown"])
+    assert result.exit_code == 0, result.output
+    assert f"| `{rules}:Lion` | `learning_rate` = 0.0001<br>`beta1` = 0.9<br>" in result.output
+    assert "`θ ← θ − lr·(sign(c) + λ·θ)`" in result.output and "| `adamw` |" in result.output
+    result = CliRunner().invoke(cli, ["optimizers", str(rules)])
+    assert result.exit_code == 0 and "sign(c)" in result.output, result.output
+    table = re.search(r"<!-- optimizers table: start -->\n(.*?)<!-- optimizers table: end -->", DOCS, re.S)
+    assert table is not None
+    want = optimizers_markdown([describe_optimizer(name, cls) for name, cls in OPTIMIZERS.items()])
+    assert table.group(1) == want, "docs/optimizers.md's table is stale: paste in 'optrun optimizers --markdown'"
+
+
+BAD_FILES = [
+    ("missing file", None, "nothere.py:Lion", "optimizer: no such file: {dir}/nothere.py"),
+    ("syntax error", "class Lion(:\n", "bad.py:Lion", "optimizer: {dir}/bad.py does not import: SyntaxError: "),
+    ("raises on import", "raise RuntimeError('boom')\n", "bad.py:Lion",
+     "optimizer: {dir}/bad.py does not import: RuntimeError: boom"),
+    ("no such class", "LION", "bad.py:Lino", "optimizer: {dir}/bad.py has no 'Lino'; it defines Lion"),
+    ("not an optimizer", "class Lion:\n    pass\n", "bad.py:Lion",
+     "optimizer: {dir}/bad.py:Lion is not an optimizer: a subclass of optrun.Optimizer"),
+    ("no Spec", "from optrun.optim import Optimizer\nclass Lion(Optimizer):\n    pass\n", "bad.py:Lion",
+     "optimizer: {dir}/bad.py:Lion: its Spec must give learning_rate a default"),
+    ("no rule", "from optrun.optim import Hyperparameters, Optimizer\nclass Lion(Optimizer):\n    class Spec("
+     "Hyperparameters):\n        learning_rate: float = 0.1\n", "bad.py:Lion",
+     "optimizer: {dir}/bad.py:Lion: it defines no rule (a static method rule(p, g, *state, *scalars))"),
+    ("no such module", None, "nomodule.rules:Lion", "optimizer: no module named 'nomodule.rules'"),
+    ("unknown key", "LION", "bad.py:Lion", "optimizer.beta3: unknown key"),
+    ("bad range", "LION", "bad.py:Lion", "optimizer.beta1: must be in [0, 1), got 1.5"),
+    ("scalars and rule disagree", "LION".replace("LION", "LION\nLion.scalars = lambda self: {'lr': self.lr}\n"),
+     "bad.py:Lion", "optimizer lion: scalars() gives lr; its rule takes b1, c1, b2, c2, lr, wd"),
+    ("rule returns too few", "LION".replace("LION", "LION\nLion.rule = staticmethod(lambda p, g, m, b1, c1, b2, c2, "
+     "lr, wd: (p - g * lr,))\n"), "bad.py:Lion", "optimizer lion: its rule returns 1 value(s); it must return θ and "
+     "its state (2 in all)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, source, name, message", BAD_FILES, ids=[case[0] for case in BAD_FILES])
+@pytest.mark.parametrize("command", ["train", "validate"])
+def test_a_bad_file_or_setting_is_one_line_and_exit_2_with_nothing_written(
+    tmp_path: Path, case: str, source: str | None, name: str, message: str, command: str
+) -> None:
+    if source is not None:
+        (tmp_path / "bad.py").write_text(source.replace("LION", LION.group(1) if LION else ""))
+    extra = {"beta3": 0.5} if case == "unknown key" else {"beta1": 1.5} if case == "bad range" else {}
+    config = write(tmp_path, {**SMALL, "optimizer": {"name": name, **extra}})
+    args = [command, str(config)] + (["--runs-dir", str(tmp_path / "runs")] if command == "train" else [])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and "Traceback" not in line, line
+    assert textwrap.dedent(message.format(dir=tmp_path)) in line, line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_relative_path_in_a_config_is_relative_to_the_config(rules: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir("/")
+    config = load_config(write(tmp_path, {**SMALL, "optimizer": {"name": "my_rules.py:Lion"}}))
+    assert config.optimizer.name == f"{rules}:Lion"
+    assert config.optimizer.beta2 == 0.99  # the user's Spec, with its defaults
