@@ -34,6 +34,7 @@ from optrun.optim.registry import NotAnOptimizer, classes_in
 from optrun.parallel import ExecutorError
 from optrun.runs import (
     RunDirError,
+    RunFailed,
     RunInterrupted,
     RunOutcome,
     Terminated,
@@ -67,7 +68,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         previous = {signum: signal.signal(signum, _terminate) for signum in (signal.SIGTERM, signal.SIGHUP)}
         try:
             return command(*args, **kwargs)
-        except (ConfigError, RunDirError, ExecutorError, CheckpointError) as exc:
+        except (ConfigError, RunDirError, ExecutorError, CheckpointError, RunFailed) as exc:
             raise UserError(str(exc)) from None
         except RunInterrupted as exc:
             _tell(

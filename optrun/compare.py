@@ -28,12 +28,14 @@ from optrun.config import CompareConfig, Config, dump_yaml, read_yaml
 from optrun.parallel import WorkersLost, executor
 from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, write
 from optrun.runs import (
+    TRACEBACK,
     RunDirError,
     RunInterrupted,
     RunOutcome,
     Terminated,
     create_run_dir,
     existing_dir,
+    failed_result,
     is_run_dir,
     kept_progress,
     signal_name,
@@ -98,18 +100,13 @@ def execute(config: Config) -> Finished:
         reason = f"interrupted by {name} {kept_progress(rows)}"
         return Finished(TrainResult("interrupted", rows, reason), time.perf_counter() - start, signal=name)
     except Exception as exc:
-        return Finished(_failed(exc, rows), time.perf_counter() - start, traceback.format_exc())
+        return Finished(failed_result(exc, rows), time.perf_counter() - start, traceback.format_exc())
     return Finished(result, time.perf_counter() - start)
-
-
-def _failed(exc: BaseException, rows: list[Record] | None = None) -> TrainResult:
-    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return TrainResult(status="failed", records=rows or [], reason=reason)
 
 
 def _worker_lost(exc: BaseException) -> Finished:
     """What the executor reports for a run whose worker died or could not run it."""
-    return Finished(_failed(exc), 0.0, "".join(traceback.format_exception(exc)))
+    return Finished(failed_result(exc), 0.0, "".join(traceback.format_exception(exc)))
 
 
 @dataclass
@@ -225,7 +222,7 @@ def compare(
                 planned = todo[i]
                 outcome = write_run(path / planned.subdir, planned.config, finished.result, finished.wall_seconds)
                 if finished.traceback:
-                    (outcome.path / "traceback.txt").write_text(finished.traceback, encoding="utf-8")
+                    (outcome.path / TRACEBACK).write_text(finished.traceback, encoding="utf-8")
                 outcomes.append(outcome)
                 if on_run is not None:
                     on_run(planned, outcome)

@@ -1,13 +1,14 @@
 """A compiled training epoch: every batch's forward pass, backward pass and update, in numba code on
-several threads at once, for ReLU networks (``mlp`` with relu, ``logistic``) trained by a fused kernel.
+several threads at once, for networks of Dense layers with activations between them (``mlp``, ``logistic``)
+trained by a fused kernel.
 
 NumPy's epoch (``optrun.train``) calls BLAS, which splits each product across the cores, and in between
 runs dozens of small whole-array operations and the optimizer's kernel on one core. Here T threads share
 every step instead, taking tasks from a shared counter, and meet at two barriers per step:
 
 1. rows: a task is a chunk of ``ROWS`` rows of the batch: gather them, run the forward pass on them
-   (x·W + b, ReLU; the logits' softmax cross-entropy), and the backward pass down to each layer's input
-   (Δ·Wᵀ ⊙ [a > 0]): each row needs only its own row of every operand. Barrier.
+   (a = f(x·W + b); the logits' softmax cross-entropy), and the backward pass down to each layer's input
+   (Δ·Wᵀ ⊙ f'(a)): each row needs only its own row of every operand. Barrier.
 2. weights: a task is a block of rows of a weight gradient (aᵀ·Δ, plus λW with weight decay), or a bias
    gradient (Σ_rows Δ), each followed by the optimizer's kernel on exactly the parameters whose gradients
    it computed. Barrier.
@@ -18,8 +19,9 @@ hand-over between Python threads and no Python between the steps; a core that ru
 often does) takes fewer tasks. The tasks are the same pieces on any number of threads, and BLAS gives a
 piece the same bits whichever thread computes it, so an epoch's numbers do not depend on the thread count.
 They are numpy's epoch's up to rounding: the same products, the bias sums added row after row as numpy
-adds them, the optimizer's own kernel. Three things can change last bits: exp and log in the softmax are
-libm's here and numpy's own there (each within an ulp), oneDNN's kernels round differently from
+adds them, the optimizer's own kernel, and each activation's ``value`` and ``slope`` (``optrun.models.layers``)
+compiled into a loop over its rows (``compile_activation``). Three things can change last bits: exp, log and
+tanh are libm's here and numpy's own there (each within an ulp), oneDNN's kernels round differently from
 OpenBLAS's, and OpenBLAS may compute a chunk of rows of a product with another kernel than it uses for the
 whole. tests/test_compiled_epoch.py checks float64 epochs against numpy's to 1e-11, a float32 step to a
 few ulps with either library, and 1, 2 and 3 threads against each other bit for bit.
@@ -35,6 +37,7 @@ import ctypes
 import importlib.metadata
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -42,10 +45,11 @@ from numba import njit, types
 from numba.extending import intrinsic
 from threadpoolctl import ThreadpoolController
 
-from optrun import threads
+from optrun import generated, threads
 from optrun.models import Network
+from optrun.models.layers import Activation
 from optrun.optim import Optimizer, kernels
-from optrun.optim.atomics import SCHED_YIELD, fetch_add, store_release, wait_until
+from optrun.optim.atomics import SCHED_YIELD, call_kernel, fetch_add, store_release, wait_until
 from optrun.optim.split import update_range
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's enums
@@ -214,25 +218,11 @@ def _gather(inputs, x, rows, r0, r1):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _bias_relu(h, b, r0, r1, relu):
-    """Rows r0..r1 of h ← h + b, then np.maximum(h, 0) where ``relu`` (NaN stays NaN)."""
-    zero = h.dtype.type(0)
+def _bias(h, b, r0, r1):
+    """Rows r0..r1 of h ← h + b (the logits; a hidden layer adds its bias in its activation's ``forward``)."""
     for i in range(r0, r1):
         for j in range(h.shape[1]):
-            v = h[i, j] + b[j]
-            if relu:
-                r = v if v >= zero else zero
-                v = v if v != v else r
-            h[i, j] = v
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _relu_gradient(d, a, r0, r1):
-    """Rows r0..r1 of d ← d ⊙ [a > 0], as numpy multiplies by the boolean mask (inf·0 is nan)."""
-    one, zero = d.dtype.type(1), d.dtype.type(0)
-    for i in range(r0, r1):
-        for j in range(d.shape[1]):
-            d[i, j] *= one if a[i, j] > 0 else zero
+            h[i, j] += b[j]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -273,11 +263,12 @@ def _column_sums(d, out, n):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _rows_pass(r0, r1, n, x, y, rows, batch, widths, w_off, b_off, a_off, d_off, params, acts, deltas, gemm, dnnl,
-               dims):  # fmt: skip
-    """Rows r0..r1 of a step's n: gather them, the forward pass (x·W + b, ReLU), the softmax cross-entropy
-    of the logits and its gradient, and the backward pass down to every layer's input (Δ·Wᵀ ⊙ [a > 0]);
-    returns the rows' summed loss."""
+def _rows_pass(r0, r1, n, x, y, rows, batch, widths, w_off, b_off, a_off, d_off, params, acts, deltas, forward,
+               backward, gemm, dnnl, dims):  # fmt: skip
+    """Rows r0..r1 of a step's n: gather them, the forward pass (a = f(x·W + b), by the hidden layers'
+    ``forward`` activations, at their addresses), the softmax cross-entropy of the logits and its gradient,
+    and the backward pass down to every layer's input (Δ·Wᵀ ⊙ f'(a), by ``backward``); returns the rows'
+    summed loss."""
     n_layers = widths.size - 1
     one, zero = params.dtype.type(1), params.dtype.type(0)
     size = np.int64(params.itemsize)
@@ -288,24 +279,26 @@ def _rows_pass(r0, r1, n, x, y, rows, batch, widths, w_off, b_off, a_off, d_off,
         _product(gemm, dnnl, dims, NO_TRANS, NO_TRANS, r1 - r0, fan_out, fan_in,
                  a_base + (src + r0 * fan_in) * size, fan_in, p_base + w_off[layer] * size, fan_out,
                  a_base + (out + r0 * fan_out) * size, fan_out, one, zero)  # fmt: skip
-        bias = params[b_off[layer] : b_off[layer] + fan_out]
-        _bias_relu(_rows(acts, out, batch, fan_out), bias, r0, r1, layer < n_layers - 1)
+        if layer < n_layers - 1:
+            call_kernel(forward[layer], a_base + out * size, p_base + b_off[layer] * size, r0, r1, fan_out, 0)
+        else:
+            _bias(_rows(acts, out, batch, fan_out), params[b_off[layer] : b_off[layer] + fan_out], r0, r1)
     classes = widths[n_layers]
     logits, d_logits = _rows(acts, a_off[n_layers], batch, classes), _rows(deltas, d_off[n_layers], batch, classes)
     loss = _softmax_cross_entropy(logits, d_logits, y, rows, r0, r1, n)
-    for layer in range(n_layers - 1, 0, -1):  # Δ_l = Δ_{l+1}·W_lᵀ ⊙ [a_l > 0]
+    for layer in range(n_layers - 1, 0, -1):  # Δ_l = Δ_{l+1}·W_lᵀ ⊙ f'(a_l)
         fan_in, fan_out, d_in = widths[layer], widths[layer + 1], d_off[layer]
         _product(gemm, dnnl, dims, NO_TRANS, TRANS, r1 - r0, fan_in, fan_out,
                  d_base + (d_off[layer + 1] + r0 * fan_out) * size, fan_out, p_base + w_off[layer] * size,
                  fan_out, d_base + (d_in + r0 * fan_in) * size, fan_in, one, zero)  # fmt: skip
-        _relu_gradient(_rows(deltas, d_in, batch, fan_in), _rows(acts, a_off[layer], batch, fan_in), r0, r1)
+        call_kernel(backward[layer - 1], d_base + d_in * size, a_base + a_off[layer] * size, r0, r1, fan_in, 0)
     return loss
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _worker(
     tid, n_threads, x, y, order, batch, widths, w_off, b_off, a_off, d_off, params, grads, decay, acts, deltas,
-    tasks, kernel, states, scalars, gemm, dnnl, dims, losses, flags, yield_fn,
+    forward, backward, tasks, kernel, states, scalars, gemm, dnnl, dims, losses, flags, yield_fn,
 ):  # fmt: skip
     """Thread ``tid``'s share of every step of an epoch (see the module docstring); returns the steps
     completed: fewer than the epoch's where a minibatch loss was not finite (that step updates nothing).
@@ -332,8 +325,9 @@ def _worker(
             chunk = fetch_add(counter, 1) - first
             if chunk >= n_chunks:
                 break
-            loss += _rows_pass(chunk * ROWS, min(n, (chunk + 1) * ROWS), n, x, y, rows, batch, widths, w_off,
-                               b_off, a_off, d_off, params, acts, deltas, gemm, dnnl, dims)  # fmt: skip
+            r0, r1 = chunk * ROWS, min(n, (chunk + 1) * ROWS)
+            loss += _rows_pass(r0, r1, n, x, y, rows, batch, widths, w_off, b_off, a_off, d_off, params, acts,
+                               deltas, forward, backward, gemm, dnnl, dims)  # fmt: skip
         first += n_chunks + n_threads
         losses[tid * FLAG_STRIDE] = loss
         generation += 1
@@ -372,11 +366,61 @@ def _worker(
     return n_steps
 
 
+_ACTIVATION = '''"""optrun's compiled {name} ({dtype}; generated by optrun.compiled_epoch from optrun.models.layers)."""
+
+import numpy as np
+from numba import carray, cfunc, types
+
+from optrun.generated import jitted
+from optrun.models.layers import {name}
+from optrun.optim.atomics import pointer_to
+
+value, slope = jitted({name}.value), jitted({name}.slope)
+SIGNATURE = types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64)
+
+
+@cfunc(SIGNATURE, cache=True, error_model="numpy")
+def forward(h_, b_, r0, r1, width, unused):
+    """Rows r0..r1 of the (rows, width) matrix h at h_: h ← value(h + b), b the bias at b_."""
+    h = carray(pointer_to(h_, np.{dtype}), r1 * width)
+    b = carray(pointer_to(b_, np.{dtype}), width)
+{constants}
+    for row in range(r0 * width, r1 * width, width):
+        for j in range(width):
+            h[row + j] = value(h[row + j] + b[j], {arguments})
+
+
+@cfunc(SIGNATURE, cache=True, error_model="numpy")
+def backward(d_, a_, r0, r1, width, unused):
+    """Rows r0..r1 of the (rows, width) matrix d at d_: d ← d·slope(a), a the activations at a_."""
+    d = carray(pointer_to(d_, np.{dtype}), r1 * width)
+    a = carray(pointer_to(a_, np.{dtype}), r1 * width)
+{constants}
+    for row in range(r0 * width, r1 * width, width):
+        for j in range(width):
+            d[row + j] = d[row + j] * slope(a[row + j], {arguments})
+'''
+
+
+def compile_activation(cls: type[Activation], dtype: np.dtype) -> Any:
+    """The module of ``cls``'s ``forward`` and ``backward`` on ``dtype`` rows, C functions the epoch calls by
+    their addresses (``optrun.generated``: compiled once, then loaded from numba's cache)."""
+    typed = {"one": 1.0, **cls.constants}
+    source = _ACTIVATION.format(
+        name=cls.__name__,
+        dtype=np.dtype(dtype).name,
+        constants="\n".join(f"    {k} = np.{np.dtype(dtype).name}({v!r})" for k, v in typed.items()),
+        arguments=", ".join(typed),
+    )
+    return generated.load(f"activation_{cls.__name__.lower()}", source, generated.file_of(cls))
+
+
 class CompiledEpoch:
     """Epochs of ``model`` trained by ``optimizer`` in batches of ``batch`` rows, on ``n_threads`` threads.
 
-    ``model`` is Dense layers with in-place ReLUs between them, in float32 or float64; ``optimizer`` takes
-    steps that are exactly its kernel's (``Optimizer.kernel_only``): ``optrun.train`` checks both."""
+    ``model`` is Dense layers with activations between them, in float32 or float64; ``optimizer`` takes
+    steps that are exactly its kernel's (``Optimizer.kernel_only``): ``optrun.train`` checks both. Raises
+    CompileError where an activation does not compile."""
 
     def __init__(self, model: Network, optimizer: Optimizer, batch: int, blas: Blas, n_threads: int) -> None:
         self.model, self.optimizer, self.batch, self.threads = model, optimizer, batch, n_threads
@@ -391,6 +435,9 @@ class CompiledEpoch:
         self.b_off = np.array([offset(d.b) for d in dense], np.int64)
         self.a_off = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64) * batch
         self.d_off = np.concatenate([[0, 0], np.cumsum(widths[1:-1])]).astype(np.int64) * batch  # from Δ_1
+        activations = [compile_activation(type(layer), dtype) for layer in model.layers[1::2]]
+        self.forward = np.array([a.forward.address for a in activations] or [0], np.int64)
+        self.backward = np.array([a.backward.address for a in activations] or [0], np.int64)
         self.acts = np.empty(batch * sum(widths), dtype)
         self.deltas = np.empty(batch * sum(widths[1:]), dtype)
         self.dnnl = dtype == np.float32 and blas.dnnl_sgemm != 0
@@ -421,7 +468,8 @@ class CompiledEpoch:
             with self._threadpools.limit(limits=1, user_api="openmp"):
                 return _worker(
                     tid, n_threads, x, y, order, self.batch, self.widths, self.w_off, self.b_off, self.a_off,
-                    self.d_off, model.flat_params, model.flat_grads, decay, self.acts, self.deltas, self.tasks,
+                    self.d_off, model.flat_params, model.flat_grads, decay, self.acts, self.deltas, self.forward,
+                    self.backward, self.tasks,
                     kernel.address, state_addresses, scalars, self.gemm, self.dnnl, self.dims[tid],
                     self.losses, self.flags, SCHED_YIELD,
                 )  # fmt: skip

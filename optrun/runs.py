@@ -16,6 +16,7 @@ import os
 import platform
 import signal
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -238,6 +239,24 @@ class RunInterrupted(Exception):
         self.resume_command = resume_command or f"train --resume {path}"
 
 
+class RunFailed(Exception):
+    """A run that raised (a user's optimizer can), after its finished rows, a 'failed' summary and its
+    traceback (traceback.txt) were written."""
+
+    def __init__(self, path: Path, reason: str, progress: str) -> None:
+        super().__init__(f"{path}: failed {progress}: {reason} (the traceback is in {path / TRACEBACK})")
+        self.path = path
+
+
+TRACEBACK = "traceback.txt"
+
+
+def failed_result(exc: BaseException, rows: list[Record] | None = None) -> TrainResult:
+    """A run ended by an exception: 'failed', with the exception's first line as the reason."""
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return TrainResult(status="failed", records=rows or [], reason=reason)
+
+
 def kept_progress(rows: list[Record]) -> str:
     """What an interrupted run kept, by its last row: "after epoch 5", "after step 120", or "before the first
     evaluation"."""
@@ -385,6 +404,16 @@ def _train_into(
         reason = f"interrupted by {name} {progress}"
         _finish(path, config, TrainResult("interrupted", kept, reason), time.perf_counter() - start)
         raise RunInterrupted(path, name, progress) from None
+    except OSError:
+        raise  # the machine's fault, as _writing tells it, not the run's
+    except Exception as exc:
+        writer.close()
+        kept = _read_metrics(path / "metrics.csv")
+        result = failed_result(exc, kept)
+        (path / TRACEBACK).write_text(traceback.format_exc(), encoding="utf-8")
+        (path / checkpoints.NAME).unlink(missing_ok=True)  # nothing to resume: the same step would fail again
+        _finish(path, config, result, time.perf_counter() - start)
+        raise RunFailed(path, str(result.reason), kept_progress(kept)) from None
     finally:
         writer.close()
     result.records = records

@@ -27,6 +27,10 @@ class ConfigError(ValueError):
     """A user's config is wrong; the message is one line meant for them."""
 
 
+INTERNAL = {"internal": True}
+"""``json_schema_extra`` of a field optrun fills in itself (an optimizer file's hash): never named as allowed."""
+
+
 class Section(BaseModel):
     """A config section: strict types, no unknown keys, frozen once validated."""
 
@@ -47,9 +51,9 @@ class Section(BaseModel):
     @classmethod
     def _reject_unknown_keys(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
-            allowed = list(cls.model_fields)
+            allowed = [k for k, field in cls.model_fields.items() if field.json_schema_extra != INTERNAL]
             for key in data:
-                if key not in allowed:
+                if key not in cls.model_fields:
                     close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.7)
                     hint = f" (did you mean '{close[0]}'?)" if close else ""
                     raise PydanticCustomError(

@@ -203,10 +203,11 @@ def _mean_std(values: np.ndarray) -> tuple[float, float | None]:
 
 def describe_hyperparameters(optimizer: dict[str, Any]) -> str:
     """``learning_rate=0.003 beta1=0.9 ...``: an optimizer spec without its name."""
-    return " ".join(f"{k}={v}" for k, v in optimizer.items() if k != "name")
+    return " ".join(f"{k}={v}" for k, v in optimizer.items() if k not in _NOT_SETTINGS)
 
 
-_ALWAYS_SHOWN = ("name", "learning_rate")  # every optimizer description starts with these
+_NOT_SETTINGS = ("name", "source")  # what names the optimizer (source: the hash of a user's file)
+_ALWAYS_SHOWN = (*_NOT_SETTINGS, "learning_rate")  # every optimizer description starts with the name and these
 
 
 def distinguishing_keys(specs: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -27,7 +27,8 @@ import numpy as np
 from optrun import memory, threads
 from optrun.config import CompareConfig, Config
 from optrun.data import Dataset, check_every_class, load_dataset
-from optrun.models import Dense, Network, ReLU, build_model
+from optrun.generated import CompileError
+from optrun.models import Activation, Dense, Network, build_model
 from optrun.objectives import Objective, build_objective
 from optrun.optim import Optimizer, build_optimizer
 
@@ -182,23 +183,28 @@ COMPILING = "compiling the epoch (about 3 s the first time, then cached)"
 
 def compiled_epoch(exp: Experiment) -> Any:
     """The experiment's ``optrun.compiled_epoch.CompiledEpoch``, made (and compiled) at the first call, or
-    False where its epochs run in numpy: the network is not Dense layers with ReLUs between them, the
+    False where its epochs run in numpy: the network is not Dense layers with activations between them, the
     optimizer's steps are not exactly its kernel's (``Optimizer.kernel_only``: too few parameters for the
-    kernels, clipping, momentum restarts), or numpy's BLAS is not one it can call."""
+    kernels, clipping, momentum restarts), numpy's BLAS is not one it can call, or an activation does not
+    compile (with a warning)."""
     if exp.compiled is None:
         exp.compiled = False
         layers, opt = exp.model.layers, exp.optimizer
-        relu_net = all(isinstance(layer, Dense) for layer in layers[::2]) and all(
-            isinstance(layer, ReLU) and layer.in_place for layer in layers[1::2]
+        dense_net = all(isinstance(layer, Dense) for layer in layers[::2]) and all(
+            isinstance(layer, Activation) for layer in layers[1::2]
         )
-        if relu_net and len(layers) % 2 and opt.kernel_only:
+        if dense_net and len(layers) % 2 and opt.kernel_only:
             from optrun import compiled_epoch as ce
 
             blas = ce.find_blas()
             if blas is not None:
                 log.info(COMPILING)
                 batch = min(exp.config.train.batch_size, len(exp.data.y_train))
-                exp.compiled = ce.CompiledEpoch(exp.model, opt, batch, blas, threads.count())
+                try:
+                    exp.compiled = ce.CompiledEpoch(exp.model, opt, batch, blas, threads.count())
+                except CompileError as exc:
+                    log.warning(f"the compiled epoch does not compile ({exc}); epochs run in numpy")
+                    return exp.compiled
                 exp.compiled.run(exp.data.x_train, exp.data.y_train, np.arange(0))  # compiles: no steps
     return exp.compiled
 

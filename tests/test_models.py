@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from optrun.models import ACTIVATIONS, Dense, LogisticSpec, MLPSpec, build_model, log_softmax, softmax_cross_entropy
-from optrun.models.layers import ReLU
 
 H = 1e-6
 
@@ -125,16 +124,3 @@ def test_init_defaults_follow_activation_and_scale() -> None:
     xavier = build_model(MLPSpec(type="mlp", hidden=[2000], activation="tanh"), 500, 10, np.random.default_rng(0))
     assert xavier.dense[0].W.std() == pytest.approx(np.sqrt(2 / 2500), rel=0.01)
     assert np.all(net.dense[0].b == 0)
-
-
-def test_the_in_place_relu_of_networks_gives_the_numbers_of_the_plain_one() -> None:
-    spec = MLPSpec(type="mlp", hidden=[32, 16], activation="relu", dtype="float64")
-    rng = np.random.default_rng(0)
-    fast = build_model(spec, 10, 4, np.random.default_rng(1))
-    plain = build_model(spec, 10, 4, np.random.default_rng(1))
-    plain.layers = [ReLU() if isinstance(layer, ReLU) else layer for layer in plain.layers]
-    assert any(getattr(layer, "in_place", False) for layer in fast.layers)
-    x, y = rng.standard_normal((50, 10)), rng.integers(0, 4, 50)
-    assert fast.loss_and_grad(x, y) == plain.loss_and_grad(x, y)
-    np.testing.assert_array_equal(fast.flat_grads, plain.flat_grads)
-    assert fast.evaluate(x, y) == plain.evaluate(x, y)

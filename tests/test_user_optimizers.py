@@ -89,7 +89,7 @@ class Plain(Optimizer):
 
     @staticmethod
     def rule(p, g, lr):
-        return (p - STEP * lr,)
+        return p - STEP * lr  # without state, θ alone
 '''
 
 STEP_BOTH_SIZES = """
@@ -130,7 +130,9 @@ def test_a_rule_numba_cannot_compile_runs_in_numpy_and_says_so(tmp_path: Path, c
     np.testing.assert_array_equal(p, np.full_like(p, -1.0))
     assert not opt.fused
     [record] = caplog.records
-    assert record.getMessage().startswith("optimizer plain: its rule does not compile (TypingError")
+    message = record.getMessage()
+    assert message.startswith("optimizer plain: its rule does not compile (TypingError: Unknown attribute 'reshape'")
+    assert message.endswith("(uncompiled.py, line 20)); its steps run in numpy")
 
 
 def write(tmp_path: Path, data: dict, name: str = "config.yaml") -> Path:
@@ -203,7 +205,8 @@ BAD_FILES = [
     ("not an optimizer", "class Lion:\n    pass\n", "bad.py:Lion",
      "optimizer: {dir}/bad.py:Lion is not an optimizer: a subclass of optrun.Optimizer"),
     ("no Spec", "from optrun.optim import Optimizer\nclass Lion(Optimizer):\n    pass\n", "bad.py:Lion",
-     "optimizer: {dir}/bad.py:Lion: its Spec must give learning_rate a default"),
+     "optimizer: {dir}/bad.py:Lion: it has no Spec: a nested class Spec(Hyperparameters) with its keys and "
+     "learning_rate's default"),
     ("no rule", "from optrun.optim import Hyperparameters, Optimizer\nclass Lion(Optimizer):\n    class Spec("
      "Hyperparameters):\n        learning_rate: float = 0.1\n", "bad.py:Lion",
      "optimizer: {dir}/bad.py:Lion: it defines no rule (a static method rule(p, g, *state, *scalars))"),
@@ -212,9 +215,13 @@ BAD_FILES = [
     ("bad range", "LION", "bad.py:Lion", "optimizer.beta1: must be in [0, 1), got 1.5"),
     ("scalars and rule disagree", "LION".replace("LION", "LION\nLion.scalars = lambda self: {'lr': self.lr}\n"),
      "bad.py:Lion", "optimizer lion: scalars() gives lr; its rule takes b1, c1, b2, c2, lr, wd"),
+    ("if on values", "LION".replace("LION", "LION\nLion.rule = staticmethod(lambda p, g, m, b1, c1, b2, c2, lr, wd: "
+     "(p - lr if g > 0 else p, m))\n"), "bad.py:Lion", "optimizer lion: its rule fails: ValueError: The truth value of "
+     "an array with more than one element is ambiguous. Use a.any() or a.all() (a rule runs on whole arrays too: "
+     "compare values with np.where or np.maximum, not if)"),
     ("rule returns too few", "LION".replace("LION", "LION\nLion.rule = staticmethod(lambda p, g, m, b1, c1, b2, c2, "
-     "lr, wd: (p - g * lr,))\n"), "bad.py:Lion", "optimizer lion: its rule returns 1 value(s); it must return θ and "
-     "its state (2 in all)"),
+     "lr, wd: (p - g * lr,))\n"), "bad.py:Lion",
+     "optimizer lion: its rule returns 1 value(s); it must return θ, then m"),
 ]  # fmt: skip
 
 
@@ -241,3 +248,44 @@ def test_a_relative_path_in_a_config_is_relative_to_the_config(rules: Path, tmp_
     config = load_config(write(tmp_path, {**SMALL, "optimizer": {"name": "my_rules.py:Lion"}}))
     assert config.optimizer.name == f"{rules}:Lion"
     assert config.optimizer.beta2 == 0.99  # the user's Spec, with its defaults
+
+
+RAISES = EDITABLE.replace("STEP", "g").replace(
+    '        return {"lr": self.lr}',
+    '        if self.t == 12:\n            raise RuntimeError("boom")\n        return {"lr": self.lr}',
+)
+
+
+def test_an_optimizer_that_raises_in_train_ends_the_run_failed_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "raises.py").write_text(RAISES)
+    config = write(tmp_path, {**SMALL, "optimizer": {"name": "raises.py:Plain"}})
+    result = CliRunner().invoke(cli, ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 2
+    [path] = (tmp_path / "runs").iterdir()
+    line = result.output.strip()
+    assert line == f"Error: {path}: failed after epoch 1: RuntimeError: boom (the traceback is in {path}/traceback.txt)"
+    summary = json.loads((path / "summary.json").read_text())
+    assert (summary["status"], summary["reason"], summary["epochs"]) == ("failed", "RuntimeError: boom", 1)
+    assert 'raise RuntimeError("boom")' in (path / "traceback.txt").read_text()
+    assert not (path / "checkpoint.npz").exists()
+
+
+def test_resume_refuses_an_optimizer_file_edited_since_the_run_began(rules: Path, tmp_path: Path) -> None:
+    config = write(tmp_path, {**SMALL, "optimizer": {"name": "my_rules.py:Lion"}})
+    result = CliRunner().invoke(cli, ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    run = Path(result.output.strip())
+    (run / "summary.json").unlink()  # as a run killed outright leaves it, with its checkpoint gone too
+    rules.write_text(rules.read_text() + "\n# an edit\n")
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run)])
+    assert result.exit_code == 2
+    assert f"optimizer: {rules} has changed since this config recorded it (SHA-256 " in result.output
+    assert result.output.strip().endswith("restore the file, or start a new run")
+
+
+def test_a_users_file_imports_the_modules_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "helpers.py").write_text("TWO = 2\n")
+    (tmp_path / "uses.py").write_text("from helpers import TWO\n" + EDITABLE.replace("STEP", "g"))
+    p = np.zeros(4)
+    build_optimizer({"name": f"{tmp_path}/uses.py:Plain"}, [p]).step([np.ones(4)])
+    np.testing.assert_array_equal(p, -0.5)

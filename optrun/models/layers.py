@@ -9,6 +9,8 @@ gradients live in one flat buffer).
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 
 
@@ -58,75 +60,93 @@ class Dense(Layer):
         return dy @ self.W.T if need_dx else None
 
 
-class ReLU(Layer):
-    """y = max(x, 0).
+class Activation(Layer):
+    """An elementwise activation y = value(x) whose derivative is a function of its output: dy/dx = slope(y).
 
-    ``in_place``: overwrite the input with the output and the incoming gradient
-    with the outgoing one, saving two allocations and passes per call. Networks
-    use it, since their activations only ever see the previous layer's fresh
-    output and the next layer's fresh gradient; a layer used on its own does not.
+    ``value`` and ``slope`` are stated once, for numbers, with ``one`` (1 in the arrays' dtype) and the
+    class's ``constants`` (by name, in the arrays' dtype too) the only constants they use: a number written
+    in them would be a float64 in compiled code. numpy applies them to whole arrays here; the compiled epoch
+    (``optrun.compiled_epoch``) compiles them into its loops.
     """
 
-    def __init__(self, in_place: bool = False) -> None:
-        self.in_place = in_place
+    constants: ClassVar[dict[str, float]] = {}
+
+    @staticmethod
+    def value(x: Any, one: Any, **constants: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def slope(y: Any, one: Any, **constants: Any) -> Any:
+        raise NotImplementedError
+
+    def _typed(self, dtype: np.dtype) -> dict[str, Any]:
+        return {"one": dtype.type(1), **{k: dtype.type(v) for k, v in self.constants.items()}}
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        return np.maximum(x, 0, out=x if self.in_place else None)
+        return self.value(x, **self._typed(x.dtype))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.active = x > 0
-        return self.apply(x)
+        self.y = self.apply(x)
+        return self.y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        return np.multiply(dy, self.active, out=dy if self.in_place else None)
+        return dy * self.slope(self.y, **self._typed(dy.dtype))
 
 
-class LeakyReLU(Layer):
-    """y = x for x > 0, slope·x otherwise (slope 0.01)."""
+class ReLU(Activation):
+    """y = max(x, 0) (NaN stays NaN); dy/dx = [y > 0]."""
 
-    def __init__(self, slope: float = 0.01) -> None:
-        self.slope = slope
+    @staticmethod
+    def value(x, one):
+        return np.maximum(x, one - one)
 
-    def _factor(self, x: np.ndarray) -> np.ndarray:
-        return np.where(x > 0, 1, self.slope).astype(x.dtype, copy=False)
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        return x * self._factor(x)
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.factor = self._factor(x)
-        return x * self.factor
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        return dy * self.factor
+    @staticmethod
+    def slope(y, one):
+        return (y > one - one) * one
 
 
-class Tanh(Layer):
+class LeakyReLU(Activation):
+    """y = x for x > 0, leak·x otherwise (leak 0.01); dy/dx = 1 for y > 0, leak otherwise."""
+
+    constants: ClassVar[dict[str, float]] = {"leak": 0.01}
+
+    @staticmethod
+    def value(x, one, leak):
+        return x * _leaky_slope(x, one, leak)
+
+    @staticmethod
+    def slope(y, one, leak):
+        return _leaky_slope(y, one, leak)  # y > 0 where x > 0
+
+
+def _leaky_slope(v, one, leak):
+    """1 where v > 0, else leak."""
+    return np.maximum((v > one - one) * one, leak)
+
+
+class Tanh(Activation):
     """y = tanh(x); dy/dx = 1 − y²."""
 
-    def apply(self, x: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def value(x, one):
         return np.tanh(x)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.y = self.apply(x)
-        return self.y
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        return dy * (1 - self.y * self.y)
+    @staticmethod
+    def slope(y, one):
+        return one - y * y
 
 
-class Sigmoid(Layer):
+class Sigmoid(Activation):
     """y = 1 / (1 + e^−x), computed as (1 + tanh(x/2)) / 2, which cannot overflow; dy/dx = y(1 − y)."""
 
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        return 0.5 * (1 + np.tanh(0.5 * x))
+    @staticmethod
+    def value(x, one):
+        half = one / (one + one)
+        return half * (one + np.tanh(half * x))
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.y = self.apply(x)
-        return self.y
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        return dy * self.y * (1 - self.y)
+    @staticmethod
+    def slope(y, one):
+        return y * (one - y)
 
 
-ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU}
+ACTIVATIONS: dict[str, type[Activation]] = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU}

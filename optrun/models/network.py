@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from optrun import threads
-from optrun.models.layers import ACTIVATIONS, Dense, Layer, ReLU
+from optrun.models.layers import ACTIVATIONS, Dense, Layer
 from optrun.models.loss import cross_entropy_sum_and_correct, softmax_cross_entropy
 from optrun.schema import NonNegativeFloat, PositiveInt, Section, tagged_union
 
@@ -150,7 +150,7 @@ def build_model(spec: Any, n_features: int, n_classes: int, rng: np.random.Gener
     layers: list[Layer] = []
     for fan_in, fan_out in itertools.pairwise(widths(spec, n_features, n_classes)):
         if layers:  # an activation between two Dense layers
-            layers.append(ReLU(in_place=True) if spec.activation == "relu" else ACTIVATIONS[spec.activation]())
+            layers.append(ACTIVATIONS[spec.activation]())
         layers.append(Dense(fan_in, fan_out))
     net = Network(layers, dtype=spec.dtype, weight_decay=spec.weight_decay)
     _init_weights(net, spec.init, rng)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, PlainValidator, SerializeAsAny, TypeAdapter
 from pydantic_core import PydanticCustomError
 
 from optrun.optim.base import Hyperparameters, Optimizer, flat_buffer
-from optrun.optim.registry import BUILT_IN, NotAnOptimizer, optimizer_class
+from optrun.optim.registry import BUILT_IN, NotAnOptimizer, optimizer_class, source_digest
 from optrun.schema import NonNegativeFloat, PositiveFloat, UnitOpenFloat, describe, validate
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {name: optimizer_class(name) for name in BUILT_IN}
@@ -33,9 +33,10 @@ def _spec(data: Any) -> Hyperparameters:
         raise PydanticCustomError("name", "must be a string, got {got}", {"got": describe(name), "key": "name"})
     try:
         cls = optimizer_class(name)
+        data = {**data, "source": source_digest(name, data.get("source"))}
     except NotAnOptimizer as exc:
         raise PydanticCustomError("name", str(exc).replace("{", "{{").replace("}", "}}")) from None
-    return cls.Spec.model_validate(cls.Spec.fill_defaults(dict(data)))
+    return cls.Spec.model_validate(cls.Spec.fill_defaults(data))
 
 
 OptimizerSpec = Annotated[SerializeAsAny[Hyperparameters], PlainValidator(_spec)]
@@ -59,7 +60,7 @@ def build_optimizer(spec: Mapping[str, Any] | BaseModel, params: Sequence[np.nda
     return optimizer_class(hyper.pop("name"))(params, **hyper)
 
 
-COMMON_KEYS = tuple(k for k in Hyperparameters.model_fields if k not in ("name", "learning_rate"))
+COMMON_KEYS = tuple(k for k in Hyperparameters.model_fields if k not in ("name", "learning_rate", "source"))
 """The hyperparameters every optimizer takes besides its learning rate: schedule, clip_norm."""
 
 
@@ -73,7 +74,7 @@ def describe_optimizer(name: str, cls: type[Optimizer]) -> tuple[str, dict[str, 
     """An optimizer as ``optrun optimizers`` lists it: its name, its own hyperparameters' defaults (as text),
     and the update rule its docstring states."""
     defaults = cls.Spec.model_validate(cls.Spec.fill_defaults({"name": name}))  # e.g. mu without a mu_schedule
-    own = {k: _text(getattr(defaults, k)) for k in cls.Spec.model_fields if k not in ("name", *COMMON_KEYS)}
+    own = {k: _text(getattr(defaults, k)) for k in cls.Spec.model_fields if k not in ("name", "source", *COMMON_KEYS)}
     return name, own, update_rule(cls)
 
 

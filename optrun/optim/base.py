@@ -9,7 +9,6 @@ Every step t = 1, 2, ... first clips, then updates:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import operator
 import time
@@ -17,10 +16,12 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field, model_serializer
 
+from optrun import generated
 from optrun.optim import kernels
 from optrun.optim.schedules import ScheduleSpec
-from optrun.schema import ConfigError, PositiveFloat, Section, validate
+from optrun.schema import INTERNAL, ConfigError, PositiveFloat, Section, describe, validate
 
 log = logging.getLogger("optrun")
 
@@ -65,6 +66,14 @@ class Hyperparameters(Section):
     learning_rate: PositiveFloat
     schedule: ScheduleSpec | None = None
     clip_norm: PositiveFloat | None = None
+    source: str | None = Field(None, json_schema_extra=INTERNAL)  # a user's class: its file's SHA-256, filled in
+
+    @model_serializer(mode="wrap")
+    def _without_source_of_built_ins(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("source") is None:
+            data.pop("source", None)
+        return data
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as its values, validated again where unpickled by the class its name means: a worker
@@ -114,6 +123,8 @@ class Optimizer:
     @classmethod
     def problem(cls) -> str | None:
         """What keeps this class from being an optimizer (None: nothing), for a user's own class."""
+        if cls.Spec is Hyperparameters:
+            return "it has no Spec: a nested class Spec(Hyperparameters) with its keys and learning_rate's default"
         if not (isinstance(cls.Spec, type) and issubclass(cls.Spec, Hyperparameters)):
             return "its Spec must be a subclass of optrun.optim.Hyperparameters"
         if "learning_rate" not in cls.Spec.model_fields or cls.Spec.model_fields["learning_rate"].is_required():
@@ -122,7 +133,7 @@ class Optimizer:
             return None
         if cls.rule is Optimizer.rule:
             return "it defines no rule (a static method rule(p, g, *state, *scalars))"
-        names = list(inspect.signature(cls.rule).parameters)
+        names = kernels.rule_parameters(cls.rule)
         if names[2 : 2 + len(cls.state)] != list(cls.state) or len(names) < 2:
             return f"its rule's parameters must be p, g, then its state {', '.join(cls.state) or '(none)'}"
         return None
@@ -162,28 +173,35 @@ class Optimizer:
         self._floats = self._check_rule()
 
     def _check_rule(self) -> list[str]:
-        """The names of the rule's float scalars, in its order, after checking on one element that
+        """The names of the rule's float scalars, in its order, after checking on two elements that
         ``scalars()`` and ``rule`` fit each other; a ConfigError naming the problem where they do not."""
         if type(self)._update is not Optimizer._update:
             return []
         t, self.t = self.t, 1
+        where = "scalars()"
         try:
             scalars = self.scalars()
-            names = list(inspect.signature(self.rule).parameters)[2 + len(self.state) :]
+            if not isinstance(scalars, dict):
+                raise ConfigError(f"scalars() must return a dict of the rule's scalars, got {describe(scalars)}")
+            where = "its rule"
+            names = kernels.rule_parameters(self.rule)[2 + len(self.state) :]
             if sorted(scalars) != sorted(names):
                 given, taken = ", ".join(scalars) or "nothing", ", ".join(names) or "nothing"
                 raise ConfigError(f"scalars() gives {given}; its rule takes {taken}")
-            one = np.zeros(1, self._targets[0].dtype)
-            new = self.rule(one, one, *(one for _ in self.state), **scalars)
-            if not isinstance(new, tuple) or len(new) != 1 + len(self.state):
+            two = np.array([0.5, -0.5], self._targets[0].dtype)  # one element would let an `if` on values pass
+            with np.errstate(all="ignore"):
+                new = self.rule(two, two, *(np.abs(two) for _ in self.state), **scalars)
+            self._bare = not self.state and not isinstance(new, tuple)  # θ alone, for a rule without state
+            if not self._bare and (not isinstance(new, tuple) or len(new) != 1 + len(self.state)):
                 count = len(new) if isinstance(new, tuple) else 1
-                raise ConfigError(f"its rule returns {count} value(s); it must return θ and its state "
-                                  f"({1 + len(self.state)} in all)")  # fmt: skip
+                raise ConfigError(f"its rule returns {count} value(s); it must return θ, then {', '.join(self.state)}")
         except ConfigError as exc:
             raise ConfigError(f"optimizer {self.name}: {exc}") from None
         except Exception as exc:
-            failure = f"{type(exc).__name__}: {exc}"
-            raise ConfigError(f"optimizer {self.name}: its rule fails on one element: {failure}") from None
+            failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if "truth value of an array" in failure:
+                failure += " (a rule runs on whole arrays too: compare values with np.where or np.maximum, not if)"
+            raise ConfigError(f"optimizer {self.name}: {where} fails: {failure}") from None
         finally:
             self.t = t
         return [n for n in names if not isinstance(scalars[n], bool)]
@@ -251,6 +269,8 @@ class Optimizer:
                        flat_state.items()}) for lo in range(0, p.size, CHUNK)]  # fmt: skip
         for p_, g_, state_ in pieces:
             new = self.rule(p_, g_, *(state_.get(k, zero) for k in self.state), **scalars)
+            if self._bare:
+                new = (new,)
             p_[...] = new[0]
             for k, value in zip(self.state, new[1:], strict=True):
                 if k in state_:
@@ -266,9 +286,9 @@ class Optimizer:
             t, self.t = self.t, max(self.t, 1)  # a step's scalars need t ≥ 1 (Adam's 1/(1 − β1ᵗ))
             try:
                 self._kernels[dtype] = kernels.compile_rule(
-                    type(self), location(type(self)), dtype, self.scalars(), self.state_names
+                    type(self), location(type(self)), dtype, self.scalars(), self.state_names, self._bare
                 )
-            except kernels.RuleError as exc:
+            except generated.CompileError as exc:
                 log.warning(f"optimizer {self.name}: its rule does not compile ({exc}); its steps run in numpy")
                 self.fused = False
                 return None

@@ -77,11 +77,14 @@ def _import_file(path: str) -> Any:
         raise NotAnOptimizer(f"{path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    sys.path.insert(0, str(file.parent))  # as Python runs a script: the modules beside it import
     try:
         spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:
         del sys.modules[name]
         raise NotAnOptimizer(f"{path} does not import: {_describe(exc)}") from None
+    finally:
+        sys.path.remove(str(file.parent))
     return module
 
 
@@ -166,3 +169,19 @@ def classes_in(source: str) -> dict[str, type[Optimizer]]:
     if not names:
         raise NotAnOptimizer(f"{source} defines no optimizer class (a subclass of optrun.Optimizer)")
     return {f"{source}:{n}": load_class(source, n) for n in names}
+
+
+def source_digest(name: str, recorded: Any = None) -> str | None:
+    """The SHA-256 of the file that defines the class ``name`` means, for a class from a user's file or module
+    (None for a built-in: optrun's version records it); where ``recorded`` (a run's config.yaml holds it), it
+    must be the same: a file edited since a run began would change the rule halfway through its seeds."""
+    if not is_reference(name):
+        return None
+    digest = hashlib.sha256(Path(inspect.getfile(optimizer_class(name))).read_bytes()).hexdigest()
+    if recorded is not None and recorded != digest:
+        where = split_reference(name)[0]
+        raise NotAnOptimizer(
+            f"{where} has changed since this config recorded it (SHA-256 {str(recorded)[:12]}…, now {digest[:12]}…); "
+            "restore the file, or start a new run"
+        )
+    return digest
