@@ -567,16 +567,26 @@ def optimizers(sources: tuple[str, ...], markdown: bool) -> None:
     """List the built-in optimizers with their hyperparameters, defaults and update rules, then those that
     each FILE_OR_MODULE defines (a Python file, my_rules.py, or a module, package.module), named as a config
     names them (my_rules.py:Lion)."""
-    found = dict(OPTIMIZERS)
+    found, problems = dict(OPTIMIZERS), []
     for source in sources:
         try:
-            found |= classes_in(source)
+            valid, invalid = classes_in(source)
         except NotAnOptimizer as exc:
             raise ConfigError(str(exc)) from None
+        found |= valid
+        problems += invalid
     rows = [describe_optimizer(name, cls) for name, cls in found.items()]
     if markdown:
         click.echo(optimizers_markdown(rows), nl=False)
-        return
+    else:
+        Console(highlight=False).print(_optimizers_table(rows))
+    for problem in problems:  # after the table, so that they end the output
+        click.echo(f"Error: {problem}", err=True)
+    if problems:
+        sys.exit(2)
+
+
+def _optimizers_table(rows: list[tuple[str, dict[str, str], str]]) -> Table:
     table = Table(
         show_lines=True,
         caption=f"every optimizer also takes {' and '.join(COMMON_KEYS)} (default: none); see docs/optimizers.md",
@@ -587,7 +597,7 @@ def optimizers(sources: tuple[str, ...], markdown: bool) -> None:
     table.add_column("update rule (g: gradient; t: step, from 1)")
     for name, defaults, rule in rows:
         table.add_row(escape(name), "\n".join(f"{k} = {v}" for k, v in defaults.items()), escape(rule))
-    Console(highlight=False).print(table)
+    return table
 
 
 def main() -> None:

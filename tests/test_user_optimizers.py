@@ -131,7 +131,9 @@ def test_a_rule_numba_cannot_compile_runs_in_numpy_and_says_so(tmp_path: Path, c
     assert not opt.fused
     [record] = caplog.records
     message = record.getMessage()
-    assert message.startswith("optimizer plain: its rule does not compile (TypingError: Unknown attribute 'reshape'")
+    assert message.startswith(
+        "optimizer uncompiled.py:Plain: its rule does not compile (TypingError: Unknown attribute 'reshape'"
+    )
     assert message.endswith("(uncompiled.py, line 20)); its steps run in numpy")
 
 
@@ -214,14 +216,14 @@ BAD_FILES = [
     ("unknown key", "LION", "bad.py:Lion", "optimizer.beta3: unknown key"),
     ("bad range", "LION", "bad.py:Lion", "optimizer.beta1: must be in [0, 1), got 1.5"),
     ("scalars and rule disagree", "LION".replace("LION", "LION\nLion.scalars = lambda self: {'lr': self.lr}\n"),
-     "bad.py:Lion", "optimizer lion: scalars() gives lr; its rule takes b1, c1, b2, c2, lr, wd"),
+     "bad.py:Lion", "optimizer bad.py:Lion: scalars() gives lr; its rule takes b1, c1, b2, c2, lr, wd"),
     ("if on values", "LION".replace("LION", "LION\nLion.rule = staticmethod(lambda p, g, m, b1, c1, b2, c2, lr, wd: "
-     "(p - lr if g > 0 else p, m))\n"), "bad.py:Lion", "optimizer lion: its rule fails: ValueError: The truth value of "
-     "an array with more than one element is ambiguous. Use a.any() or a.all() (a rule runs on whole arrays too: "
-     "compare values with np.where or np.maximum, not if)"),
+     "(p - lr if g > 0 else p, m))\n"), "bad.py:Lion", "optimizer bad.py:Lion: its rule fails: ValueError: The truth "
+     "value of an array with more than one element is ambiguous. Use a.any() or a.all() (a rule runs on whole "
+     "arrays too: compare values with np.where or np.maximum, not if)"),
     ("rule returns too few", "LION".replace("LION", "LION\nLion.rule = staticmethod(lambda p, g, m, b1, c1, b2, c2, "
      "lr, wd: (p - g * lr,))\n"), "bad.py:Lion",
-     "optimizer lion: its rule returns 1 value(s); it must return θ, then m"),
+     "optimizer bad.py:Lion: its rule returns 1 value(s); it must return θ, then m"),
 ]  # fmt: skip
 
 
@@ -289,3 +291,15 @@ def test_a_users_file_imports_the_modules_beside_it(tmp_path: Path) -> None:
     p = np.zeros(4)
     build_optimizer({"name": f"{tmp_path}/uses.py:Plain"}, [p]).step([np.ones(4)])
     np.testing.assert_array_equal(p, -0.5)
+
+
+def test_optimizers_lists_the_valid_classes_of_a_file_and_says_what_is_wrong_with_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.py"
+    path.write_text(EDITABLE.replace("STEP", "g") + "\n\nclass Broken(Optimizer):\n    pass\n")
+    result = CliRunner().invoke(cli, ["optimizers", str(path), "--markdown"])
+    assert result.exit_code == 2
+    assert f"| `{path}:Plain` | `learning_rate` = 0.5 | `θ ← θ − lr·g` |" in result.output
+    assert (
+        result.output.strip().splitlines()[-1] == f"Error: {path}:Broken: it has no Spec: a nested class "
+        "Spec(Hyperparameters) with its keys and learning_rate's default"
+    )

@@ -71,6 +71,10 @@ class Activation(Layer):
 
     constants: ClassVar[dict[str, float]] = {}
 
+    def __init__(self, in_place: bool = False) -> None:
+        self.in_place = in_place
+        self._typed_by_dtype: dict[np.dtype, dict[str, Any]] = {}
+
     @staticmethod
     def value(x: Any, one: Any, **constants: Any) -> Any:
         raise NotImplementedError
@@ -80,7 +84,11 @@ class Activation(Layer):
         raise NotImplementedError
 
     def _typed(self, dtype: np.dtype) -> dict[str, Any]:
-        return {"one": dtype.type(1), **{k: dtype.type(v) for k, v in self.constants.items()}}
+        """``one`` and the constants in ``dtype``."""
+        if dtype not in self._typed_by_dtype:
+            typed = {"one": 1.0, **self.constants}
+            self._typed_by_dtype[dtype] = {k: dtype.type(v) for k, v in typed.items()}
+        return self._typed_by_dtype[dtype]
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         return self.value(x, **self._typed(x.dtype))
@@ -90,7 +98,9 @@ class Activation(Layer):
         return self.y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        return dy * self.slope(self.y, **self._typed(dy.dtype))
+        """dy·slope(y); ``in_place`` (a network's activations, whose dy is the next layer's fresh gradient)
+        writes it over dy."""
+        return np.multiply(dy, self.slope(self.y, **self._typed(dy.dtype)), out=dy if self.in_place else None)
 
 
 class ReLU(Activation):
@@ -102,7 +112,7 @@ class ReLU(Activation):
 
     @staticmethod
     def slope(y, one):
-        return (y > one - one) * one
+        return y > one - one  # 1 or 0 as a bool: dy·slope multiplies by it exactly, without a float array
 
 
 class LeakyReLU(Activation):

@@ -150,7 +150,7 @@ def build_model(spec: Any, n_features: int, n_classes: int, rng: np.random.Gener
     layers: list[Layer] = []
     for fan_in, fan_out in itertools.pairwise(widths(spec, n_features, n_classes)):
         if layers:  # an activation between two Dense layers
-            layers.append(ACTIVATIONS[spec.activation]())
+            layers.append(ACTIVATIONS[spec.activation](in_place=True))  # its dy is the next layer's own
         layers.append(Dense(fan_in, fan_out))
     net = Network(layers, dtype=spec.dtype, weight_decay=spec.weight_decay)
     _init_weights(net, spec.init, rng)

@@ -57,7 +57,7 @@ def build_optimizer(spec: Mapping[str, Any] | BaseModel, params: Sequence[np.nda
     ``params`` are updated in place by ``.step(grads)``.
     """
     hyper = parse_optimizer_spec(spec).model_dump()
-    return optimizer_class(hyper.pop("name"))(params, **hyper)
+    return optimizer_class(hyper["name"])(params, **hyper)
 
 
 COMMON_KEYS = tuple(k for k in Hyperparameters.model_fields if k not in ("name", "learning_rate", "source"))

@@ -9,10 +9,11 @@ Every step t = 1, 2, ... first clips, then updates:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -177,34 +178,49 @@ class Optimizer:
         ``scalars()`` and ``rule`` fit each other; a ConfigError naming the problem where they do not."""
         if type(self)._update is not Optimizer._update:
             return []
-        t, self.t = self.t, 1
         where = "scalars()"
         try:
-            scalars = self.scalars()
-            if not isinstance(scalars, dict):
-                raise ConfigError(f"scalars() must return a dict of the rule's scalars, got {describe(scalars)}")
-            where = "its rule"
-            names = kernels.rule_parameters(self.rule)[2 + len(self.state) :]
-            if sorted(scalars) != sorted(names):
-                given, taken = ", ".join(scalars) or "nothing", ", ".join(names) or "nothing"
-                raise ConfigError(f"scalars() gives {given}; its rule takes {taken}")
-            two = np.array([0.5, -0.5], self._targets[0].dtype)  # one element would let an `if` on values pass
-            with np.errstate(all="ignore"):
-                new = self.rule(two, two, *(np.abs(two) for _ in self.state), **scalars)
-            self._bare = not self.state and not isinstance(new, tuple)  # θ alone, for a rule without state
-            if not self._bare and (not isinstance(new, tuple) or len(new) != 1 + len(self.state)):
-                count = len(new) if isinstance(new, tuple) else 1
-                raise ConfigError(f"its rule returns {count} value(s); it must return θ, then {', '.join(self.state)}")
+            with self._at_a_step():
+                scalars = self.scalars()
+                if not isinstance(scalars, dict):
+                    raise ConfigError(f"scalars() must return a dict of the rule's scalars, got {describe(scalars)}")
+                where = "its rule"
+                names = kernels.rule_parameters(self.rule)[2 + len(self.state) :]
+                if sorted(scalars) != sorted(names):
+                    given, taken = ", ".join(scalars) or "nothing", ", ".join(names) or "nothing"
+                    raise ConfigError(f"scalars() gives {given}; its rule takes {taken}")
+                two = np.array([0.5, -0.5], self._targets[0].dtype)  # one element would let an `if` on values pass
+                with np.errstate(all="ignore"):
+                    new = self.rule(two, two, *(np.abs(two) for _ in self.state), **scalars)
         except ConfigError as exc:
-            raise ConfigError(f"optimizer {self.name}: {exc}") from None
+            raise ConfigError(f"optimizer {self.label}: {exc}") from None
         except Exception as exc:
             failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
             if "truth value of an array" in failure:
                 failure += " (a rule runs on whole arrays too: compare values with np.where or np.maximum, not if)"
-            raise ConfigError(f"optimizer {self.name}: {where} fails: {failure}") from None
+            raise ConfigError(f"optimizer {self.label}: {where} fails: {failure}") from None
+        self._bare = not self.state and not isinstance(new, tuple)  # θ alone, for a rule without state
+        if not self._bare and (not isinstance(new, tuple) or len(new) != 1 + len(self.state)):
+            count = len(new) if isinstance(new, tuple) else 1
+            wanted = f"θ, then {', '.join(self.state)}"
+            raise ConfigError(f"optimizer {self.label}: its rule returns {count} value(s); it must return {wanted}")
+        return [n for n in names if not isinstance(scalars[n], bool)]
+
+    @contextlib.contextmanager
+    def _at_a_step(self) -> Iterator[None]:
+        """Within it, ``self.t`` is at least 1, as every step's scalars need it (Adam's 1/(1 − β1ᵗ))."""
+        t, self.t = self.t, max(self.t, 1)
+        try:
+            yield
         finally:
             self.t = t
-        return [n for n in names if not isinstance(scalars[n], bool)]
+
+    @property
+    def label(self) -> str:
+        """The optimizer as its config names it, a file by its name alone (``my_rules.py:Lion``)."""
+        from optrun.optim.registry import short_name
+
+        return short_name(self.hyper.name)
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -259,9 +275,11 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         """The rule on whole arrays in numpy, in pieces of ``CHUNK`` elements: the same operations as its
         kernel's, element for element."""
-        scalars = {k: v if isinstance(v, bool) else p.dtype.type(v) for k, v in self.scalars().items()}
-        zero = p.dtype.type(0)  # the state an option leaves unused
-        if not (p.flags.c_contiguous and g.flags.c_contiguous):
+        scalars, cast = self.scalars(), p.dtype.type
+        for name in self._floats:  # in the arrays' dtype, as the kernel reads them
+            scalars[name] = cast(scalars[name])
+        zero = cast(0)  # the state an option leaves unused
+        if p.size <= CHUNK or not (p.flags.c_contiguous and g.flags.c_contiguous):
             pieces = [(p, g, state)]
         else:
             flat_p, flat_g, flat_state = p.reshape(-1), g.reshape(-1), {k: a.reshape(-1) for k, a in state.items()}
@@ -283,17 +301,15 @@ class Optimizer:
         if dtype not in self._kernels:
             from optrun.optim.registry import location
 
-            t, self.t = self.t, max(self.t, 1)  # a step's scalars need t ≥ 1 (Adam's 1/(1 − β1ᵗ))
             try:
-                self._kernels[dtype] = kernels.compile_rule(
-                    type(self), location(type(self)), dtype, self.scalars(), self.state_names, self._bare
-                )
+                with self._at_a_step():
+                    self._kernels[dtype] = kernels.compile_rule(
+                        type(self), location(type(self)), dtype, self.scalars(), self.state_names, self._bare
+                    )
             except generated.CompileError as exc:
-                log.warning(f"optimizer {self.name}: its rule does not compile ({exc}); its steps run in numpy")
+                log.warning(f"optimizer {self.label}: its rule does not compile ({exc}); its steps run in numpy")
                 self.fused = False
                 return None
-            finally:
-                self.t = t
         return self._kernels[dtype]
 
     def _kernel_scalars(self, dtype: np.dtype) -> np.ndarray:
@@ -309,14 +325,11 @@ class Optimizer:
         nothing changes."""
         if not self.fused or self._flat is None or (kernel := self._kernel()) is None:
             return
-        t, self.t = self.t, max(self.t, 1)
-        try:
+        with self._at_a_step():
             scalars = self._kernel_scalars(kernel.dtype)
-            for p, state in self._flat:
-                for n_threads in self._threads.candidates:
-                    kernel(p[:0], p[:0], [state[k][:0] for k in self.state_names], scalars, n_threads)
-        finally:
-            self.t = t
+        for p, state in self._flat:
+            for n_threads in self._threads.candidates:
+                kernel(p[:0], p[:0], [state[k][:0] for k in self.state_names], scalars, n_threads)
 
     @property
     def kernel_only(self) -> bool:

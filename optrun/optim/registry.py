@@ -158,17 +158,24 @@ def short_name(name: str) -> str:
     return f"{Path(where).name}:{qualname}" if is_file(where) else name
 
 
-def classes_in(source: str) -> dict[str, type[Optimizer]]:
+def classes_in(source: str) -> tuple[dict[str, type[Optimizer]], list[str]]:
     """The optimizers a user's ``source`` defines, by the names a config gives them: every optimizer class of
     a Python file or module (``my_rules.py``: ``my_rules.py:Lion`` ...), or the one class it names
-    (``my_rules.py:Lion``); raises NotAnOptimizer where there is none, or one is not a valid optimizer."""
+    (``my_rules.py:Lion``); and what is wrong with those that are not valid optimizers. Raises
+    NotAnOptimizer where the source does not import, or defines no optimizer class."""
     if is_reference(source):
-        return {source: load_class(*split_reference(source))}
+        return {source: load_class(*split_reference(source))}, []
     module = _module(source)
     names = [n for n, v in vars(module).items() if _is_optimizer(v) and v.__module__ == module.__name__]
     if not names:
         raise NotAnOptimizer(f"{source} defines no optimizer class (a subclass of optrun.Optimizer)")
-    return {f"{source}:{n}": load_class(source, n) for n in names}
+    found, problems = {}, []
+    for name in names:
+        try:
+            found[f"{source}:{name}"] = load_class(source, name)
+        except NotAnOptimizer as exc:
+            problems.append(str(exc))
+    return found, problems
 
 
 def source_digest(name: str, recorded: Any = None) -> str | None:
