@@ -278,21 +278,24 @@ class Optimizer:
         scalars, cast = self.scalars(), p.dtype.type
         for name in self._floats:  # in the arrays' dtype, as the kernel reads them
             scalars[name] = cast(scalars[name])
-        zero = cast(0)  # the state an option leaves unused
         if p.size <= CHUNK or not (p.flags.c_contiguous and g.flags.c_contiguous):
-            pieces = [(p, g, state)]
-        else:
-            flat_p, flat_g, flat_state = p.reshape(-1), g.reshape(-1), {k: a.reshape(-1) for k, a in state.items()}
-            pieces = [(flat_p[lo : lo + CHUNK], flat_g[lo : lo + CHUNK], {k: a[lo : lo + CHUNK] for k, a in
-                       flat_state.items()}) for lo in range(0, p.size, CHUNK)]  # fmt: skip
-        for p_, g_, state_ in pieces:
-            new = self.rule(p_, g_, *(state_.get(k, zero) for k in self.state), **scalars)
-            if self._bare:
-                new = (new,)
-            p_[...] = new[0]
-            for k, value in zip(self.state, new[1:], strict=True):
-                if k in state_:
-                    state_[k][...] = value
+            self._apply_rule(p, g, state, scalars)
+            return
+        p, g, state = p.reshape(-1), g.reshape(-1), {k: a.reshape(-1) for k, a in state.items()}
+        for lo in range(0, p.size, CHUNK):
+            piece = slice(lo, lo + CHUNK)
+            self._apply_rule(p[piece], g[piece], {k: a[piece] for k, a in state.items()}, scalars)
+
+    def _apply_rule(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
+        """θ and the state it keeps ← the rule's results (a state an option leaves unused reads as 0)."""
+        new = self.rule(p, g, *[state[k] if k in state else p.dtype.type(0) for k in self.state], **scalars)
+        if self._bare:
+            np.copyto(p, new)
+            return
+        np.copyto(p, new[0])
+        for k, value in zip(self.state, new[1:], strict=True):
+            if k in state:
+                np.copyto(state[k], value)
 
     def _kernel(self) -> kernels.Kernel | None:
         """The compiled rule for the parameters' dtype, compiled (or loaded from numba's cache) at the first
