@@ -381,24 +381,25 @@ SIGNATURE = types.void(types.int64, types.int64, types.int64, types.int64, types
 
 @cfunc(SIGNATURE, cache=True, error_model="numpy")
 def forward(h_, b_, r0, r1, width, unused):
-    """Rows r0..r1 of the (rows, width) matrix h at h_: h ← value(h + b), b the bias at b_."""
-    h = carray(pointer_to(h_, np.{dtype}), r1 * width)
+    """Rows r0..r1 of the (rows, width) matrix h at h_: h ← value(h + b), b the bias at b_. (Views from row
+    r0, indexed from 0: numba then knows no index is negative, and the loops vectorize.)"""
+    h = carray(pointer_to(h_ + r0 * width * {itemsize}, np.{dtype}), ((r1 - r0), width))
     b = carray(pointer_to(b_, np.{dtype}), width)
 {constants}
-    for row in range(r0 * width, r1 * width, width):
+    for i in range(r1 - r0):
         for j in range(width):
-            h[row + j] = value(h[row + j] + b[j], {arguments})
+            h[i, j] = value(h[i, j] + b[j], {arguments})
 
 
 @cfunc(SIGNATURE, cache=True, error_model="numpy")
 def backward(d_, a_, r0, r1, width, unused):
     """Rows r0..r1 of the (rows, width) matrix d at d_: d ← d·slope(a), a the activations at a_."""
-    d = carray(pointer_to(d_, np.{dtype}), r1 * width)
-    a = carray(pointer_to(a_, np.{dtype}), r1 * width)
+    d = carray(pointer_to(d_ + r0 * width * {itemsize}, np.{dtype}), ((r1 - r0), width))
+    a = carray(pointer_to(a_ + r0 * width * {itemsize}, np.{dtype}), ((r1 - r0), width))
 {constants}
-    for row in range(r0 * width, r1 * width, width):
+    for i in range(r1 - r0):
         for j in range(width):
-            d[row + j] = d[row + j] * slope(a[row + j], {arguments})
+            d[i, j] = d[i, j] * slope(a[i, j], {arguments})
 '''
 
 
@@ -409,6 +410,7 @@ def compile_activation(cls: type[Activation], dtype: np.dtype) -> Any:
     source = _ACTIVATION.format(
         name=cls.__name__,
         dtype=np.dtype(dtype).name,
+        itemsize=np.dtype(dtype).itemsize,
         constants="\n".join(f"    {k} = np.{np.dtype(dtype).name}({v!r})" for k, v in typed.items()),
         arguments=", ".join(typed),
     )

@@ -55,7 +55,7 @@ def jitted(fn: types.FunctionType) -> Any:
     if helpers:
         globals_ = {**fn.__globals__, **helpers}
         fn = types.FunctionType(fn.__code__, globals_, fn.__name__, fn.__defaults__, fn.__closure__)
-    return njit(error_model="numpy")(fn)
+    return njit(error_model="numpy", inline="always")(fn)  # inlined where called: the loop around it vectorizes
 
 
 def file_of(obj: Any) -> bytes:

@@ -98,12 +98,14 @@ rule = jitted_rule({location!r}, {qualname!r})
 @cfunc(types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64),
        cache=True, error_model="numpy")
 def kernel(p_, g_, states_, scalars_, lo, hi):
-    p = carray(pointer_to(p_, np.{dtype}), hi)
-    g = carray(pointer_to(g_, np.{dtype}), hi)
+    # views of elements lo..hi, indexed from 0: numba then knows no index is negative, and the loop vectorizes
+    n, skip = hi - lo, lo * {itemsize}
+    p = carray(pointer_to(p_ + skip, np.{dtype}), n)
+    g = carray(pointer_to(g_ + skip, np.{dtype}), n)
     states = carray(pointer_to(states_, np.int64), {n_states})
     scalars = carray(pointer_to(scalars_, np.{dtype}), {n_scalars})
 {unpack}
-    for i in range(lo, hi):
+    for i in range(n):
         {results} = rule({arguments})
 '''
 
@@ -114,7 +116,7 @@ def _source(cls: type, location: str, dtype: np.dtype, scalars: dict[str, Any], 
     names = rule_parameters(cls.rule)
     state = [n for n in names[2:] if n not in scalars]
     floats = [n for n in names[2:] if n in scalars and not isinstance(scalars[n], bool)]
-    unpack = [f"    s{i} = carray(pointer_to(states[{i}], np.{dtype}), hi)" for i, _ in enumerate(kept)]
+    unpack = [f"    s{i} = carray(pointer_to(states[{i}] + skip, np.{dtype}), n)" for i, _ in enumerate(kept)]
     unpack += [f"    k{i} = scalars[{i}]" for i, _ in enumerate(floats)]
     unpack.append(f"    zero = np.{dtype}(0)")
     element = {n: f"s{kept.index(n)}[i]" if n in kept else "zero" for n in state}
@@ -123,7 +125,7 @@ def _source(cls: type, location: str, dtype: np.dtype, scalars: dict[str, Any], 
     results = ["p[i]"] + [element[n] if n in kept else "_" for n in state]  # state not kept: dropped
     results_text = "p[i]" if bare else ", ".join(results) + ","  # bare: a rule without state returns θ alone
     return _TEMPLATE.format(
-        qualname=cls.__qualname__, location=location, dtype=dtype.name, n_states=max(len(kept), 1),
+        qualname=cls.__qualname__, location=location, dtype=dtype.name, itemsize=dtype.itemsize, n_states=max(len(kept), 1),
         n_scalars=max(len(floats), 1), unpack="\n".join(unpack), results=results_text,
         arguments=", ".join(arguments),
     )  # fmt: skip
