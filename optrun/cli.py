@@ -29,8 +29,8 @@ from optrun import memory, startup
 from optrun import report as reports
 from optrun.checkpoints import CheckpointError
 from optrun.compare import PlannedRun, compare, comparison_to_resume, pending, select
-from optrun.optim import COMMON_KEYS, OPTIMIZERS, describe_optimizer, optimizers_markdown
-from optrun.optim.registry import NotAnOptimizer, classes_in
+from optrun.optim import COMMON_KEYS, OPTIMIZERS, optimizer_entry, optimizers_markdown
+from optrun.optim.registry import NotAnOptimizer, classes_in, short_name
 from optrun.parallel import ExecutorError
 from optrun.runs import (
     RunDirError,
@@ -521,7 +521,7 @@ def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
         if isinstance(c, configs.CompareConfig):
             what = f"compare {_count(len(c.optimizers), 'optimizer')} x {_count(len(c.seed_list), 'seed')}"
         else:
-            what = c.optimizer.name
+            what = short_name(c.optimizer.name)
         click.echo(f"ok: {path} ({what} {problem}; about {memory.size(need.total)} of memory a run)")
     if bad:
         sys.exit(2)
@@ -575,7 +575,7 @@ def optimizers(sources: tuple[str, ...], markdown: bool) -> None:
             raise ConfigError(str(exc)) from None
         found |= valid
         problems += invalid
-    rows = [describe_optimizer(name, cls) for name, cls in found.items()]
+    rows = [optimizer_entry(name, cls) for name, cls in found.items()]
     if markdown:
         click.echo(optimizers_markdown(rows), nl=False)
     else:

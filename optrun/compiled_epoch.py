@@ -406,7 +406,7 @@ def backward(d_, a_, r0, r1, width, unused):
 def compile_activation(cls: type[Activation], dtype: np.dtype) -> Any:
     """The module of ``cls``'s ``forward`` and ``backward`` on ``dtype`` rows, C functions the epoch calls by
     their addresses (``optrun.generated``: compiled once, then loaded from numba's cache)."""
-    typed = {"one": 1.0, **cls.constants}
+    typed = cls.arguments()
     source = _ACTIVATION.format(
         name=cls.__name__,
         dtype=np.dtype(dtype).name,

@@ -16,6 +16,7 @@ from optrun.optim import split as split_module
 from optrun.optim.atomics import SCHED_YIELD
 from optrun.optim.base import FUSED_MIN_SIZE
 from optrun.optim.momentum import SGD
+from optrun.optim.registry import source_of
 
 STEPS = 60
 
@@ -49,7 +50,7 @@ def threading_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(f"{k}={v}" if k != "name" else v for k, v in s.items()))
 @pytest.mark.usefixtures("threading_mode")
-def test_fused_update_is_bit_identical_to_the_reference(spec: dict, dtype: str) -> None:
+def test_the_compiled_rule_is_bit_identical_to_numpys(spec: dict, dtype: str) -> None:
     rng = np.random.default_rng(5)
     n = sum(p.size for p in make_params("separate", rng))
     gradients = [rng.standard_normal(n) * 10.0 ** rng.integers(-6, 3) for _ in range(STEPS)]
@@ -69,7 +70,7 @@ def test_fused_update_is_bit_identical_to_the_reference(spec: dict, dtype: str) 
 
 
 @pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adam"])
-def test_fused_update_keeps_numpys_inf_and_nan(name: str) -> None:
+def test_the_compiled_rule_keeps_numpys_inf_and_nan(name: str) -> None:
     """Overflow and 0/0 follow numpy's semantics in the kernel (inf and nan, no exception)."""
     g = np.array([np.inf, -np.inf, np.nan, 0.0, 3e38, -1.0], dtype=np.float32)
     results = []
@@ -126,7 +127,7 @@ print("numba" in sys.modules, large.t, state["step"], bool((p == 1).all()),
 
 def sgd_kernel(dtype: type) -> kernels.Kernel:
     """SGD's kernel, θ ← θ − lr·g: its one scalar is lr."""
-    return kernels.compile_rule(SGD, "optrun.optim.momentum", np.dtype(dtype), {"lr": 0.0}, ())
+    return kernels.compile_rule(SGD, "optrun.optim.momentum", source_of(SGD), np.dtype(dtype), {"lr": 0.0}, ())
 
 
 def test_split_update_takes_every_chunk_once_on_several_threads() -> None:

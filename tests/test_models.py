@@ -124,3 +124,20 @@ def test_init_defaults_follow_activation_and_scale() -> None:
     xavier = build_model(MLPSpec(type="mlp", hidden=[2000], activation="tanh"), 500, 10, np.random.default_rng(0))
     assert xavier.dense[0].W.std() == pytest.approx(np.sqrt(2 / 2500), rel=0.01)
     assert np.all(net.dense[0].b == 0)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_a_networks_in_place_activations_give_the_numbers_of_plain_ones(name: str) -> None:
+    """A network's activations multiply dy in place (it is the next layer's fresh gradient): the same loss,
+    gradients and evaluation as with activations that leave dy alone."""
+    spec = MLPSpec(type="mlp", hidden=[32, 16], activation=name, dtype="float64")
+    fast, plain = (build_model(spec, 10, 4, np.random.default_rng(1)) for _ in "ab")
+    plain.layers = [ACTIVATIONS[name]() if layer.__class__ is ACTIVATIONS[name] else layer for layer in plain.layers]
+    assert all(layer.in_place for layer in fast.layers[1::2]) and not any(
+        layer.in_place for layer in plain.layers[1::2]
+    )
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((50, 10)), rng.integers(0, 4, 50)
+    assert fast.loss_and_grad(x, y) == plain.loss_and_grad(x, y)
+    np.testing.assert_array_equal(fast.flat_grads, plain.flat_grads)
+    assert fast.evaluate(x, y) == plain.evaluate(x, y)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from optrun.optim import OPTIMIZERS, build_optimizer, flat_buffer, update_rule
-from optrun.optim.base import CHUNK
+from optrun.optim.base import NUMPY_PIECE
 from optrun.schema import ConfigError
 
 T = 300
@@ -563,7 +563,7 @@ def test_bad_options_are_rejected_with_the_key_and_the_rule(spec: dict, message:
     ids=lambda s: "-".join(str(v) for v in s.values()),
 )
 def test_a_numpy_steps_memory_stays_within_a_few_pieces_at_any_size(spec: dict) -> None:
-    """numpy runs a rule on pieces of CHUNK elements: a step of 2 million parameters (16 MB per float64
+    """numpy runs a rule on pieces of NUMPY_PIECE elements: a step of 2 million parameters (16 MB per float64
     array) on the numpy path allocates at most a few pieces' temporaries, never one whole-array temporary."""
     import tracemalloc
 
@@ -584,4 +584,4 @@ def test_a_numpy_steps_memory_stays_within_a_few_pieces_at_any_size(spec: dict) 
         grown = tracemalloc.get_traced_memory()[1] - before
     finally:
         tracemalloc.stop()
-    assert grown < 16 * CHUNK * 8, grown  # one whole-array temporary would be 16,000,000 bytes
+    assert grown < 16 * NUMPY_PIECE * 8, grown  # one whole-array temporary would be 16,000,000 bytes

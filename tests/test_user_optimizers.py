@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from optrun.cli import cli
 from optrun.compare import compare
 from optrun.config import CompareConfig, load_config, parse_config
-from optrun.optim import OPTIMIZERS, build_optimizer, describe_optimizer, optimizers_markdown
+from optrun.optim import OPTIMIZERS, build_optimizer, optimizer_entry, optimizers_markdown, registry
 from optrun.optim.base import FUSED_MIN_SIZE
 from optrun.runs import read_run
 
@@ -194,7 +194,7 @@ def test_optimizers_lists_a_users_file_and_the_docs_table_is_the_built_ins(rules
     assert result.exit_code == 0 and "sign(c)" in result.output, result.output
     table = re.search(r"<!-- optimizers table: start -->\n(.*?)<!-- optimizers table: end -->", DOCS, re.S)
     assert table is not None
-    want = optimizers_markdown([describe_optimizer(name, cls) for name, cls in OPTIMIZERS.items()])
+    want = optimizers_markdown([optimizer_entry(name, cls) for name, cls in OPTIMIZERS.items()])
     assert table.group(1) == want, "docs/optimizers.md's table is stale: paste in 'optrun optimizers --markdown'"
 
 
@@ -209,6 +209,9 @@ BAD_FILES = [
     ("no Spec", "from optrun.optim import Optimizer\nclass Lion(Optimizer):\n    pass\n", "bad.py:Lion",
      "optimizer: {dir}/bad.py:Lion: it has no Spec: a nested class Spec(Hyperparameters) with its keys and "
      "learning_rate's default"),
+    ("key without a default", "from optrun.optim import Hyperparameters, Optimizer\nclass Lion(Optimizer):\n    "
+     "class Spec(Hyperparameters):\n        learning_rate: float = 0.1\n        beta: float\n", "bad.py:Lion",
+     "optimizer: {dir}/bad.py:Lion: its Spec must give every key a default; beta has none"),
     ("no rule", "from optrun.optim import Hyperparameters, Optimizer\nclass Lion(Optimizer):\n    class Spec("
      "Hyperparameters):\n        learning_rate: float = 0.1\n", "bad.py:Lion",
      "optimizer: {dir}/bad.py:Lion: it defines no rule (a static method rule(p, g, *state, *scalars))"),
@@ -279,6 +282,7 @@ def test_resume_refuses_an_optimizer_file_edited_since_the_run_began(rules: Path
     run = Path(result.output.strip())
     (run / "summary.json").unlink()  # as a run killed outright leaves it, with its checkpoint gone too
     rules.write_text(rules.read_text() + "\n# an edit\n")
+    registry._import_file.cache_clear()  # as the new process that resumes it imports the file anew
     result = CliRunner().invoke(cli, ["train", "--resume", str(run)])
     assert result.exit_code == 2
     assert f"optimizer: {rules} has changed since this config recorded it (SHA-256 " in result.output
@@ -303,3 +307,61 @@ def test_optimizers_lists_the_valid_classes_of_a_file_and_says_what_is_wrong_wit
         result.output.strip().splitlines()[-1] == f"Error: {path}:Broken: it has no Spec: a nested class "
         "Spec(Hyperparameters) with its keys and learning_rate's default"
     )
+
+
+def test_a_process_runs_the_file_it_imported_at_every_size_even_once_the_file_is_edited(tmp_path, monkeypatch) -> None:
+    """The kernel is compiled from the text the process imported, and cached under that text's hash: an edit
+    made while a process runs changes neither its numpy steps nor its compiled ones, nor the kernel that a
+    later process (which imports the edited file) finds in the cache."""
+    monkeypatch.setenv("OPTRUN_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "while_running.py"
+    path.write_text(EDITABLE.replace("STEP", "g"))
+    small, large = np.zeros(1000, np.float32), np.zeros(200_000, np.float32)
+    build_optimizer({"name": f"{path}:Plain"}, [small]).step([np.ones_like(small)])
+    path.write_text(EDITABLE.replace("STEP", "(g + g)"))
+    opt = build_optimizer({"name": f"{path}:Plain"}, [large])
+    opt.step([np.ones_like(large)])
+    assert opt.fused and small.min() == small.max() == large.min() == large.max() == -0.5
+    done = subprocess.run([sys.executable, "-c", STEP_BOTH_SIZES, f"{path}:Plain"], capture_output=True, text=True,
+                          env={**os.environ}, timeout=120)  # fmt: skip
+    assert done.stdout.split() == ["1000", "False", "-1.0", "-1.0", "200000", "True", "-1.0", "-1.0"], done.stderr
+
+
+def test_a_flag_that_changes_between_steps_stops_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "flag.py"
+    source = EDITABLE.replace("STEP", "g").replace("def rule(p, g, lr):", "def rule(p, g, lr, early):")
+    path.write_text(source.replace('return {"lr": self.lr}', 'return {"lr": self.lr, "early": self.t < 3}'))
+    p = np.zeros(200_000, np.float32)
+    opt = build_optimizer({"name": f"{path}:Plain"}, [p])
+    opt.step([np.ones_like(p)])
+    opt.step([np.ones_like(p)])
+    with pytest.raises(ValueError, match=r"flag\.py:Plain: scalars\(\) changed its flags from \{'early': True\} to "
+                       r"\{'early': False\} at step 3; a flag \(a bool\) must be the same at every step"):  # fmt: skip
+        opt.step([np.ones_like(p)])
+
+
+def test_a_worker_refuses_a_file_that_differs_from_the_one_the_config_recorded(rules: Path) -> None:
+    import pickle
+
+    config = parse_config({**SMALL, "optimizer": {"name": f"{rules}:Lion"}})
+    sent = pickle.dumps(config.optimizer)  # as a worker receives it
+    assert pickle.loads(sent) == config.optimizer
+    rules.write_text(rules.read_text().replace("1e-4", "2e-4"))
+    registry._import_file.cache_clear()  # as a worker that has not imported it yet
+    with pytest.raises(Exception, match="has changed since this config recorded it"):
+        pickle.loads(sent)
+
+
+def test_float64_gradients_of_float32_parameters_give_the_same_bits_both_ways() -> None:
+    """Separate float32 arrays (no flat buffer), float64 gradients: both paths compute in float32."""
+    rng = np.random.default_rng(0)
+    start, grads = rng.standard_normal(FUSED_MIN_SIZE).astype(np.float32), rng.standard_normal((5, FUSED_MIN_SIZE))
+    results = []
+    for fused in (False, True):
+        params = [start[:50_000].copy(), start[50_000:].copy()]
+        opt = build_optimizer({"name": "adam"}, params)
+        opt.fused = fused
+        for g in grads:
+            opt.step([g[:50_000], g[50_000:]])
+        results.append(np.concatenate(params))
+    np.testing.assert_array_equal(results[0], results[1])

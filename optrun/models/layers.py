@@ -83,11 +83,15 @@ class Activation(Layer):
     def slope(y: Any, one: Any, **constants: Any) -> Any:
         raise NotImplementedError
 
+    @classmethod
+    def arguments(cls) -> dict[str, float]:
+        """What ``value`` and ``slope`` take after their number, by name: ``one`` and the constants."""
+        return {"one": 1.0, **cls.constants}
+
     def _typed(self, dtype: np.dtype) -> dict[str, Any]:
-        """``one`` and the constants in ``dtype``."""
+        """``arguments()`` in ``dtype``."""
         if dtype not in self._typed_by_dtype:
-            typed = {"one": 1.0, **self.constants}
-            self._typed_by_dtype[dtype] = {k: dtype.type(v) for k, v in typed.items()}
+            self._typed_by_dtype[dtype] = {k: dtype.type(v) for k, v in self.arguments().items()}
         return self._typed_by_dtype[dtype]
 
     def apply(self, x: np.ndarray) -> np.ndarray:

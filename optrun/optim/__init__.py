@@ -70,7 +70,7 @@ def update_rule(cls: type[Optimizer]) -> str:
     return textwrap.dedent(paragraphs[1]).strip() if len(paragraphs) > 1 else "(not documented)"
 
 
-def describe_optimizer(name: str, cls: type[Optimizer]) -> tuple[str, dict[str, str], str]:
+def optimizer_entry(name: str, cls: type[Optimizer]) -> tuple[str, dict[str, str], str]:
     """An optimizer as ``optrun optimizers`` lists it: its name, its own hyperparameters' defaults (as text),
     and the update rule its docstring states."""
     defaults = cls.Spec.model_validate(cls.Spec.fill_defaults({"name": name}))  # e.g. mu without a mu_schedule
@@ -83,7 +83,7 @@ def _text(value: Any) -> str:
 
 
 def optimizers_markdown(rows: Sequence[tuple[str, dict[str, str], str]]) -> str:
-    """The table of ``describe_optimizer``'s rows in Markdown."""
+    """The table of ``optimizer_entry``'s rows in Markdown."""
     lines = ["| name | hyperparameters (default) | update rule |", "|---|---|---|"]
     for name, defaults, rule in rows:
         hyper = "<br>".join(f"`{k}` = {v}" for k, v in defaults.items())
@@ -102,8 +102,8 @@ __all__ = [
     "PositiveFloat",
     "UnitOpenFloat",
     "build_optimizer",
-    "describe_optimizer",
     "flat_buffer",
+    "optimizer_entry",
     "optimizers_markdown",
     "parse_optimizer_spec",
     "update_rule",

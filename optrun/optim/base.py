@@ -55,7 +55,7 @@ FUSED_MIN_SIZE = 100_000
 """Parameters from which steps use the compiled kernels. A step saves about 3 ns per element (Adam);
 numba's start (about 1 s per process) is then repaid within a few thousand steps."""
 
-CHUNK = 1 << 16
+NUMPY_PIECE = 1 << 16
 """Elements per piece of a step in numpy: a rule's temporaries then take a few MiB at most, at any size."""
 
 
@@ -84,9 +84,9 @@ class Hyperparameters(Section):
 
 
 def _rebuild(values: dict[str, Any]) -> Hyperparameters:
-    from optrun.optim.registry import optimizer_class
+    from optrun.optim import parse_optimizer_spec
 
-    return optimizer_class(values["name"]).Spec.model_validate(values)
+    return parse_optimizer_spec(values)  # which checks a user's file against the SHA-256 the values recorded
 
 
 class Optimizer:
@@ -130,6 +130,8 @@ class Optimizer:
             return "its Spec must be a subclass of optrun.optim.Hyperparameters"
         if "learning_rate" not in cls.Spec.model_fields or cls.Spec.model_fields["learning_rate"].is_required():
             return "its Spec must give learning_rate a default"
+        if required := [k for k, field in cls.Spec.model_fields.items() if k != "name" and field.is_required()]:
+            return f"its Spec must give every key a default; {', '.join(required)} has none"
         if cls._update is not Optimizer._update:
             return None
         if cls.rule is Optimizer.rule:
@@ -200,6 +202,7 @@ class Optimizer:
                 failure += " (a rule runs on whole arrays too: compare values with np.where or np.maximum, not if)"
             raise ConfigError(f"optimizer {self.label}: {where} fails: {failure}") from None
         self._bare = not self.state and not isinstance(new, tuple)  # θ alone, for a rule without state
+        self._flags = {k: v for k, v in scalars.items() if isinstance(v, bool)}  # constants of the kernel
         if not self._bare and (not isinstance(new, tuple) or len(new) != 1 + len(self.state)):
             count = len(new) if isinstance(new, tuple) else 1
             wanted = f"θ, then {', '.join(self.state)}"
@@ -273,17 +276,18 @@ class Optimizer:
                 self._update(p, g, state)
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        """The rule on whole arrays in numpy, in pieces of ``CHUNK`` elements: the same operations as its
+        """The rule on whole arrays in numpy, in pieces of ``NUMPY_PIECE`` elements: the same operations as its
         kernel's, element for element."""
+        g = g.astype(p.dtype, copy=False)  # as the kernel reads it
         scalars, cast = self.scalars(), p.dtype.type
         for name in self._floats:  # in the arrays' dtype, as the kernel reads them
             scalars[name] = cast(scalars[name])
-        if p.size <= CHUNK or not (p.flags.c_contiguous and g.flags.c_contiguous):
+        if p.size <= NUMPY_PIECE or not (p.flags.c_contiguous and g.flags.c_contiguous):
             self._apply_rule(p, g, state, scalars)
             return
         p, g, state = p.reshape(-1), g.reshape(-1), {k: a.reshape(-1) for k, a in state.items()}
-        for lo in range(0, p.size, CHUNK):
-            piece = slice(lo, lo + CHUNK)
+        for lo in range(0, p.size, NUMPY_PIECE):
+            piece = slice(lo, lo + NUMPY_PIECE)
             self._apply_rule(p[piece], g[piece], {k: a[piece] for k, a in state.items()}, scalars)
 
     def _apply_rule(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
@@ -302,12 +306,18 @@ class Optimizer:
         call; None, with a warning, where numba cannot compile the rule: steps then stay numpy's."""
         dtype = self._targets[0].dtype
         if dtype not in self._kernels:
-            from optrun.optim.registry import location
+            from optrun.optim.registry import location_of, source_of
 
             try:
                 with self._at_a_step():
                     self._kernels[dtype] = kernels.compile_rule(
-                        type(self), location(type(self)), dtype, self.scalars(), self.state_names, self._bare
+                        type(self),
+                        location_of(type(self)),
+                        source_of(type(self)),
+                        dtype,
+                        self.scalars(),
+                        self.state_names,
+                        self._bare,
                     )
             except generated.CompileError as exc:
                 log.warning(f"optimizer {self.label}: its rule does not compile ({exc}); its steps run in numpy")
@@ -316,8 +326,13 @@ class Optimizer:
         return self._kernels[dtype]
 
     def _kernel_scalars(self, dtype: np.dtype) -> np.ndarray:
-        """This step's float scalars, in the rule's order, as the kernel reads them."""
+        """This step's float scalars, in the rule's order, as the kernel reads them; a ValueError where a
+        flag changed since the kernel was compiled with it as a constant."""
         scalars = self.scalars()
+        flags = {k: v for k, v in scalars.items() if isinstance(v, bool)}
+        if flags != self._flags:
+            raise ValueError(f"optimizer {self.label}: scalars() changed its flags from {self._flags} to {flags} "
+                             f"at step {self.t}; a flag (a bool) must be the same at every step")  # fmt: skip
         return np.array([scalars[n] for n in self._floats] or [0], dtype)
 
     def warm_up(self) -> None:
@@ -337,9 +352,20 @@ class Optimizer:
     @property
     def kernel_only(self) -> bool:
         """Whether each step is exactly one kernel call on the flat parameters, with scalars that depend on
-        the step count alone (no clipping, no rule that watches the loss), so that compiled code may take
-        the steps itself (``kernel_steps``, ``advance``)."""
-        return self.fused and self._is_flat and self.hyper.clip_norm is None and self._kernel() is not None
+        the step count alone (no clipping, no ``_begin_step`` that watches the gradient or the loss), so
+        that compiled code may take the steps itself (``kernel_steps``, ``advance``)."""
+        return (
+            self.fused
+            and self._is_flat
+            and self.hyper.clip_norm is None
+            and not self._watches_steps()
+            and self._kernel() is not None
+        )
+
+    def _watches_steps(self) -> bool:
+        """Whether ``_begin_step`` looks at the step's gradients or loss (a subclass that overrides it does,
+        unless it says otherwise here)."""
+        return type(self)._begin_step is not Optimizer._begin_step
 
     def kernel_steps(self, n: int) -> tuple[kernels.Kernel, list[np.ndarray], np.ndarray]:
         """For the next ``n`` steps, without taking them: the kernel, its state arrays (those kept, in the

@@ -125,20 +125,27 @@ def _source(cls: type, location: str, dtype: np.dtype, scalars: dict[str, Any], 
     results = ["p[i]"] + [element[n] if n in kept else "_" for n in state]  # state not kept: dropped
     results_text = "p[i]" if bare else ", ".join(results) + ","  # bare: a rule without state returns θ alone
     return _TEMPLATE.format(
-        qualname=cls.__qualname__, location=location, dtype=dtype.name, itemsize=dtype.itemsize, n_states=max(len(kept), 1),
-        n_scalars=max(len(floats), 1), unpack="\n".join(unpack), results=results_text,
+        qualname=cls.__qualname__, location=location, dtype=dtype.name, itemsize=dtype.itemsize,
+        n_states=max(len(kept), 1), n_scalars=max(len(floats), 1), unpack="\n".join(unpack), results=results_text,
         arguments=", ".join(arguments),
     )  # fmt: skip
 
 
 def compile_rule(
-    cls: type, location: str, dtype: np.dtype, scalars: dict[str, Any], kept: Sequence[str], bare: bool = False
+    cls: type,
+    location: str,
+    source: bytes,
+    dtype: np.dtype,
+    scalars: dict[str, Any],
+    kept: Sequence[str],
+    bare: bool = False,
 ) -> Kernel:
     """The kernel of ``cls.rule`` on ``dtype`` arrays, for these flags (the bools of ``scalars``) and this kept
     state (``bare``: a rule without state that returns θ alone), loaded from numba's cache or compiled
-    (``optrun.generated``); raises CompileError where numba cannot compile the rule."""
-    source = _source(cls, location, np.dtype(dtype), scalars, list(kept), bare)
-    module = generated.load(f"kernel_{cls.__name__.lower()}", source, generated.file_of(cls))
+    (``optrun.generated``), under a hash of ``source``, the text of the file ``cls`` was run from; raises
+    CompileError where numba cannot compile the rule."""
+    text = _source(cls, location, np.dtype(dtype), scalars, list(kept), bare)
+    module = generated.load(f"kernel_{cls.__name__.lower()}", text, source)
     return Kernel(module.kernel.address, np.dtype(dtype))
 
 

@@ -112,9 +112,8 @@ class Momentum(Optimizer):
         schedule = self.hyper.mu_schedule
         return float(self.hyper.mu if schedule is None else schedule(t))
 
-    @property
-    def kernel_only(self) -> bool:
-        return super().kernel_only and self.hyper.restart is None
+    def _watches_steps(self) -> bool:
+        return self.hyper.restart is not None  # _begin_step acts only for a restart
 
     def extras(self) -> dict[str, float]:
         out: dict[str, float] = {}

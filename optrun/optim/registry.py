@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
-import importlib.util
 import inspect
 import sys
+import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,22 +64,28 @@ def absolute(name: str, base: Path) -> str:
     return f"{(base / location).resolve()}:{qualname}"
 
 
+SOURCE = "__optrun_source__"
+"""The attribute of a user's module that holds the bytes it was run from: its kernels and its ``source``
+hash come from them, not from the file as it may be now (edited while a process runs)."""
+
+
 @functools.cache
 def _import_file(path: str) -> Any:
     file = Path(path)
-    if not file.is_file():
-        raise NotAnOptimizer(f"no such file: {path}" if not file.exists() else f"{path} is not a file")
+    try:
+        source = file.read_bytes()
+    except FileNotFoundError:
+        raise NotAnOptimizer(f"no such file: {path}") from None
+    except OSError as exc:
+        raise NotAnOptimizer(f"{path}: cannot read it: {exc.strerror or exc}") from None
     name = f"optrun_user_{file.stem}_{hashlib.sha256(path.encode()).hexdigest()[:10]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, file)
-    if spec is None or spec.loader is None:
-        raise NotAnOptimizer(f"{path} is not a Python file")
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(name)
+    module.__file__ = path
+    setattr(module, SOURCE, source)
     sys.modules[name] = module
     sys.path.insert(0, str(file.parent))  # as Python runs a script: the modules beside it import
     try:
-        spec.loader.exec_module(module)
+        exec(compile(source, path, "exec"), module.__dict__)
     except (Exception, SystemExit) as exc:
         del sys.modules[name]
         raise NotAnOptimizer(f"{path} does not import: {_describe(exc)}") from None
@@ -115,7 +121,7 @@ def load_class(location: str, qualname: str) -> type[Optimizer]:
     for part in qualname.split("."):
         found = getattr(found, part, None)
     if found is None:
-        own = [n for n, v in vars(module).items() if _is_optimizer(v) and v.__module__ == module.__name__]
+        own = _own_optimizers(module)
         defines = f"; it defines {', '.join(own)}" if own else "; it defines no optimizer class"
         raise NotAnOptimizer(f"{location} has no '{qualname}'{defines}")
     if not _is_optimizer(found):
@@ -123,6 +129,11 @@ def load_class(location: str, qualname: str) -> type[Optimizer]:
     if problem := found.problem():
         raise NotAnOptimizer(f"{location}:{qualname}: {problem}")
     return found
+
+
+def _own_optimizers(module: Any) -> list[str]:
+    """The names of the optimizer classes ``module`` defines (not those it imports)."""
+    return [n for n, v in vars(module).items() if _is_optimizer(v) and v.__module__ == module.__name__]
 
 
 def _is_optimizer(value: Any) -> bool:
@@ -142,7 +153,12 @@ def optimizer_class(name: str) -> type[Optimizer]:
     return load_class(*split_reference(BUILT_IN[name]))
 
 
-def location(cls: type) -> str:
+def source_of(cls: type) -> bytes:
+    """The text of the file that defines ``cls``, as this process ran it."""
+    return getattr(sys.modules.get(cls.__module__), SOURCE, None) or Path(inspect.getfile(cls)).read_bytes()
+
+
+def location_of(cls: type) -> str:
     """Where ``load_class`` finds ``cls`` again, in this process or another: its file's path where it came
     from a user's file, else its module's name."""
     if cls.__module__.startswith("optrun_user_"):
@@ -166,7 +182,7 @@ def classes_in(source: str) -> tuple[dict[str, type[Optimizer]], list[str]]:
     if is_reference(source):
         return {source: load_class(*split_reference(source))}, []
     module = _module(source)
-    names = [n for n, v in vars(module).items() if _is_optimizer(v) and v.__module__ == module.__name__]
+    names = _own_optimizers(module)
     if not names:
         raise NotAnOptimizer(f"{source} defines no optimizer class (a subclass of optrun.Optimizer)")
     found, problems = {}, []
@@ -184,7 +200,7 @@ def source_digest(name: str, recorded: Any = None) -> str | None:
     must be the same: a file edited since a run began would change the rule halfway through its seeds."""
     if not is_reference(name):
         return None
-    digest = hashlib.sha256(Path(inspect.getfile(optimizer_class(name))).read_bytes()).hexdigest()
+    digest = hashlib.sha256(source_of(optimizer_class(name))).hexdigest()
     if recorded is not None and recorded != digest:
         where = split_reference(name)[0]
         raise NotAnOptimizer(
