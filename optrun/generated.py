@@ -80,8 +80,8 @@ def load(prefix: str, source: str, depends_on: bytes) -> Any:
 
 
 def _reason(exc: Exception) -> str:
-    """An error in one line: numba's own reason (its second line, after "Failed in nopython mode pipeline")
-    and the line of the math it concerns, where it names them."""
+    """An error in one line: numba's own reason (its first line that is not "Failed in nopython mode
+    pipeline") and the file and line of the math it concerns, where it names them."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # numba colours its messages
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
