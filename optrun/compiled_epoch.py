@@ -37,6 +37,7 @@ import ctypes
 import importlib.metadata
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,12 @@ class Blas:
 ONEDNN = "onednn-cpu-gomp"
 """The package that ships oneDNN's library (``libdnnl.so.3``), built for GNU OpenMP: optrun's optional extra
 ``onednn`` on x86-64 Linux (``pip install "optrun[onednn]"``), where its kernels are the faster."""
+
+
+def cached() -> bool:
+    """Whether numba has compiled the epoch on this machine before (its cache index is beside this module):
+    the epoch is then loaded in a fraction of a second, not compiled."""
+    return any((Path(__file__).parent / "__pycache__").glob("compiled_epoch._worker-*.nbi"))
 
 
 def find_dnnl_sgemm() -> int:

@@ -178,7 +178,7 @@ def _blown_up(config: Config, loss: float, initial: float | None, when: str) -> 
     return f"loss {loss:.4g} after {when} exceeds divergence_factor {factor:g} × the initial loss {initial:.4g}"
 
 
-COMPILING = "compiling the epoch (about 3 s the first time, then cached)"
+COMPILING = "compiling the epoch (about 3 s, this once: it is cached for later runs)"
 
 
 def compiled_epoch(exp: Experiment) -> Any:
@@ -198,7 +198,8 @@ def compiled_epoch(exp: Experiment) -> Any:
 
             blas = ce.find_blas()
             if blas is not None:
-                log.info(COMPILING)
+                if not ce.cached():
+                    log.info(COMPILING)
                 batch = min(exp.config.train.batch_size, len(exp.data.y_train))
                 try:
                     exp.compiled = ce.CompiledEpoch(exp.model, opt, batch, blas, threads.count())

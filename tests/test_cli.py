@@ -232,12 +232,18 @@ def test_plain_lines_when_not_a_terminal(runner, tmp_path) -> None:
     assert "\x1b[" not in result.output  # no terminal escapes in logs
 
 
-def test_a_compile_before_the_first_epoch_is_told_unless_quiet(runner, tmp_path) -> None:
+def test_a_compile_before_the_first_epoch_is_told_unless_quiet_or_cached(runner, tmp_path, monkeypatch) -> None:
+    from optrun import compiled_epoch
+
     big = GOOD.replace("{name: digits}", "{name: blobs, n_samples: 100, n_features: 400, n_classes: 5}")
     config = write(tmp_path, big + "model: {hidden: [256], activation: relu}\n")  # 104k parameters: compiled
+    monkeypatch.setattr(compiled_epoch, "cached", lambda: False)  # as on a machine where it never ran
     lines = invoke(runner, "train", config, "--runs-dir", tmp_path / "r").output.splitlines()
     assert lines[0] == COMPILING and lines[1].startswith("epoch 0/2  loss ")
     assert COMPILING not in invoke(runner, "train", config, "--runs-dir", tmp_path / "r", "--quiet").output
+    monkeypatch.undo()
+    assert compiled_epoch.cached()  # numba's index is beside the module now
+    assert COMPILING not in invoke(runner, "train", config, "--runs-dir", tmp_path / "r").output
     assert logging.getLogger("optrun").level == logging.NOTSET  # a notebook's logging is left as it was
 
 

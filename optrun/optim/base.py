@@ -139,6 +139,9 @@ class Optimizer:
         names = kernels.rule_parameters(cls.rule)
         if names[2 : 2 + len(cls.state)] != list(cls.state) or len(names) < 2:
             return f"its rule's parameters must be p, g, then its state {', '.join(cls.state) or '(none)'}"
+        if numbers := kernels.written_numbers(cls.rule):
+            why = "compiled, a number written in the rule computes in float64, and the sizes would differ"
+            return f"its rule writes the number {numbers[0]!r}; give it as a scalar from scalars() instead ({why})"
         return None
 
     def __init__(self, params: Sequence[np.ndarray], **hyperparameters: Any) -> None:
@@ -279,7 +282,7 @@ class Optimizer:
         """The rule on whole arrays in numpy, in pieces of ``NUMPY_PIECE`` elements: the same operations as its
         kernel's, element for element."""
         g = g.astype(p.dtype, copy=False)  # as the kernel reads it
-        scalars, cast = self.scalars(), p.dtype.type
+        scalars, cast = self._step_scalars(), p.dtype.type
         for name in self._floats:  # in the arrays' dtype, as the kernel reads them
             scalars[name] = cast(scalars[name])
         if p.size <= NUMPY_PIECE or not (p.flags.c_contiguous and g.flags.c_contiguous):
@@ -325,14 +328,19 @@ class Optimizer:
                 return None
         return self._kernels[dtype]
 
-    def _kernel_scalars(self, dtype: np.dtype) -> np.ndarray:
-        """This step's float scalars, in the rule's order, as the kernel reads them; a ValueError where a
-        flag changed since the kernel was compiled with it as a constant."""
+    def _step_scalars(self) -> dict[str, Any]:
+        """``scalars()``, where its flags are still the first step's; a ValueError where one changed (a kernel
+        has them as constants: numpy's steps refuse it too, so that a rule is the same at every size)."""
         scalars = self.scalars()
         flags = {k: v for k, v in scalars.items() if isinstance(v, bool)}
         if flags != self._flags:
             raise ValueError(f"optimizer {self.label}: scalars() changed its flags from {self._flags} to {flags} "
                              f"at step {self.t}; a flag (a bool) must be the same at every step")  # fmt: skip
+        return scalars
+
+    def _kernel_scalars(self, dtype: np.dtype) -> np.ndarray:
+        """This step's float scalars, in the rule's order, as the kernel reads them."""
+        scalars = self._step_scalars()
         return np.array([scalars[n] for n in self._floats] or [0], dtype)
 
     def warm_up(self) -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import inspect
 import statistics
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,26 @@ from optrun.generated import jitted
 
 SPLIT_MIN_SIZE = 1 << 21
 """Elements from which splitting an update across threads is tried (8 MiB of float32 per array)."""
+
+
+def written_numbers(fn: Callable[..., Any]) -> list[Any]:
+    """The numbers written in ``fn`` and in the functions of its module that it calls (as ``jitted`` compiles
+    them with it): numba would compute with each in float64 or int64, where numpy keeps the arrays' dtype."""
+    code_objects, numbers, seen = [fn.__code__], [], {fn}
+    helpers = [v for n in fn.__code__.co_names if isinstance(v := fn.__globals__.get(n), types.FunctionType)]
+    for helper in helpers:
+        if helper.__module__ == fn.__module__ and helper not in seen:
+            seen.add(helper)
+            code_objects.append(helper.__code__)
+    while code_objects:
+        for const in code_objects.pop().co_consts:
+            if isinstance(const, types.CodeType):
+                code_objects.append(const)
+            elif isinstance(const, tuple):
+                numbers += [c for c in const if isinstance(c, int | float | complex) and not isinstance(c, bool)]
+            elif isinstance(const, int | float | complex) and not isinstance(const, bool):
+                numbers.append(const)
+    return numbers
 
 
 def rule_parameters(rule: Callable[..., Any]) -> list[str]:

@@ -125,9 +125,10 @@ def load_class(location: str, qualname: str) -> type[Optimizer]:
         defines = f"; it defines {', '.join(own)}" if own else "; it defines no optimizer class"
         raise NotAnOptimizer(f"{location} has no '{qualname}'{defines}")
     if not _is_optimizer(found):
-        raise NotAnOptimizer(f"{location}:{qualname} is not an optimizer: a subclass of optrun.Optimizer")
+        what = short_name(f"{location}:{qualname}")
+        raise NotAnOptimizer(f"{what} is not an optimizer: a subclass of optrun.Optimizer")
     if problem := found.problem():
-        raise NotAnOptimizer(f"{location}:{qualname}: {problem}")
+        raise NotAnOptimizer(f"{short_name(f'{location}:{qualname}')}: {problem}")
     return found
 
 
