@@ -296,6 +296,16 @@ def train(
     console = _console()
     with _progress(console, config, quiet) as on_row, _naming(config_path or f"{resume_dir}/config.yaml"):
         outcome = run(config, runs_dir, on_row) if resume_dir is None else resume(resume_dir, on_row)
+    try:
+        _tell_outcome(console, config, outcome, quiet)
+    except KeyboardInterrupt:  # the run is recorded, as its summary says: a late Ctrl-C only cuts this short
+        _tell(f"{outcome.path}: {outcome.result.status}; interrupted while telling it")
+    if outcome.result.status == "diverged":
+        sys.exit(EXIT_DIVERGED)
+
+
+def _tell_outcome(console: Console, config: configs.Config, outcome: RunOutcome, quiet: bool) -> None:
+    """A finished run's table, result line and directory (its pictures first, on an objective)."""
     pictures = []
     if config.objective is not None:  # the path and the rate are the point of a landscape: draw them
         collection = reports.collect([outcome.path])
@@ -318,8 +328,6 @@ def train(
         if pictures:
             console.print(f"pictures: {', '.join(p.name for p in pictures)}")
         console.print(f"run directory: {outcome.path}")
-    if outcome.result.status == "diverged":
-        sys.exit(EXIT_DIVERGED)
 
 
 def _run_line(planned: PlannedRun, outcome: RunOutcome, width: int) -> str:

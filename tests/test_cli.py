@@ -428,3 +428,19 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, seconds: float) -
 
 def test_a_program_that_imports_optrun_keeps_pythons_ctrl_c() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # optrun is imported by now
+
+
+def test_a_ctrl_c_after_the_run_is_recorded_leaves_its_status_and_exit_code(runner, tmp_path, monkeypatch) -> None:
+    """A stop signal that lands while the finished run is being told (its table, its result line) cuts the
+    telling short, not the run: the exit code is the run's (0 for completed), as summary.json says."""
+    import optrun.cli
+
+    def interrupted(summary):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optrun.cli, "result_text", interrupted)
+    result = runner.invoke(cli, ["train", str(write(tmp_path, GOOD)), "--runs-dir", str(tmp_path / "r")])
+    [path] = (tmp_path / "r").iterdir()
+    assert result.exit_code == 0, result.output
+    assert json.loads((path / "summary.json").read_text())["status"] == "completed"
+    assert result.output.strip().endswith(f"{path}: completed; interrupted while telling it")
