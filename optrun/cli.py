@@ -47,7 +47,7 @@ from optrun.runs import (
     signal_name,
 )
 from optrun.schema import ConfigError
-from optrun.tables import comparison_table, metrics_table, result_text, run_overview
+from optrun.tables import comparison_table, metrics_table, result_text, run_overview, unfinished_notice
 from optrun.threads import available_cores
 from optrun.train import Record, StepRecord, check
 
@@ -452,7 +452,7 @@ def compare_command(
 )
 @click.option(
     "--target-accuracy",
-    type=click.FloatRange(0, 1, min_open=True, clamp=False),
+    type=click.FloatRange(0, 1, min_open=True),
     callback=lambda ctx, param, value: _a_number(param, value),
     metavar="X",
     help="Accuracy for 'epochs to target' [default: the compare config's, else 95% of the best final accuracy].",
@@ -466,8 +466,6 @@ def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | Non
     Runs of one label in a compare directory are aggregated over their seeds;
     each train run directory is a row of its own.
     """
-    from optrun.tables import unfinished_notice
-
     collection = reports.collect(paths)
     comparison = reports.build(collection.groups, collection.name, target_accuracy or collection.target)
     for warning in collection.warnings:
@@ -492,8 +490,6 @@ def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | Non
 def show(path: str) -> None:
     """Print a run directory's settings, outcome and every epoch's metrics; for a compare directory, its table,
     and, when it did not finish, which runs lack a result and how to finish it."""
-    from optrun.tables import unfinished_notice
-
     console = _console()
     if is_run_dir(Path(path)):
         run_record = read_run(path)

@@ -13,7 +13,6 @@ compare config (``config.yaml``), one ordinary run directory per label and seed
 from __future__ import annotations
 
 import importlib
-import json
 import shutil
 import signal
 import threading
@@ -26,7 +25,7 @@ from pathlib import Path
 from optrun import memory
 from optrun.config import CompareConfig, Config, dump_yaml, read_yaml
 from optrun.parallel import WorkersLost, executor
-from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, write
+from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, read_json, write
 from optrun.runs import (
     TRACEBACK,
     RunDirError,
@@ -123,10 +122,7 @@ class CompareOutcome:
 
 def _finished(run_dir: Path) -> bool:
     """Whether the run has a result (``RESULT_STATUSES``): resume skips it."""
-    try:
-        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8")).get("status") in RESULT_STATUSES
-    except (OSError, ValueError):
-        return False
+    return read_json(run_dir / "summary.json").get("status") in RESULT_STATUSES
 
 
 def _stopped(path: Path, config: CompareConfig, runs: list[PlannedRun], status: str, reason: str) -> int:
@@ -141,10 +137,7 @@ def comparison_to_resume(compare_dir: str | Path) -> Path:
     """``compare_dir`` when it is a comparison that did not finish: RunDirError when it is no directory, a
     run directory of ``optrun train``, or a comparison already completed."""
     path = existing_dir(compare_dir, "compare directory")
-    try:
-        status = json.loads((path / "summary.json").read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):  # none yet, or damaged: resume rewrites it
-        status = None
+    status = read_json(path / "summary.json").get("status")  # none yet, or damaged: resume rewrites it
     if is_run_dir(path):
         hint = "; continue it with optrun train --resume" if status in (None, "interrupted") else ""
         raise RunDirError(f"{path}: a run directory, not a compare directory{hint}")
@@ -153,10 +146,11 @@ def comparison_to_resume(compare_dir: str | Path) -> Path:
     return path
 
 
-def _check_kept(path: Path, config: CompareConfig, todo: list[PlannedRun]) -> None:
-    """RunDirError when a finished run of the comparison at ``path`` was trained otherwise than its config.yaml
-    now plans it (edited since): resuming would average runs of two problems in one row."""
-    for planned in plan(config):
+def _check_kept(path: Path, runs: list[PlannedRun], todo: list[PlannedRun]) -> None:
+    """RunDirError when a finished run of the comparison at ``path`` (of its planned ``runs``) was trained
+    otherwise than its config.yaml now plans it (edited since): resuming would average runs of two problems in
+    one row."""
+    for planned in runs:
         run_config = path / planned.subdir / "config.yaml"
         if planned in todo or not run_config.is_file():
             continue
@@ -199,7 +193,7 @@ def compare(
     runs = plan(config)
     todo = pending(config, resume_dir)
     if resume_dir is not None:
-        _check_kept(Path(resume_dir), config, todo)
+        _check_kept(Path(resume_dir), runs, todo)
     jobs = max(1, min(jobs, len(todo) or 1))
     if todo and scheduler is None:  # a Dask worker checks its own memory when it prepares a run
         jobs = memory.runs_that_fit(memory.check_each(config), jobs)

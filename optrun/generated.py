@@ -40,18 +40,23 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "optrun" / "kernels"
 
 
-def jitted(fn: types.FunctionType) -> Any:
-    """numba's compiled ``fn``, where every plain function it calls from its own module (a helper two rules
-    share) is compiled too."""
-    from numba import njit
-
-    helpers = {
-        name: jitted(value)
+def helpers_of(fn: types.FunctionType) -> dict[str, types.FunctionType]:
+    """The plain functions of its own module that ``fn`` calls, by the names it calls them (a helper two rules
+    share), which ``jitted`` compiles with it."""
+    return {
+        name: value
         for name in fn.__code__.co_names
         if isinstance(value := fn.__globals__.get(name), types.FunctionType)
         and value.__module__ == fn.__module__
         and value is not fn
     }
+
+
+def jitted(fn: types.FunctionType) -> Any:
+    """numba's compiled ``fn``, where every helper it calls (``helpers_of``) is compiled too."""
+    from numba import njit
+
+    helpers = {name: jitted(helper) for name, helper in helpers_of(fn).items()}
     if helpers:
         globals_ = {**fn.__globals__, **helpers}
         fn = types.FunctionType(fn.__code__, globals_, fn.__name__, fn.__defaults__, fn.__closure__)

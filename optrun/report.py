@@ -137,7 +137,7 @@ def _seed_of(run_dir: Path) -> int:
     return int(suffix) if suffix.isdigit() else -1
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; empty when the file is missing or is not one."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -158,7 +158,7 @@ def _run_state(run_dir: Path) -> str | None:
     """What became of a planned run: None when it has a result, else ``not run`` or how far it got."""
     if not run_dir.is_dir():
         return "not run"
-    summary = _read_json(run_dir / "summary.json")
+    summary = read_json(run_dir / "summary.json")
     if summary.get("status") in RESULT_STATUSES:
         return None
     if summary.get("status") == "interrupted":
@@ -170,7 +170,7 @@ def _run_state(run_dir: Path) -> str | None:
 def unfinished(path: Path, config: Mapping[str, Any]) -> Unfinished | None:
     """What the compare directory ``path``, whose resolved compare config is ``config``, lacks: None when every
     planned run (each label with each seed) has a result and the comparison was written."""
-    summary = _read_json(path / "summary.json")
+    summary = read_json(path / "summary.json")
     try:
         compare_config = parse_config(dict(config), str(path / "config.yaml"), CompareConfig)
         planned = [(label, seed) for seed in compare_config.seed_list for label in compare_config.optimizers]
@@ -386,7 +386,7 @@ def report_dir(path: str | Path) -> Path:
         raise RunDirError(f"{path}: {what}, not a folder for the report")
     if path.is_symlink() and not path.exists():
         raise RunDirError(f"{path}: a link to nothing, not a folder for the report")
-    if path.is_dir() and any(path.iterdir()) and "sources" not in _read_json(path / "summary.json"):
+    if path.is_dir() and any(path.iterdir()) and "sources" not in read_json(path / "summary.json"):
         raise RunDirError(
             f"{path}: holds files that are not an earlier report's (a run, a comparison?); "
             "--out takes a new or empty folder, or a report's to rewrite"

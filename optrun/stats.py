@@ -213,11 +213,9 @@ _ALWAYS_SHOWN = (*_NOT_SETTINGS, "learning_rate")  # every optimizer description
 def distinguishing_keys(specs: Sequence[Mapping[str, Any]]) -> list[str]:
     """The hyperparameters, besides name and learning rate, whose values differ between the specs that have them:
     what tells labels apart, e.g. ``mu`` in a sweep of momentum. A key only some optimizers have (adam's ``beta1``)
-    is compared among those, so that the names alone tell sgd from adam. In the order the specs list them, the
-    numbers and flags before the mappings (schedules), which read longer."""
+    is compared among those, so that the names alone tell sgd from adam. In the order the specs list them."""
     keys = dict.fromkeys(k for spec in specs for k in spec if k not in _ALWAYS_SHOWN)
-    differ = [k for k in keys if len({repr(spec[k]) for spec in specs if k in spec}) > 1]
-    return sorted(differ, key=lambda k: any(isinstance(spec.get(k), Mapping) for spec in specs))
+    return [k for k in keys if len({repr(spec[k]) for spec in specs if k in spec}) > 1]
 
 
 def describe_optimizer(spec: Mapping[str, Any], keys: Iterable[str] = (), exact: bool = False) -> str:
@@ -287,7 +285,7 @@ def optimizer_descriptions(specs: Sequence[Mapping[str, Any]]) -> list[str]:
     mapping = {k for k in order if any(isinstance(spec.get(k), Mapping) for spec in specs)}
     keys = [
         sorted({*differ, *non_default_keys(spec)}, key=lambda k: (k in mapping, order[k])) for spec in specs
-    ]  # in the order the specs list them, the numbers and flags before the mappings, as distinguishing_keys
+    ]  # in the order the specs list them, the numbers and flags before the mappings (schedules), which read longer
     texts = [describe_optimizer(spec, k) for spec, k in zip(specs, keys, strict=True)]
     distinct_specs = {repr(dict(spec)) for spec in specs}
     if len(set(texts)) < len(distinct_specs):

@@ -128,8 +128,6 @@ class Optimizer:
             return "it has no Spec: a nested class Spec(Hyperparameters) with its keys and learning_rate's default"
         if not (isinstance(cls.Spec, type) and issubclass(cls.Spec, Hyperparameters)):
             return "its Spec must be a subclass of optrun.optim.Hyperparameters"
-        if "learning_rate" not in cls.Spec.model_fields or cls.Spec.model_fields["learning_rate"].is_required():
-            return "its Spec must give learning_rate a default"
         if required := [k for k, field in cls.Spec.model_fields.items() if k != "name" and field.is_required()]:
             return f"its Spec must give every key a default; {', '.join(required)} has none"
         if cls._update is not Optimizer._update:

@@ -51,14 +51,10 @@ SPLIT_MIN_SIZE = 1 << 21
 
 
 def written_numbers(fn: Callable[..., Any]) -> list[Any]:
-    """The numbers written in ``fn`` and in the functions of its module that it calls (as ``jitted`` compiles
-    them with it): numba would compute with each in float64 or int64, where numpy keeps the arrays' dtype."""
-    code_objects, numbers, seen = [fn.__code__], [], {fn}
-    helpers = [v for n in fn.__code__.co_names if isinstance(v := fn.__globals__.get(n), types.FunctionType)]
-    for helper in helpers:
-        if helper.__module__ == fn.__module__ and helper not in seen:
-            seen.add(helper)
-            code_objects.append(helper.__code__)
+    """The numbers written in ``fn`` and in the helpers it calls (``generated.helpers_of``, compiled with it):
+    numba would compute with each in float64 or int64, where numpy keeps the arrays' dtype."""
+    code_objects = [fn.__code__, *(helper.__code__ for helper in generated.helpers_of(fn).values())]
+    numbers: list[Any] = []
     while code_objects:
         for const in code_objects.pop().co_consts:
             if isinstance(const, types.CodeType):
