@@ -45,7 +45,8 @@ from optrun import compiled_epoch, threads
 from optrun.config import parse_config
 from optrun.data.digits import SHAPE as DIGITS_SHAPE
 from optrun.optim import OPTIMIZERS, build_optimizer, kernels
-from optrun.train import _run_epoch, prepare
+from optrun.problems.network import _run_epoch
+from optrun.train import prepare
 
 try:
     import torch
@@ -264,7 +265,8 @@ import json
 import numpy as np
 from optrun.config import parse_config
 from optrun.optim import build_optimizer
-from optrun.train import _run_epoch, prepare
+from optrun.problems.network import _run_epoch
+from optrun.train import prepare
 def high_water():  # VmHWM: ru_maxrss would carry the parent's peak across fork and exec
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))

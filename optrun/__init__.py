@@ -6,8 +6,9 @@ The library a notebook imports; the ``optrun`` command is a thin layer over it.
 from optrun import startup  # noqa: F401  first: a Ctrl-C while the command imports exits quietly
 from optrun.config import CompareConfig, Config, load_config, parse_config
 from optrun.optim import OPTIMIZERS, Optimizer, build_optimizer
+from optrun.problems import EpochRecord, StepRecord, TrainResult
 from optrun.runs import run
-from optrun.train import EpochRecord, TrainResult, train
+from optrun.train import train
 
 __all__ = [
     "OPTIMIZERS",
@@ -15,6 +16,7 @@ __all__ = [
     "Config",
     "EpochRecord",
     "Optimizer",
+    "StepRecord",
     "TrainResult",
     "build_optimizer",
     "load_config",

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from optrun.train import Experiment
+from optrun.problems import Experiment
 
 NAME = "checkpoint.npz"
 

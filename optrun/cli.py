@@ -32,6 +32,7 @@ from optrun.compare import PlannedRun, compare, comparison_to_resume, pending, s
 from optrun.optim import COMMON_KEYS, OPTIMIZERS, optimizer_entry, optimizers_markdown
 from optrun.optim.registry import NotAnOptimizer, classes_in, short_name
 from optrun.parallel import ExecutorError
+from optrun.problems import Record, problem_of
 from optrun.runs import (
     RunDirError,
     RunFailed,
@@ -47,9 +48,9 @@ from optrun.runs import (
     signal_name,
 )
 from optrun.schema import ConfigError
-from optrun.tables import comparison_table, metrics_table, result_text, run_overview, unfinished_notice
+from optrun.tables import comparison_table, metrics_table, run_overview, unfinished_notice
 from optrun.threads import available_cores
-from optrun.train import Record, StepRecord, check
+from optrun.train import check
 
 EXIT_DIVERGED = 3
 
@@ -203,19 +204,13 @@ def _say(text: object) -> None:
     _STDOUT.flush()
 
 
-def _stats(row: Record) -> str:
-    if isinstance(row, StepRecord):
-        distance = "" if row.distance_to_minimum is None else f"  distance to minimum {row.distance_to_minimum:.3g}"
-        return f"loss {row.loss:.4g}  |grad| {row.grad_norm:.3g}{distance}"
-    return f"loss {row.train_loss:.4f}  train acc {row.train_accuracy:.2%}  test acc {row.test_accuracy:.2%}"
-
-
 @contextmanager
 def _progress(console: Console, config: configs.Config, quiet: bool) -> Iterator[Callable[[Record], None]]:
     """A callback that shows each epoch (or step): a live bar on a terminal, plain lines otherwise
     (for steps, about 20 lines in all). What the library tells its logger meanwhile (a compile before
     the first epoch) shows in the bar, or as a line of its own."""
-    unit, total = ("step", config.train.steps) if config.objective is not None else ("epoch", config.train.epochs)
+    problem = problem_of(config)
+    unit, total = problem.unit, problem.planned(config)
     every = max(1, total // 20) if unit == "step" else 1
     if quiet:
         yield lambda row: None
@@ -223,9 +218,9 @@ def _progress(console: Console, config: configs.Config, quiet: bool) -> Iterator
         width = len(str(total))
 
         def line(row: Record) -> None:
-            done = getattr(row, unit)
+            done = row.done
             if done % every == 0 or done == total:
-                console.print(f"{unit} {done:>{width}}/{total}  {_stats(row)}", highlight=False)
+                console.print(f"{unit} {done:>{width}}/{total}  {problem.progress(row)}", highlight=False)
 
         with _library_messages(lambda message: console.print(message, highlight=False)):
             yield line
@@ -234,7 +229,7 @@ def _progress(console: Console, config: configs.Config, quiet: bool) -> Iterator
         with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
             task = bar.add_task("train", total=total, stats="evaluating the start")
             with _library_messages(lambda message: bar.update(task, stats=message)):
-                yield lambda row: bar.update(task, completed=getattr(row, unit), stats=_stats(row))
+                yield lambda row: bar.update(task, completed=row.done, stats=problem.progress(row))
 
 
 @contextmanager
@@ -305,9 +300,10 @@ def train(
 
 
 def _tell_outcome(console: Console, config: configs.Config, outcome: RunOutcome, quiet: bool) -> None:
-    """A finished run's table, result line and directory (its pictures first, on an objective)."""
-    pictures = []
-    if config.objective is not None:  # the path and the rate are the point of a landscape: draw them
+    """A finished run's table, result line and directory (its pictures first, where its problem draws a run's:
+    on an objective, the path and the rate are the point)."""
+    pictures, problem = [], problem_of(config)
+    if problem.draws_each_run:
         collection = reports.collect([outcome.path])
         pictures = reports.draw(reports.build(collection.groups, config.name), outcome.path)
     if quiet:
@@ -315,12 +311,11 @@ def _tell_outcome(console: Console, config: configs.Config, outcome: RunOutcome,
     else:
         result, summary = outcome.result, outcome.summary
         if console.is_terminal:
-            console.print(metrics_table(result.records))
-        unit = "steps" if "steps" in summary else "epochs"
+            console.print(metrics_table(problem, result.records))
+        unit = f"{problem.unit}s"
         if result.status == "completed":
-            console.print(
-                f"[green]completed[/] {summary[unit]} {unit} in {summary['wall_seconds']:.1f} s: {result_text(summary)}"
-            )
+            seconds = summary["wall_seconds"]
+            console.print(f"[green]completed[/] {summary[unit]} {unit} in {seconds:.1f} s: {problem.result(summary)}")
         else:
             console.print(
                 f"[red]diverged[/]: {escape(result.reason or '')}; metrics.csv keeps {unit} 0..{summary[unit]}"
@@ -334,7 +329,8 @@ def _run_line(planned: PlannedRun, outcome: RunOutcome, width: int) -> str:
     result, summary = outcome.result, outcome.summary
     head = f"{planned.label:<{width}} seed {planned.seed}"
     if result.status == "completed":
-        return f"[green]completed[/] {head}  {result_text(summary)}  ({summary['wall_seconds']:.1f} s)"
+        result_text = problem_of(planned.config).result(summary)
+        return f"[green]completed[/] {head}  {result_text}  ({summary['wall_seconds']:.1f} s)"
     return f"[red]{result.status:<9}[/] {head}  {escape(result.reason or '')}"
 
 
@@ -494,7 +490,7 @@ def show(path: str) -> None:
     if is_run_dir(Path(path)):
         run_record = read_run(path)
         console.print(run_overview(run_record))
-        console.print(metrics_table(run_record.records, limit=SHOW_ROWS))
+        console.print(metrics_table(problem_of(run_record.config), run_record.records, limit=SHOW_ROWS))
         return
     collection = reports.collect([path])
     if collection.groups or not collection.unfinished:  # an interrupted comparison may have no result yet
@@ -518,10 +514,7 @@ def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
             bad += 1
             click.echo(f"error: {_in_file(path, exc)}", err=True)
             continue
-        if c.objective is not None:
-            problem = f"on {c.objective.name}, {c.train.steps} steps"
-        else:
-            problem = f"on {c.dataset.name}, {c.model.type}, {c.train.epochs} epochs"
+        problem = f"on {problem_of(c).describe(c)}"
         if isinstance(c, configs.CompareConfig):
             what = f"compare {_count(len(c.optimizers), 'optimizer')} x {_count(len(c.seed_list), 'seed')}"
         else:

@@ -2,7 +2,7 @@
 
 Fairness: the runs of one seed differ only in their optimizer. Each is an
 ordinary train config (``CompareConfig.run_config``) whose seed fixes the data,
-the initial weights and the batch order (``optrun.train``), so for a given seed
+the initial weights and the batch order (``optrun.problems.base.streams``), so for a given seed
 every optimizer starts from the same parameters and sees the same minibatches.
 
 A compare directory ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>/`` holds the resolved
@@ -25,6 +25,7 @@ from pathlib import Path
 from optrun import memory
 from optrun.config import CompareConfig, Config, dump_yaml, read_yaml
 from optrun.parallel import WorkersLost, executor
+from optrun.problems import Record, TrainResult, problem_of
 from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, read_json, write
 from optrun.runs import (
     TRACEBACK,
@@ -36,13 +37,12 @@ from optrun.runs import (
     existing_dir,
     failed_result,
     is_run_dir,
-    kept_progress,
     signal_name,
     write_json,
     write_run,
 )
 from optrun.schema import ConfigError
-from optrun.train import Record, TrainResult, fit, prepare
+from optrun.train import estimate, fit, prepare
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def execute(config: Config) -> Finished:
         result = fit(prepare(config), rows.append)
     except KeyboardInterrupt as exc:  # a stop signal: hand back the rows so far, marked interrupted
         name = signal_name(exc)
-        reason = f"interrupted by {name} {kept_progress(rows)}"
+        reason = f"interrupted by {name} {problem_of(config).kept(rows)}"
         return Finished(TrainResult("interrupted", rows, reason), time.perf_counter() - start, signal=name)
     except Exception as exc:
         return Finished(failed_result(exc, rows), time.perf_counter() - start, traceback.format_exc())
@@ -196,7 +196,7 @@ def compare(
         _check_kept(Path(resume_dir), runs, todo)
     jobs = max(1, min(jobs, len(todo) or 1))
     if todo and scheduler is None:  # a Dask worker checks its own memory when it prepares a run
-        jobs = memory.runs_that_fit(memory.check_each(config), jobs)
+        jobs = memory.runs_that_fit(memory.check(estimate(config)), jobs)
     if todo and (jobs > 1 or scheduler is not None):
         # While the workers start, a core is idle: import matplotlib for the plots then, not after the runs.
         threading.Thread(target=importlib.import_module, args=("optrun.plots",), daemon=True).start()

@@ -2,7 +2,7 @@
 several threads at once, for networks of Dense layers with activations between them (``mlp``, ``logistic``)
 trained by a fused kernel.
 
-NumPy's epoch (``optrun.train``) calls BLAS, which splits each product across the cores, and in between
+NumPy's epoch (``optrun.problems.network``) calls BLAS, which splits each product across the cores, and in between
 runs dozens of small whole-array operations and the optimizer's kernel on one core. Here T threads share
 every step instead, taking tasks from a shared counter, and meet at two barriers per step:
 
@@ -26,9 +26,9 @@ OpenBLAS's, and OpenBLAS may compute a chunk of rows of a product with another k
 whole. tests/test_compiled_epoch.py checks float64 epochs against numpy's to 1e-11, a float32 step to a
 few ulps with either library, and 1, 2 and 3 threads against each other bit for bit.
 
-numba compiles the epoch at its first call, which ``optrun.train.compiled_epoch`` makes before the first
+numba compiles the epoch at its first call, which ``optrun.problems.network.compiled_epoch`` makes before the first
 timed epoch: about 3 s the first time, then about 0.5 s from numba's cache in ``__pycache__``. Importing
-numba takes another half second, so ``optrun.train`` imports this module only for a network it will train.
+numba takes another half second, so ``optrun.problems.network`` imports it only for a network it will train.
 """
 
 from __future__ import annotations
@@ -428,7 +428,7 @@ class CompiledEpoch:
     """Epochs of ``model`` trained by ``optimizer`` in batches of ``batch`` rows, on ``n_threads`` threads.
 
     ``model`` is Dense layers with activations between them, in float32 or float64; ``optimizer`` takes
-    steps that are exactly its kernel's (``Optimizer.kernel_only``): ``optrun.train`` checks both. Raises
+    steps that are exactly its kernel's (``Optimizer.kernel_only``): ``optrun.problems.network`` checks both. Raises
     CompileError where an activation does not compile."""
 
     def __init__(self, model: Network, optimizer: Optimizer, batch: int, blas: Blas, n_threads: int) -> None:

@@ -1,4 +1,5 @@
-"""How much memory a run needs, estimated from its config before anything is allocated, and what is free.
+"""How much memory a run needs, estimated from its config before anything is allocated (by its problem's
+``estimate``: ``optrun.problems``), and what is free.
 
 A run that cannot fit is refused with one line (``check``) before its data is made: otherwise numpy fails
 deep inside a generator or the kernel kills the process, after minutes of work. The estimate is an upper
@@ -28,13 +29,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from optrun import threads
-from optrun.config import CompareConfig, Config
-from optrun.models import count_parameters, widths
-from optrun.models.network import EVALUATION_ROWS
-from optrun.optim import build_optimizer
 from optrun.schema import ConfigError
 
 log = logging.getLogger("optrun")
@@ -80,25 +74,6 @@ class Estimate:
         return f"{size(self.total)}: " + ", ".join(f"{name} {size(b)}" for name, b in self.parts.items() if b)
 
 
-def estimate(config: Config) -> Estimate:
-    """The peak memory of a run of ``config`` (see the module docstring)."""
-    if config.objective is not None:
-        dim = getattr(config.objective, "dim", 2)
-        matrices = QUADRATIC_MATRICES * 8 * dim * dim if config.objective.name == "quadratic" else 0
-        return Estimate(0, matrices, 0, PER_ROW_BYTES * (config.train.steps + 1))
-    itemsize = np.dtype(config.model.dtype).itemsize
-    n_samples, n_features, n_classes = config.dataset.size  # train.max_samples cuts the set once it is made
-    data = 2 * n_samples * n_features * itemsize + PER_SAMPLE_BYTES * n_samples
-    parameters = count_parameters(config.model, n_features, n_classes)
-    states = len(build_optimizer(config.optimizer, [np.zeros(1, config.model.dtype)]).state_names)
-    model = parameters * itemsize * (2 + states + 2 + states + 1)  # see the module docstring
-    units = widths(config.model, n_features, n_classes)
-    batch = min(config.train.batch_size, n_samples)
-    evaluation = threads.count() * min(EVALUATION_ROWS, n_samples) * max(units) * 3
-    activations = (3 * batch * sum(units) + evaluation) * itemsize
-    return Estimate(data, model, activations, PER_ROW_BYTES * (config.train.epochs + 1))
-
-
 def available() -> int | None:
     """Bytes this process can still allocate: ``MemAvailable``, or what its cgroup's limit leaves, whichever
     is less; None where neither can be read (not Linux)."""
@@ -117,10 +92,10 @@ def available() -> int | None:
     return min(free) if free else None
 
 
-def check(config: Config) -> Estimate:
-    """The estimate for ``config``; ConfigError naming the memory needed and the memory available when the
-    run cannot fit."""
-    need, free = estimate(config), available()
+def check(need: Estimate) -> Estimate:
+    """``need``, a run's estimate (its problem's ``estimate``); ConfigError naming the memory needed and the
+    memory available when the run cannot fit."""
+    free = available()
     if free is not None and need.total > free:
         advice = {
             "data": "a smaller dataset",
@@ -133,14 +108,6 @@ def check(config: Config) -> Estimate:
             f"this run needs about {need.describe()}; {size(free)} of memory is available. Choose {advice[largest]}"
         )
     return need
-
-
-def check_each(config: Config | CompareConfig) -> Estimate:
-    """``check`` for a train config, or for each label's runs of a compare config; the largest estimate."""
-    if isinstance(config, CompareConfig):
-        runs = [config.run_config(label, config.seed) for label in config.optimizers]
-        return max((check(run) for run in runs), key=lambda need: need.total)
-    return check(config)
 
 
 def runs_that_fit(need: Estimate, runs: int) -> int:

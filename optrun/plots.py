@@ -36,8 +36,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from optrun.objectives import Objective
-from optrun.stats import Group, LandscapeStats, curves, optimizer_descriptions
-from optrun.train import Record
+from optrun.problems import LandscapeStats, Record
+from optrun.stats import Group, curves, optimizer_descriptions
 
 _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from optrun.config import CompareConfig, parse_config, read_yaml
+from optrun.problems import StatsRow, problem_of
 from optrun.runs import (
     RunDirError,
     RunRecord,
@@ -34,16 +35,7 @@ from optrun.runs import (
     write_json,
 )
 from optrun.schema import ConfigError
-from optrun.stats import (
-    DEFAULT_TARGET_FRACTION,
-    TARGET_DISTANCE_FRACTION,
-    Group,
-    LabelStats,
-    LandscapeStats,
-    default_target,
-    ranked,
-)
-from optrun.train import objective_of
+from optrun.stats import Group, comparison_target, problem_of_groups, ranked
 
 SEED_DIR = "seed-{}"
 RESULT_STATUSES = ("completed", "diverged", "failed")  # a run in one of these has a result; resume skips it
@@ -154,15 +146,15 @@ def is_compare_dir(path: Path) -> bool:
     return (path / "config.yaml").is_file() and is_compare_config(read_yaml(path / "config.yaml"))
 
 
-def _run_state(run_dir: Path) -> str | None:
-    """What became of a planned run: None when it has a result, else ``not run`` or how far it got."""
+def _run_state(run_dir: Path, unit: str) -> str | None:
+    """What became of a planned run: None when it has a result, else ``not run`` or how far it got (in
+    ``unit``s: epochs, steps)."""
     if not run_dir.is_dir():
         return "not run"
     summary = read_json(run_dir / "summary.json")
     if summary.get("status") in RESULT_STATUSES:
         return None
     if summary.get("status") == "interrupted":
-        unit = "steps" if "steps" in summary else "epochs"
         return f"interrupted after {summary.get(unit)} of {summary.get(f'{unit}_planned')} {unit}"
     return "unfinished (no summary.json)"
 
@@ -176,7 +168,8 @@ def unfinished(path: Path, config: Mapping[str, Any]) -> Unfinished | None:
         planned = [(label, seed) for seed in compare_config.seed_list for label in compare_config.optimizers]
     except ConfigError:
         planned = []  # without its config the runs planned are unknown; its summary.json still tells
-    states = [(label, seed, _run_state(path / label / SEED_DIR.format(seed))) for label, seed in planned]
+    unit = f"{problem_of(config).unit}s"
+    states = [(label, seed, _run_state(path / label / SEED_DIR.format(seed), unit)) for label, seed in planned]
     runs = [UnfinishedRun(label, seed, state) for label, seed, state in states if state is not None]
     written = summary.get("status") == "completed" or (
         "status" not in summary and (path / "comparison.csv").is_file()  # written before summaries had a status
@@ -267,37 +260,14 @@ def problem_differences(groups: list[Group]) -> list[str]:
     return [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
 
 
-def _describe_objective(objective: Mapping[str, Any]) -> str:
-    """``quadratic κ=100, 2-D`` or ``rosenbrock, noise 0.1``: the objective in a few words."""
-    words = [str(objective.get("name"))]
-    if objective.get("name") == "quadratic":
-        words[0] += f" κ={objective.get('condition_number'):g}, {objective.get('dim')}-D"
-        if objective.get("rotate") is False:
-            words.append("unrotated")
-    if objective.get("noise"):
-        words.append(f"noise {objective['noise']:g}")
-    if objective.get("start") is not None:
-        words.append(f"start ({', '.join(f'{x:g}' for x in objective['start'])})")
-    return ", ".join(words)
-
-
 def describe_problem(groups: list[Group]) -> str:
     """``digits · mlp [64] relu · 20 epochs, batch 32`` or ``quadratic dim=2 condition_number=100 · 300 steps``,
     or what the runs share when they differ."""
-    config = groups[0].runs[0].config if groups else {}
-    train = config.get("train") or {}
-    if config.get("objective"):
-        parts, keys = [_describe_objective(config["objective"]), f"{train.get('steps')} steps"], ("objective", "train")
-    else:
-        model = config.get("model") or {}
-        net = " ".join(
-            str(x) for x in (model.get("type"), model.get("hidden"), model.get("activation")) if x is not None
-        )
-        parts = [str((config.get("dataset") or {}).get("name", "?")), net]
-        parts.append(f"{train.get('epochs')} epochs, batch {train.get('batch_size')}")
-        keys = ("dataset", "model", "train")
+    if not groups:
+        return ""
+    parts = groups[0].problem.describe_parts(groups[0].runs[0].config)
     differ = {k.split(".")[0] for k in problem_differences(groups)}
-    return " · ".join(p for p, key in zip(parts, keys, strict=True) if key not in differ)
+    return " · ".join(part for part, key in parts if key not in differ)
 
 
 @dataclass
@@ -308,7 +278,7 @@ class Comparison:
     groups: list[Group]
     target: float | None
     target_rule: str
-    rows: list[LabelStats] | list[LandscapeStats]
+    rows: list[StatsRow]
 
     @property
     def title(self) -> str:
@@ -320,18 +290,7 @@ class Comparison:
 
 def build(groups: list[Group], name: str, target: float | None = None) -> Comparison:
     """Rank ``groups``; ``target``: the accuracy for "epochs to target" (None: 95% of the best final mean)."""
-    if not groups:
-        raise RunDirError("no finished runs to compare")
-    if len({g.on_objective for g in groups}) > 1:
-        raise RunDirError("these runs mix networks and objectives; compare each kind on its own")
-    if groups[0].on_objective:
-        rule = f"at most 1/{1 / TARGET_DISTANCE_FRACTION:.0f} of the start's"
-        return Comparison(name, groups, None, rule, ranked(groups, None))
-    if target is None:
-        rule = f"{DEFAULT_TARGET_FRACTION:.0%} of the best mean final test accuracy"
-        target = default_target(groups)
-    else:
-        rule = "set explicitly"
+    target, rule = comparison_target(groups, target)  # RunDirError for no runs, or a mix of kinds
     return Comparison(name, groups, target, rule, ranked(groups, target))
 
 
@@ -342,26 +301,8 @@ def _cell(value: Any) -> str:
 
 
 def _figures(comparison: Comparison) -> dict[str, Any]:
-    """The comparison's figures by file name: curves; on an objective also trajectories (2-D) and convergence
-    (the quadratic)."""
-    from optrun import plots  # here: matplotlib takes 0.4 s to import, and workers never need it
-
-    groups, title = comparison.groups, comparison.title
-    if not groups[0].on_objective:
-        return {"curves": plots.curves_figure(groups, comparison.target, title)}
-    figures = {"curves": plots.landscape_curves_figure(groups, title)}
-    config = parse_config(groups[0].runs[0].config, str(groups[0].runs[0].path / "config.yaml"))
-    objective = objective_of(config)
-    same = all(  # one contour plot needs one landscape: the same objective and, for the quadratic's rotation, seed
-        g.runs[0].config.get("objective") == config.objective.model_dump(mode="json")
-        and g.runs[0].config.get("seed") == config.seed
-        for g in groups
-    )
-    if objective.dim == 2 and same:
-        figures["trajectories"] = plots.trajectories_figure(groups, objective, title)
-    if config.objective.name == "quadratic":
-        figures["convergence"] = plots.convergence_figure(groups, comparison.rows, title)
-    return figures
+    """The comparison's figures by file name (``Problem.figures``)."""
+    return problem_of_groups(comparison.groups).figures(comparison)
 
 
 def draw(comparison: Comparison, out_dir: Path) -> list[Path]:

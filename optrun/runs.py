@@ -3,7 +3,7 @@
 A run directory ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>[-N]/`` holds
 
 - ``config.yaml``: the fully resolved config (every default filled in); training on it reproduces the run;
-- ``metrics.csv``: one row per epoch from 0 (columns ``optrun.train.COLUMNS``), flushed row by row;
+- ``metrics.csv``: one row per epoch (or step) from 0 (the columns of its problem's record), flushed row by row;
 - ``summary.json``: status, epochs, final and best metrics, timings, seed and versions.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import platform
 import signal
@@ -29,22 +28,9 @@ import numpy as np
 
 from optrun import checkpoints
 from optrun.config import Config, dump_yaml, parse_config, read_yaml
-from optrun.objectives import contraction_rate, theory
 from optrun.parallel import Terminated
-from optrun.train import (
-    COLUMNS,
-    OPTIONAL_COLUMNS,
-    STEP_COLUMNS,
-    EpochRecord,
-    Experiment,
-    Landscape,
-    Record,
-    StepRecord,
-    TrainResult,
-    columns_of,
-    fit,
-    prepare,
-)
+from optrun.problems import OPTIONAL_COLUMNS, PROBLEMS, Record, TrainResult, problem_of, problem_of_columns
+from optrun.train import fit, prepare
 
 
 class RunDirError(OSError):
@@ -97,7 +83,7 @@ class MetricsWriter:
     """Appends rows to metrics.csv, flushing each so a reader never sees a torn row.
 
     The header is written with the first row, whose kind (epoch or step) and
-    optional quantities (``optrun.train.columns_of``) fix the columns; a run
+    optional quantities (``Row.columns``) fix the columns; a run
     that ends before its first row gets the header of ``columns``.
     """
 
@@ -109,7 +95,7 @@ class MetricsWriter:
 
     def write(self, row: Record) -> None:
         if not self._columns:
-            self._columns = columns_of(row)
+            self._columns = row.columns()
             self._csv.writerow(self._columns)
         self._csv.writerow([_cell(c, getattr(row, c)) for c in self._columns])
         self._file.flush()
@@ -137,71 +123,24 @@ def _cell(column: str, value: float | None) -> str:
 
 def summarize(config: Config, result: TrainResult, wall_seconds: float) -> dict[str, Any]:
     """The figures summary.json holds (``final`` and ``best`` are null when nothing was evaluated)."""
-    rows = result.records
-    if config.objective is not None:
-        final, best = _landscape_figures(rows)
-        progress = {"steps": result.epochs_completed, "steps_planned": config.train.steps}
-        problem = {"objective": config.objective.name, "rate": _rates(config, rows)}
-    else:
-        final, best = _network_figures(rows)
-        progress = {"epochs": result.epochs_completed, "epochs_planned": config.train.epochs}
-        problem = {"dataset": config.dataset.name if config.dataset else None, "model": config.model.type}
+    problem, rows = problem_of(config), result.records
+    figures = problem.summary(config, rows)
+    unit = f"{problem.unit}s"
     return {
         "name": config.name,
         "status": result.status,
         "reason": result.reason,
-        **progress,
-        "final": final,
-        "best": best,
+        unit: result.epochs_completed,
+        f"{unit}_planned": problem.planned(config),
+        "final": figures.pop("final"),
+        "best": figures.pop("best"),
         "train_seconds": sum(getattr(r, "seconds", 0.0) for r in rows),
         "wall_seconds": wall_seconds,
         "seed": config.seed,
-        **problem,
+        **figures,
         "optimizer": config.optimizer.name,
         "versions": versions(),
     }
-
-
-def _network_figures(rows: list[Record]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    if not rows:
-        return None, None
-    final = {k: getattr(rows[-1], k) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
-    top = max(rows, key=lambda r: (r.test_accuracy, -r.epoch))  # the earliest epoch reaching the best accuracy
-    return final, {"test_accuracy": top.test_accuracy, "epoch": top.epoch}
-
-
-def theory_rate(config: Config) -> float | None:
-    """The theoretical contraction rate when the run uses the tuned settings on a quadratic, else None."""
-    spec, objective = config.optimizer, config.objective
-    if objective is None or objective.name != "quadratic" or spec.name not in ("sgd", "momentum", "nesterov"):
-        return None
-    kappa = objective.condition_number if objective.dim > 1 else 1.0
-    tuned = theory(spec.name, kappa, 1.0, bool(getattr(spec, "nesterov", False)))
-    used = {"learning_rate": spec.learning_rate, "mu": getattr(spec, "mu", None)}
-    if spec.schedule is not None or any(
-        not math.isclose(used[k], tuned[k], rel_tol=1e-12) for k in tuned if k != "rate"
-    ):
-        return None
-    return tuned["rate"]
-
-
-def _rates(config: Config, rows: list[Record]) -> dict[str, float | None]:
-    """The measured per-step contraction of the distance to the minimum, and the theory's where it applies."""
-    distances = [r.distance_to_minimum for r in rows]
-    measured = None if not rows or None in distances else contraction_rate(np.array(distances))
-    return {"measured": measured, "theory": theory_rate(config)}
-
-
-def _landscape_figures(rows: list[Record]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    if not rows:
-        return None, None
-    last = rows[-1]
-    final = {k: getattr(last, k) for k in ("loss", "grad_norm", "distance_to_minimum")}
-    if last.x0 is not None:
-        final["point"] = [last.x0, last.x1]
-    finite = [r for r in rows if math.isfinite(r.loss)]
-    top = min(finite, key=lambda r: (r.loss, r.step)) if finite else last
-    return final, {"loss": top.loss, "step": top.step}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -220,7 +159,7 @@ class RunOutcome:
 
 def _start(path: Path, config: Config) -> MetricsWriter:
     (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
-    return MetricsWriter(path / "metrics.csv", STEP_COLUMNS if config.objective is not None else COLUMNS)
+    return MetricsWriter(path / "metrics.csv", problem_of(config).columns)
 
 
 def _finish(path: Path, config: Config, result: TrainResult, wall_seconds: float) -> RunOutcome:
@@ -255,15 +194,6 @@ def failed_result(exc: BaseException, rows: list[Record] | None = None) -> Train
     """A run ended by an exception: 'failed', with the exception's first line as the reason."""
     reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return TrainResult(status="failed", records=rows or [], reason=reason)
-
-
-def kept_progress(rows: list[Record]) -> str:
-    """What an interrupted run kept, by its last row: "after epoch 5", "after step 120", or "before the first
-    evaluation"."""
-    if not rows:
-        return "before the first evaluation"
-    last = rows[-1]
-    return f"after step {last.step}" if isinstance(last, StepRecord) else f"after epoch {last.epoch}"
 
 
 def signal_name(exc: BaseException) -> str:
@@ -352,26 +282,27 @@ def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None
         raise RunDirError(f"{path}: the run is already {summary['status']}; there is nothing to resume")
     config = parse_config(read_yaml(path / "config.yaml"), str(path / "config.yaml"))
     experiment = prepare(config)
-    if isinstance(experiment, Landscape) or not (
+    if not problem_of(config).keeps_checkpoints or not (
         (path / checkpoints.NAME).exists() or _read_metrics(path / "metrics.csv")
     ):
         with _writing(path):
             return _train_into(path, config, experiment, _start(path, config), on_epoch, start)
     epoch = checkpoints.restore(experiment, path)
-    kept = [row for row in _read_metrics(path / "metrics.csv") if row.epoch <= epoch]
-    if [row.epoch for row in kept] != list(range(epoch + 1)):
-        missing = sorted(set(range(epoch + 1)) - {row.epoch for row in kept})
+    kept = [row for row in _read_metrics(path / "metrics.csv") if row.done <= epoch]
+    if [row.done for row in kept] != list(range(epoch + 1)):
+        missing = sorted(set(range(epoch + 1)) - {row.done for row in kept})
         which = f"{missing[0]}..{missing[-1]}" if missing else f"0..{epoch} (out of order)"
         raise RunDirError(f"{path / 'metrics.csv'}: the rows of epochs {which} are missing; cannot resume")
     experiment.initial_loss = kept[0].train_loss
     with _writing(path):
         tmp = path / ".metrics.csv.tmp"  # rows past the checkpoint (if any) are dropped and trained again
-        rewrite = MetricsWriter(tmp, columns_of(kept[0]))
+        columns = kept[0].columns()
+        rewrite = MetricsWriter(tmp, columns)
         for row in kept:
             rewrite.write(row)
         rewrite.close()
         os.replace(tmp, path / "metrics.csv")
-        writer = MetricsWriter(path / "metrics.csv", columns_of(kept[0]), append=True)
+        writer = MetricsWriter(path / "metrics.csv", columns, append=True)
         earlier = float(summary.get("wall_seconds") or 0.0)
         return _train_into(path, config, experiment, writer, on_epoch, start - earlier, kept)
 
@@ -379,18 +310,18 @@ def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None
 def _train_into(
     path: Path,
     config: Config,
-    experiment: Experiment | Landscape,
+    experiment: Any,
     writer: MetricsWriter,
     on_epoch: Callable[[Record], None] | None,
     start: float,
     earlier: list[Record] | None = None,
 ) -> RunOutcome:
-    records = list(earlier or [])
+    problem, records = problem_of(config), list(earlier or [])
 
     def record(row: Record) -> None:
         writer.write(row)
         records.append(row)
-        if isinstance(experiment, Experiment):
+        if problem.keeps_checkpoints:
             checkpoints.save(experiment, path)
         if on_epoch is not None:
             on_epoch(row)
@@ -400,7 +331,7 @@ def _train_into(
     except KeyboardInterrupt as exc:
         writer.close()
         kept = _read_metrics(path / "metrics.csv")  # the rows written, whichever instant the signal came
-        name, progress = signal_name(exc), kept_progress(kept)
+        name, progress = signal_name(exc), problem.kept(kept)
         reason = f"interrupted by {name} {progress}"
         _finish(path, config, TrainResult("interrupted", kept, reason), time.perf_counter() - start)
         raise RunInterrupted(path, name, progress) from None
@@ -413,7 +344,7 @@ def _train_into(
         (path / TRACEBACK).write_text(traceback.format_exc(), encoding="utf-8")
         (path / checkpoints.NAME).unlink(missing_ok=True)  # nothing to resume: the same step would fail again
         _finish(path, config, result, time.perf_counter() - start)
-        raise RunFailed(path, str(result.reason), kept_progress(kept)) from None
+        raise RunFailed(path, str(result.reason), problem.kept(kept)) from None
     finally:
         writer.close()
     result.records = records
@@ -444,7 +375,7 @@ class RunRecord:
     path: Path
     config: dict[str, Any]
     summary: dict[str, Any]
-    records: list[EpochRecord]
+    records: list[Record]
 
     @property
     def status(self) -> str:
@@ -463,10 +394,11 @@ def _read_metrics(path: Path) -> list[Record]:
     with f:
         reader = csv.reader(f)
         header = tuple(next(reader, ()))
-        kind, base = (StepRecord, STEP_COLUMNS) if header[:1] == ("step",) else (EpochRecord, COLUMNS)
-        if header[: len(base)] != base or not set(header[len(base) :]) <= set(OPTIONAL_COLUMNS):
+        problem = problem_of_columns(header)
+        if problem is None:
+            expected = " or ".join(", ".join(p.columns) for p in PROBLEMS)
             raise RunDirError(
-                f"{path}: unexpected columns {', '.join(header) or '(none)'}; expected {', '.join(base)}"
+                f"{path}: unexpected columns {', '.join(header) or '(none)'}; expected {expected}"
                 f" and optionally {', '.join(OPTIONAL_COLUMNS)}"
             )
 
@@ -476,7 +408,7 @@ def _read_metrics(path: Path) -> list[Record]:
             return int(text) if column in _INTEGER_COLUMNS else float(text)
 
         try:
-            return [kind(**{c: value(c, v) for c, v in zip(header, r, strict=True)}) for r in reader]
+            return [problem.record(**{c: value(c, v) for c, v in zip(header, r, strict=True)}) for r in reader]
         except (ValueError, TypeError):
             raise RunDirError(f"{path}: line {reader.line_num}: not a row of numbers") from None
 

@@ -1,43 +1,25 @@
 """Statistics over seeds: one row of figures per label, and the mean curves the plots draw.
 
-Networks (``LabelStats``):
-
-A *group* is the runs of one label (an optimizer with its settings), one per
-seed. Means, spreads and curves are over the group's completed runs; diverged
-and failed runs are counted, and drawn, but never averaged into the figures
-(a NaN loss would otherwise erase the whole row).
-
-- final test accuracy, final train loss: mean and sample standard deviation
-  (ddof = 1; empty with fewer than two completed seeds);
-- best test accuracy and its epoch: the maximum of the mean test-accuracy curve,
-  at the earliest epoch that reaches it;
-- epochs to target: the first epoch at which the mean test-accuracy curve
-  reaches ``target`` (none when it never does);
-- seconds per epoch: the mean over every trained epoch of every run.
-
-Objectives (``LandscapeStats``), over the completed seeds likewise:
-
-- final loss and final distance to the minimum: mean and sample standard deviation;
-- best loss and its step: the minimum of the mean loss curve, at the earliest step reaching it;
-- steps to target: the first step at which the mean distance to the minimum is at most
-  ``target_distance``, 1/1000 of the starting distance;
-- rate: the mean over seeds of the measured per-step contraction of the distance
-  (``optrun.objectives.contraction_rate``), beside the theory's where it applies.
+A *group* is the runs of one label (an optimizer with its settings), one per seed. Means, spreads and
+curves are over the group's completed runs; diverged and failed runs are counted, and drawn, but never
+averaged into the figures (a NaN loss would otherwise erase the whole row). Which figures a row holds is
+its problem's (``Problem.stats``): for a network, final and best test accuracy and epochs to a target
+accuracy (``optrun.problems.network``); on an objective, final loss and distance, steps to a target
+distance and the contraction rate (``optrun.problems.landscape``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from optrun.optim.registry import NotAnOptimizer, optimizer_class, short_name
-from optrun.runs import RunRecord
-
-DEFAULT_TARGET_FRACTION = 0.95  # target accuracy: this fraction of the best mean final test accuracy
+from optrun.problems import Problem, StatsRow, problem_of
+from optrun.runs import RunDirError, RunRecord
 
 
 @dataclass
@@ -73,9 +55,9 @@ class Group:
         }
 
     @property
-    def on_objective(self) -> bool:
-        """Whether these runs descend an objective (rows per step) rather than train a network."""
-        return bool(self.runs[0].config.get("objective"))
+    def problem(self) -> Problem:
+        """The kind of problem these runs are on."""
+        return problem_of(self.runs[0].config)
 
 
 @dataclass(frozen=True)
@@ -90,115 +72,18 @@ class Curves:
 
 
 def curves(group: Group) -> Curves | None:
-    """The completed runs' curves (train loss and test accuracy; on an objective, loss and distance to the
-    minimum where there is one), or None when no run completed."""
+    """The completed runs' curves (``Problem.curve_names``: train loss and test accuracy; on an objective, loss
+    and distance to the minimum where there is one), or None when no run completed."""
     runs = group.completed
     if not runs:
         return None
     n = min(len(r.records) for r in runs)
-    if group.on_objective:
-        x, names = (
-            "step",
-            ["loss"] + (["distance_to_minimum"] if runs[0].records[0].distance_to_minimum is not None else []),
-        )
-    else:
-        x, names = "epoch", ["train_loss", "test_accuracy"]
+    x, names = group.problem.unit, group.problem.curve_names(runs[0].records[0])
 
     def column(name: str) -> np.ndarray:
         return np.array([[getattr(row, name) for row in r.records[:n]] for r in runs], dtype=np.float64)
 
     return Curves(np.array([getattr(row, x) for row in runs[0].records[:n]]), {name: column(name) for name in names})
-
-
-@dataclass(frozen=True)
-class _RowStart:
-    """The first columns of every comparison.csv row: who the group is (``Group.shared_figures``).
-    The broken-run counts that close every row are declared last in each subclass, to stay last."""
-
-    label: str
-    optimizer: str
-    learning_rate: float | None
-    hyperparameters: str
-    seeds: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class LabelStats(_RowStart):
-    """One row of comparison.csv (None: empty, no value)."""
-
-    final_test_accuracy_mean: float | None
-    final_test_accuracy_std: float | None
-    final_train_loss_mean: float | None
-    final_train_loss_std: float | None
-    best_test_accuracy: float | None
-    best_epoch: int | None
-    target_accuracy: float | None
-    epochs_to_target: int | None
-    seconds_per_epoch: float | None
-    diverged: int
-    failed: int
-
-
-@dataclass(frozen=True)
-class LandscapeStats(_RowStart):
-    """One row of an objective comparison's comparison.csv (None: empty, no value)."""
-
-    final_loss_mean: float | None
-    final_loss_std: float | None
-    final_distance_mean: float | None
-    final_distance_std: float | None
-    best_loss: float | None
-    best_step: int | None
-    target_distance: float | None
-    steps_to_target: int | None
-    rate_measured: float | None
-    rate_theory: float | None
-    diverged: int
-    failed: int
-
-
-TARGET_DISTANCE_FRACTION = 1e-3  # steps to target: the distance to the minimum shrunk by this factor
-
-
-def landscape_stats(group: Group) -> LandscapeStats:
-    """The figures of one group of runs on an objective (see the module docstring)."""
-    c = curves(group)
-    loss_mean = loss_std = dist_mean = dist_std = best = best_step = target = reach = None
-    if c is not None:
-        loss_mean, loss_std = _mean_std(c["loss"][:, -1])
-        mean_loss = c["loss"].mean(axis=0)
-        top = int(np.argmin(mean_loss))
-        best, best_step = float(mean_loss[top]), int(c.x[top])
-        if "distance_to_minimum" in c.values:
-            distance = c["distance_to_minimum"]
-            dist_mean, dist_std = _mean_std(distance[:, -1])
-            mean_distance = distance.mean(axis=0)
-            target = TARGET_DISTANCE_FRACTION * float(mean_distance[0])
-            if (hits := np.flatnonzero(mean_distance <= target)).size:
-                reach = int(c.x[hits[0]])
-    rates = [r.summary.get("rate") or {} for r in group.completed]
-    measured = [x["measured"] for x in rates if x.get("measured") is not None]
-    theories = {x.get("theory") for x in rates}
-    return LandscapeStats(
-        **group.shared_figures(),
-        final_loss_mean=loss_mean,
-        final_loss_std=loss_std,
-        final_distance_mean=dist_mean,
-        final_distance_std=dist_std,
-        best_loss=best,
-        best_step=best_step,
-        target_distance=target,
-        steps_to_target=reach,
-        rate_measured=float(np.mean(measured)) if measured else None,
-        rate_theory=theories.pop() if len(theories) == 1 else None,
-    )
-
-
-def _mean_std(values: np.ndarray) -> tuple[float, float | None]:
-    return float(values.mean()), (float(values.std(ddof=1)) if len(values) > 1 else None)
 
 
 def describe_hyperparameters(optimizer: dict[str, Any]) -> str:
@@ -293,53 +178,25 @@ def optimizer_descriptions(specs: Sequence[Mapping[str, Any]]) -> list[str]:
     return texts
 
 
-def label_stats(group: Group, target: float | None) -> LabelStats:
-    """The figures of one group (see the module docstring for each definition)."""
-    c = curves(group)
-    acc_mean = acc_std = loss_mean = loss_std = best = best_epoch = reach = None
-    if c is not None:
-        acc_mean, acc_std = _mean_std(c["test_accuracy"][:, -1])
-        loss_mean, loss_std = _mean_std(c["train_loss"][:, -1])
-        mean_curve = c["test_accuracy"].mean(axis=0)
-        top = int(np.argmax(mean_curve))  # the first maximum
-        best, best_epoch = float(mean_curve[top]), int(c.x[top])
-        if target is not None and (hits := np.flatnonzero(mean_curve >= target)).size:
-            reach = int(c.x[hits[0]])
-    seconds = [row.seconds for r in group.runs for row in r.records if row.epoch > 0]
-    return LabelStats(
-        **group.shared_figures(),
-        final_test_accuracy_mean=acc_mean,
-        final_test_accuracy_std=acc_std,
-        final_train_loss_mean=loss_mean,
-        final_train_loss_std=loss_std,
-        best_test_accuracy=best,
-        best_epoch=best_epoch,
-        target_accuracy=target,
-        epochs_to_target=reach,
-        seconds_per_epoch=float(np.mean(seconds)) if seconds else None,
-    )
+def comparison_target(groups: list[Group], target: float | None = None) -> tuple[float | None, str]:
+    """The comparison's target and how it was set (``Problem.target``): for networks, ``target`` or 95% of the
+    best mean final test accuracy among the groups."""
+    return problem_of_groups(groups).target([curves(g) for g in groups], target)
 
 
-def default_target(groups: list[Group]) -> float | None:
-    """95% of the best mean final test accuracy among the groups (None if no run completed or on objectives)."""
-    if any(g.on_objective for g in groups):
-        return None
-    finals = [c["test_accuracy"][:, -1].mean() for g in groups if (c := curves(g)) is not None]
-    return DEFAULT_TARGET_FRACTION * float(max(finals)) if finals else None
+def ranked(groups: list[Group], target: float | None) -> list[StatsRow]:
+    """Every group's figures (``Problem.stats``), best first (``Problem.rank``); groups with no completed run
+    last."""
+    problem = problem_of_groups(groups)
+    return sorted((problem.stats(g, curves(g), target) for g in groups), key=problem.rank)
 
 
-def ranked(groups: list[Group], target: float | None) -> list[LabelStats] | list[LandscapeStats]:
-    """Every group's figures, best mean final test accuracy first (ties: lower train loss first); groups with no
-    completed run last. On objectives: lowest mean final loss first."""
-    if groups and groups[0].on_objective:
-        landscape = [landscape_stats(g) for g in groups]
-        return sorted(landscape, key=lambda s: (s.final_loss_mean is None, s.final_loss_mean or 0.0))
-    rows = [label_stats(g, target) for g in groups]
-    return sorted(
-        rows,
-        key=lambda s: (
-            s.final_test_accuracy_mean is None,
-            -round(s.final_test_accuracy_mean or 0.0, 12),  # equal means of k/n accuracies tie exactly
-            s.final_train_loss_mean if s.final_train_loss_mean is not None else 0.0,
-        ),
-    )
+def problem_of_groups(groups: list[Group]) -> Problem:
+    """The one kind of problem the groups' runs are on; RunDirError when they mix kinds (or there are none)."""
+    kinds = {g.problem for g in groups}
+    if len(kinds) != 1:
+        raise RunDirError("no finished runs to compare" if not kinds else MIXED)
+    return kinds.pop()
+
+
+MIXED = "these runs mix networks and objectives; compare each kind on its own"

@@ -19,7 +19,8 @@ from csv_rows import metrics_without_timing
 
 from optrun.cli import cli
 from optrun.config import is_compare
-from optrun.train import COLUMNS, COMPILING
+from optrun.problems import NETWORK
+from optrun.problems.network import COMPILING
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 GOOD = "seed: 0\ndataset: {name: digits}\ntrain: {epochs: 2}\noptimizer: {name: adam}\n"
@@ -186,7 +187,7 @@ def test_train_writes_a_complete_run_directory(runner, tmp_path) -> None:
     assert run_dir.name.startswith("my-") and f"run directory: {run_dir}" in result.output
     with (run_dir / "metrics.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert tuple(rows[0]) == COLUMNS
+    assert tuple(rows[0]) == NETWORK.columns
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert float(rows[0]["seconds"]) == 0 and all(float(r["seconds"]) > 0 for r in rows[1:])
     assert all(0 <= float(r[c]) <= 1 for r in rows for c in ("train_accuracy", "test_accuracy"))
@@ -361,7 +362,7 @@ def test_scheduled_and_restarted_momentum_adds_mu_and_restarts_columns(runner, t
     run_dir = Path(result.output.strip())
     with (run_dir / "metrics.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == [*COLUMNS, "mu", "restarts"]
+    assert list(rows[0]) == [*NETWORK.columns, "mu", "restarts"]
     # 13 steps per epoch on the 400 train samples; after epoch 1 (step 13) and 2 (step 26):
     # mu = 0.5 + 0.4·min((t − 1)/40, 1), and restarts happened before steps 11 and 21
     assert [float(r["mu"]) for r in rows] == pytest.approx([0.5, 0.5 + 0.4 * 12 / 40, 0.5 + 0.4 * 25 / 40], rel=1e-15)
@@ -433,12 +434,11 @@ def test_a_program_that_imports_optrun_keeps_pythons_ctrl_c() -> None:
 def test_a_ctrl_c_after_the_run_is_recorded_leaves_its_status_and_exit_code(runner, tmp_path, monkeypatch) -> None:
     """A stop signal that lands while the finished run is being told (its table, its result line) cuts the
     telling short, not the run: the exit code is the run's (0 for completed), as summary.json says."""
-    import optrun.cli
 
-    def interrupted(summary):
+    def interrupted(self, summary):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(optrun.cli, "result_text", interrupted)
+    monkeypatch.setattr(type(NETWORK), "result", interrupted)
     result = runner.invoke(cli, ["train", str(write(tmp_path, GOOD)), "--runs-dir", str(tmp_path / "r")])
     [path] = (tmp_path / "r").iterdir()
     assert result.exit_code == 0, result.output

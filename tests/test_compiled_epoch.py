@@ -17,7 +17,8 @@ from threadpoolctl import ThreadpoolController
 
 from optrun import threads
 from optrun.config import parse_config
-from optrun.train import Experiment, _run_epoch, compiled_epoch, prepare
+from optrun.problems.network import Experiment, _run_epoch, compiled_epoch
+from optrun.train import prepare
 
 pytest.importorskip("numba")
 ce = pytest.importorskip("optrun.compiled_epoch")

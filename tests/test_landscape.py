@@ -16,10 +16,10 @@ from optrun.compare import compare
 from optrun.config import CompareConfig, parse_config
 from optrun.objectives import contraction_rate, random_rotation
 from optrun.plots import convergence_figure, trajectories_figure
+from optrun.problems.landscape import StepRecord, objective_of, theory_rate
 from optrun.report import build, collect
-from optrun.runs import theory_rate
 from optrun.schema import ConfigError
-from optrun.train import StepRecord, objective_of, train
+from optrun.train import train
 
 
 def config(objective: dict, optimizer: dict, steps: int = 50, **extra):

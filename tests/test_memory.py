@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from optrun import memory
 from optrun.cli import cli
 from optrun.config import CompareConfig, parse_config
+from optrun.train import estimate
 
 HUGE = {  # the two configs a new user tried: 36.4 TiB of data; 149 GiB of parameters
     "data": {"dataset": {"name": "blobs", "n_samples": 100_000_000, "n_features": 100_000}},
@@ -40,10 +41,10 @@ def test_a_run_that_cannot_fit_is_one_line_exit_2_and_writes_nothing(tmp_path, c
 
 def test_a_run_is_refused_against_what_is_available(monkeypatch) -> None:
     config = parse_config({"dataset": {"name": "digits"}, "optimizer": {"name": "adam"}})
-    need = memory.estimate(config).total
+    need = estimate(config).total
     monkeypatch.setattr(memory, "available", lambda: need - 1)
     with pytest.raises(memory.ConfigError) as refused:
-        memory.check(config)
+        memory.check(estimate(config))
     needed, free = memory.size(need), memory.size(need - 1)
     assert str(refused.value).startswith(f"this run needs about {needed}: data ")
     assert str(refused.value).endswith(f"; {free} of memory is available. Choose a smaller batch or network")
@@ -51,14 +52,14 @@ def test_a_run_is_refused_against_what_is_available(monkeypatch) -> None:
         {"objective": {"name": "rosenbrock"}, "train": {"steps": 10**12}, "optimizer": {"name": "sgd"}}
     )
     with pytest.raises(memory.ConfigError, match=r"metrics .* available\. Choose fewer epochs or steps$"):
-        memory.check(steps)
+        memory.check(estimate(steps))
     monkeypatch.setattr(memory, "available", lambda: need)
-    assert memory.check(config).total == need
+    assert memory.check(estimate(config)).total == need
 
 
 def test_a_comparison_runs_at_once_only_as_many_as_fit(monkeypatch, caplog) -> None:
     config = parse_config({"dataset": {"name": "digits"}, "seeds": 1}, schema=CompareConfig)
-    need = memory.check_each(config)
+    need = estimate(config)
     monkeypatch.setattr(memory, "available", lambda: 2 * need.total + 1)
     with caplog.at_level(logging.INFO, logger="optrun"):
         assert memory.runs_that_fit(need, 4) == 2
@@ -81,6 +82,7 @@ from pathlib import Path
 import optrun
 from optrun import memory
 from optrun.config import parse_config
+from optrun.train import estimate
 
 
 def peak():  # this process's own high-water mark (getrusage's would count the parent's from before exec)
@@ -94,7 +96,7 @@ optrun.train(parse_config({**warm, "optimizer": spec["optimizer"]}))  # imports 
 before = peak()
 config = parse_config(spec)
 optrun.run(config, sys.argv[2])  # checkpoints too
-print(json.dumps({"used": peak() - before, "estimate": memory.estimate(config).total}))
+print(json.dumps({"used": peak() - before, "estimate": estimate(config).total}))
 """
 
 MEASURED = {  # each about half a GiB at its peak, in a different part
@@ -145,7 +147,7 @@ def test_compare_says_when_it_runs_fewer_at_once_to_fit(tmp_path, monkeypatch) -
     spec = {"dataset": {"name": "digits"}, "train": {"epochs": 1, "max_samples": 200}, "seeds": 1}
     path = tmp_path / "cmp.yaml"
     path.write_text(yaml.safe_dump({**spec, "optimizers": {"sgd": None, "adam": None}}))
-    need = memory.check_each(parse_config(spec | {"optimizers": {"adam": None}}, schema=CompareConfig))
+    need = estimate(parse_config(spec | {"optimizers": {"adam": None}}, schema=CompareConfig))
     monkeypatch.setattr(memory, "available", lambda: need.total * 3 // 2)
     result = CliRunner().invoke(cli, ["compare", str(path), "--runs-dir", str(tmp_path / "runs"), "-j", "2"])
     assert result.exit_code == 0, result.output

@@ -23,11 +23,12 @@ from optrun.compare import compare
 from optrun.config import CompareConfig, parse_config
 from optrun.optim import REFERENCE_OPTIMIZERS
 from optrun.plots import convergence_figure, curves_figure, landscape_curves_figure, trajectories_figure
+from optrun.problems import NETWORK, OBJECTIVE, EpochRecord, StepRecord
+from optrun.problems.landscape import objective_of
 from optrun.report import build, collect
 from optrun.runs import RunInterrupted, read_run
 from optrun.stats import optimizer_descriptions
 from optrun.tables import _ordinal, comparison_table, metrics_table
-from optrun.train import EpochRecord, StepRecord, objective_of
 
 DIGITS = {"dataset": {"name": "digits"}, "train": {"epochs": 2, "max_samples": 300}}
 VALLEY = {"objective": {"name": "quadratic", "dim": 2, "condition_number": 10}, "train": {"steps": 30}}
@@ -81,7 +82,7 @@ def test_ordinals() -> None:
 
 @pytest.mark.parametrize("n", [61, 62, 200])
 def test_a_thinned_epoch_table_says_which_epochs_it_shows(n: int) -> None:
-    title, body = title_and_body(rendered(metrics_table(epochs(n))))
+    title, body = title_and_body(rendered(metrics_table(NETWORK, epochs(n))))
     shown = [int(cells[0]) for cells in body]
     stride = shown[1] - shown[0]
     assert stride > 1 and shown[-1] == n - 1
@@ -95,11 +96,11 @@ def test_a_thinned_epoch_table_says_which_epochs_it_shows(n: int) -> None:
 
 def test_a_thinned_step_table_says_so_and_a_whole_table_keeps_the_plain_title() -> None:
     steps = [StepRecord(s, 1 / (s + 1), 0.5, 0.1, 0.01) for s in range(501)]
-    title, body = title_and_body(rendered(metrics_table(steps)))
+    title, body = title_and_body(rendered(metrics_table(OBJECTIVE, steps)))
     stride = int(body[1][0]) - int(body[0][0])
     assert title.startswith(f"per-step metrics: every {_ordinal(stride)} step") and "all 501 rows" in title
     for rows in (epochs(25), epochs(61)):
-        title, body = title_and_body(rendered(metrics_table(rows, limit=None if len(rows) > 25 else 25)))
+        title, body = title_and_body(rendered(metrics_table(NETWORK, rows, limit=None if len(rows) > 25 else 25)))
         assert title == "per-epoch metrics" and len(body) == len(rows)
 
 
@@ -314,7 +315,7 @@ BLOWING_UP = {
 
 
 def loss_panel(groups) -> Axes:
-    return (landscape_curves_figure if groups[0].on_objective else curves_figure)(groups).axes[0]
+    return (landscape_curves_figure if groups[0].problem is OBJECTIVE else curves_figure)(groups).axes[0]
 
 
 def points(run, x: str, y: str) -> list[tuple[float, float]]:

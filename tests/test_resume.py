@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -23,6 +22,7 @@ from optrun.checkpoints import CheckpointError
 from optrun.cli import cli
 from optrun.compare import compare
 from optrun.config import CompareConfig, parse_config
+from optrun.problems import network
 from optrun.runs import RunDirError, RunInterrupted, resume, run
 
 SPECS = [
@@ -104,8 +104,7 @@ def test_rows_written_after_the_last_checkpoint_are_trained_again(tmp_path, monk
 )
 def test_the_interrupt_message_and_summary_name_the_last_row_kept(tmp_path, monkeypatch, when: str, kept) -> None:
     """Whenever the signal comes, the message, summary.json and metrics.csv agree on the last epoch kept."""
-    training = importlib.import_module("optrun.train")  # the module: optrun.train is the function
-    real_evaluate, real_save = training._evaluate, checkpoints.save
+    real_evaluate, real_save = network._evaluate, checkpoints.save
 
     def evaluate(exp, epoch, seconds):
         if (when, epoch) in (("evaluating", 3), ("before", 0)):
@@ -117,7 +116,7 @@ def test_the_interrupt_message_and_summary_name_the_last_row_kept(tmp_path, monk
             raise KeyboardInterrupt
         return real_save(exp, path)
 
-    monkeypatch.setattr(training, "_evaluate", evaluate)
+    monkeypatch.setattr(network, "_evaluate", evaluate)
     monkeypatch.setattr(checkpoints, "save", save)
     with pytest.raises(RunInterrupted) as stopped:
         run(config({"name": "sgd"}), tmp_path)
@@ -160,12 +159,11 @@ def test_a_run_with_nothing_to_continue_from_resumes_from_its_start(tmp_path, mo
     checkpoint (an objective's runs keep none; a run stopped before epoch 0's row has none yet)."""
     c = parse_config(spec)
     whole = run(c, tmp_path / "whole").path
-    training = importlib.import_module("optrun.train")
     if "objective" in spec:
         stop = _interrupt_at_step(20)
     else:
         stop = None
-        monkeypatch.setattr(training, "_evaluate", _interrupt_before_any_row)
+        monkeypatch.setattr(network, "_evaluate", _interrupt_before_any_row)
     with pytest.raises(RunInterrupted) as stopped:
         run(c, tmp_path / "cut", stop)
     monkeypatch.undo()

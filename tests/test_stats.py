@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from optrun.problems import NETWORK, EpochRecord
 from optrun.runs import RunRecord
-from optrun.stats import Group, curves, default_target, label_stats, ranked
-from optrun.train import EpochRecord
+from optrun.stats import Group, comparison_target, curves, ranked
 
 
 def run(seed: int, accuracies: list[float], losses: list[float], status: str = "completed", name: str = "sgd"):
@@ -30,7 +30,7 @@ def test_mean_sd_best_and_epochs_to_target_by_hand() -> None:
         run(0, [0.1, 0.6, 0.8, 0.9], [2.0, 1.0, 0.5, 0.25]),
         run(1, [0.1, 0.4, 0.9, 0.8], [2.0, 1.5, 0.5, 0.35]),
     )
-    s = label_stats(g, target=0.7)
+    s = NETWORK.stats(g, curves(g), 0.7)
     # final accuracies 0.9 and 0.8: mean 0.85; sample sd sqrt((0.05² + 0.05²) / 1) = 0.05·√2
     assert s.final_test_accuracy_mean == pytest.approx(0.85, abs=1e-15)
     assert s.final_test_accuracy_std == pytest.approx(0.05 * math.sqrt(2), abs=1e-15)
@@ -39,7 +39,7 @@ def test_mean_sd_best_and_epochs_to_target_by_hand() -> None:
     # the mean curve is 0.1, 0.5, 0.85, 0.85: best 0.85 first reached at epoch 2, 0.7 first reached at epoch 2
     assert (s.best_test_accuracy, s.best_epoch) == (pytest.approx(0.85), 2)
     assert s.epochs_to_target == 2
-    assert label_stats(g, target=0.86).epochs_to_target is None
+    assert NETWORK.stats(g, curves(g), 0.86).epochs_to_target is None
     # seconds: seed 0 trains 0.5 s per epoch, seed 1 1.5 s: mean 1.0 over the six trained epochs
     assert s.seconds_per_epoch == pytest.approx(1.0)
     assert (s.seeds, s.diverged, s.failed, s.optimizer, s.learning_rate) == (2, 0, 0, "sgd", 0.1)
@@ -53,7 +53,7 @@ def test_diverged_runs_are_counted_not_averaged() -> None:
         run(1, [0.1, 0.3, nan], [2.0, 9.0, nan], status="diverged"),
         run(2, [0.1], [2.0], status="failed"),
     )
-    s = label_stats(g, target=0.6)
+    s = NETWORK.stats(g, curves(g), 0.6)
     assert s.final_test_accuracy_mean == 0.7 and s.final_test_accuracy_std is None  # one completed seed: no sd
     assert (s.seeds, s.diverged, s.failed, s.epochs_to_target) == (3, 1, 1, 2)
     c = curves(g)
@@ -65,7 +65,7 @@ def test_a_label_whose_every_seed_diverged_has_no_figures_and_ranks_last() -> No
     good = group(run(0, [0.1, 0.9], [2.0, 0.1]), label="calm")
     worse = group(run(0, [0.1, 0.8], [2.0, 0.2]), label="slow")
     assert curves(bad) is None
-    rows = ranked([bad, worse, good], target=default_target([bad, worse, good]))
+    rows = ranked([bad, worse, good], comparison_target([bad, worse, good])[0])
     assert [r.label for r in rows] == ["calm", "slow", "wild"]
     assert rows[2].final_test_accuracy_mean is None and rows[2].diverged == 1
     assert rows[0].target_accuracy == pytest.approx(0.95 * 0.9)
@@ -75,9 +75,12 @@ def test_equal_accuracies_rank_by_train_loss() -> None:
     # 0.1 + 0.2 is not 0.3 in floating point; accuracies equal but for rounding must rank as ties
     low_loss = group(run(0, [0.1, 0.1 + 0.2], [1.0, 0.1]), run(1, [0.1, 0.3], [1.0, 0.1]), label="low")
     high_loss = group(run(0, [0.1, 0.3], [1.0, 0.5]), run(1, [0.1, 0.3], [1.0, 0.5]), label="high")
-    assert label_stats(low_loss, None).final_test_accuracy_mean != label_stats(high_loss, None).final_test_accuracy_mean
+    assert (
+        NETWORK.stats(low_loss, curves(low_loss), None).final_test_accuracy_mean
+        != NETWORK.stats(high_loss, curves(high_loss), None).final_test_accuracy_mean
+    )
     assert [r.label for r in ranked([high_loss, low_loss], None)] == ["low", "high"]
 
 
 def test_no_completed_run_gives_no_default_target() -> None:
-    assert default_target([group(run(0, [0.1], [2.0], status="failed"))]) is None
+    assert comparison_target([group(run(0, [0.1], [2.0], status="failed"))])[0] is None

@@ -1,0 +1,352 @@
+"""A network trained on a dataset: epochs of minibatches, a row of metrics per epoch, and everything a run
+and a comparison of such runs show.
+
+No file I/O and no printing in the training loop: progress goes out through the ``on_row`` callback, one
+``EpochRecord`` per epoch, and the one wait that is not an epoch (compiling the compiled epoch, seconds on a
+first run) is told to the ``optrun`` logger at level INFO, which the command line shows.
+
+Fairness: the seed's streams (``base.streams``) give every optimizer the same data, initial weights and batch
+order. Reproducibility: a run computes the same numbers on any number of threads, in any entry point
+(``optrun.threads`` states the policy that ``fit`` holds).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from optrun import memory, threads
+from optrun.config import Config
+from optrun.data import Dataset, check_every_class, load_dataset
+from optrun.generated import CompileError
+from optrun.models import Activation, Dense, Network, build_model, count_parameters, widths
+from optrun.models.network import EVALUATION_ROWS
+from optrun.optim import Optimizer, build_optimizer
+from optrun.problems.base import (
+    OPTIONAL_COLUMNS,
+    Column,
+    Problem,
+    Row,
+    StatsRow,
+    TableSpec,
+    TrainResult,
+    blown_up,
+    mean_sd_text,
+    mean_std,
+    streams,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from optrun.report import Comparison
+    from optrun.stats import Curves, Group
+
+log = logging.getLogger("optrun")
+
+
+@dataclass(frozen=True)
+class EpochRecord(Row):
+    """One row of metrics.csv: evaluation on the full splits after ``epoch`` epochs (0: before training)."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    learning_rate: float  # of the epoch's last step (epoch 0: of the first step)
+    seconds: float  # wall time of this epoch's optimization steps, evaluation excluded
+    mu: float | None = None  # momentum coefficient, where it is scheduled or restarted
+    restarts: int | None = None  # momentum restarts so far, where restart is on
+
+
+@dataclass
+class Experiment:
+    """Everything a network's run needs, built before anything is written."""
+
+    config: Config
+    data: Dataset
+    model: Network
+    optimizer: Optimizer
+    batch_order: np.random.Generator
+    epoch: int = 0  # epochs already trained (a resumed run starts after them)
+    compiled: Any = None  # its CompiledEpoch; False: numpy's epoch (None: not decided yet, see compiled_epoch)
+    initial_loss: float | None = None  # the train loss at epoch 0 (None until its row is recorded)
+
+
+@dataclass(frozen=True)
+class LabelStats(StatsRow):
+    """One row of comparison.csv (None: empty, no value)."""
+
+    final_test_accuracy_mean: float | None
+    final_test_accuracy_std: float | None
+    final_train_loss_mean: float | None
+    final_train_loss_std: float | None
+    best_test_accuracy: float | None
+    best_epoch: int | None
+    target_accuracy: float | None
+    epochs_to_target: int | None
+    seconds_per_epoch: float | None
+    diverged: int
+    failed: int
+
+
+DEFAULT_TARGET_FRACTION = 0.95  # target accuracy: this fraction of the best mean final test accuracy
+
+COMPILING = "compiling the epoch (about 3 s, this once: it is cached for later runs)"
+
+
+def compiled_epoch(exp: Experiment) -> Any:
+    """The experiment's ``optrun.compiled_epoch.CompiledEpoch``, made (and compiled) at the first call, or
+    False where its epochs run in numpy: the network is not Dense layers with activations between them, the
+    optimizer's steps are not exactly its kernel's (``Optimizer.kernel_only``: too few parameters for the
+    kernels, clipping, momentum restarts), numpy's BLAS is not one it can call, or an activation does not
+    compile (with a warning)."""
+    if exp.compiled is None:
+        exp.compiled = False
+        layers, opt = exp.model.layers, exp.optimizer
+        dense_net = all(isinstance(layer, Dense) for layer in layers[::2]) and all(
+            isinstance(layer, Activation) for layer in layers[1::2]
+        )
+        if dense_net and len(layers) % 2 and opt.kernel_only:
+            from optrun import compiled_epoch as ce  # here: numba takes half a second to import
+
+            blas = ce.find_blas()
+            if blas is not None:
+                if not ce.cached():
+                    log.info(COMPILING)
+                batch = min(exp.config.train.batch_size, len(exp.data.y_train))
+                try:
+                    exp.compiled = ce.CompiledEpoch(exp.model, opt, batch, blas, threads.count())
+                except CompileError as exc:
+                    log.warning(f"the compiled epoch does not compile ({exc}); epochs run in numpy")
+                    return exp.compiled
+                exp.compiled.run(exp.data.x_train, exp.data.y_train, np.arange(0))  # compiles: no steps
+    return exp.compiled
+
+
+def _evaluate(exp: Experiment, epoch: int, seconds: float) -> EpochRecord:
+    train_loss, train_acc = exp.model.evaluate(exp.data.x_train, exp.data.y_train)
+    test_loss, test_acc = exp.model.evaluate(exp.data.x_test, exp.data.y_test)
+    extras = exp.optimizer.extras()
+    return EpochRecord(
+        epoch, train_loss, train_acc, test_loss, test_acc, exp.optimizer.learning_rate, seconds, **extras
+    )
+
+
+def _run_epoch(exp: Experiment, epoch: int) -> str | None:
+    """One pass over the train split in a fresh random order; the reason if it diverged."""
+    x, y = exp.data.x_train, exp.data.y_train
+    batch = min(exp.config.train.batch_size, len(y))
+    order = exp.batch_order.permutation(len(y))
+    compiled = compiled_epoch(exp)
+    if compiled:
+        done = compiled.run(x, y, order)
+        return None if done * batch >= len(y) else f"non-finite minibatch loss at epoch {epoch}, step {done + 1}"
+    x_buf, y_buf = np.empty((batch, x.shape[1]), dtype=x.dtype), np.empty(batch, dtype=y.dtype)
+    for step, start in enumerate(range(0, len(y), batch), start=1):
+        idx = order[start : start + batch]  # the last batch may be smaller: it is kept
+        xb = x.take(idx, axis=0, out=x_buf[: len(idx)], mode="clip")
+        yb = y.take(idx, out=y_buf[: len(idx)], mode="clip")
+        loss = exp.model.loss_and_grad(xb, yb)
+        if not math.isfinite(loss):
+            return f"non-finite minibatch loss at epoch {epoch}, step {step}"
+        exp.optimizer.step(exp.model.grads, loss)
+    return None
+
+
+class NetworkProblem(Problem):
+    """A network on a dataset (the config's ``dataset`` and ``model``), trained for ``train.epochs`` epochs."""
+
+    name, unit, record = "network", "epoch", EpochRecord
+    keeps_checkpoints, draws_each_run = True, False
+    sections = (("dataset", "name"), ("model", "type"))
+
+    def planned(self, config: Config) -> int:
+        return config.train.epochs
+
+    def estimate(self, config: Config) -> memory.Estimate:
+        itemsize = np.dtype(config.model.dtype).itemsize
+        n_samples, n_features, n_classes = config.dataset.size  # train.max_samples cuts the set once it is made
+        data = 2 * n_samples * n_features * itemsize + memory.PER_SAMPLE_BYTES * n_samples
+        parameters = count_parameters(config.model, n_features, n_classes)
+        states = len(build_optimizer(config.optimizer, [np.zeros(1, config.model.dtype)]).state_names)
+        model = parameters * itemsize * (2 + states + 2 + states + 1)  # see optrun.memory's docstring
+        units = widths(config.model, n_features, n_classes)
+        batch = min(config.train.batch_size, n_samples)
+        evaluation = threads.count() * min(EVALUATION_ROWS, n_samples) * max(units) * 3
+        activations = (3 * batch * sum(units) + evaluation) * itemsize
+        return memory.Estimate(data, model, activations, memory.PER_ROW_BYTES * (config.train.epochs + 1))
+
+    def prepare(self, config: Config) -> Experiment:
+        """Load the data, initialise the network and build the optimizer."""
+        memory.check(self.estimate(config))  # before anything is allocated
+        data_rng, init_rng, order_rng = streams(config.seed)
+        data = load_dataset(config.dataset, data_rng, dtype=config.model.dtype)
+        if (n := config.train.max_samples) is not None and n < max(len(data.y_train), len(data.y_test)):
+            data = data.subsample(n)
+            check_every_class(data.y_train, data.y_test, data.n_classes, f"train.max_samples: {n}")
+        model = build_model(config.model, data.n_features, data.n_classes, init_rng)
+        return Experiment(config, data, model, build_optimizer(config.optimizer, model.params), order_rng)
+
+    def fit(self, exp: Experiment, on_row: Callable[[Any], None] | None) -> TrainResult:
+        """Train for ``train.epochs`` epochs, evaluating before the first and after every epoch.
+
+        A non-finite minibatch loss ends the run as diverged, keeping the rows of the epochs before it; a
+        non-finite evaluation or parameter ends it after that row. An experiment restored from a checkpoint
+        (its ``initial_loss`` set from row 0) continues after ``exp.epoch``."""
+        result = TrainResult(status="completed")
+        exp.optimizer.warm_up()  # before the timed epochs
+        compiled_epoch(exp)
+
+        def record(row: EpochRecord) -> bool:
+            result.records.append(row)
+            if on_row is not None:
+                on_row(row)
+            if row.epoch == 0:
+                exp.initial_loss = row.train_loss
+            if not (math.isfinite(row.train_loss) and math.isfinite(row.test_loss)):
+                result.reason = f"non-finite loss after epoch {row.epoch}"
+            elif not np.isfinite(exp.model.flat_params).all():
+                result.reason = f"non-finite parameters after epoch {row.epoch}"
+            else:
+                result.reason = blown_up(exp.config, row.train_loss, exp.initial_loss, f"epoch {row.epoch}")
+            return result.reason is None
+
+        with np.errstate(all="ignore"):  # overflow is detected and reported as divergence, not warned about
+            healthy = record(_evaluate(exp, 0, 0.0)) if exp.initial_loss is None else True  # a resumed run has row 0
+            for epoch in range(exp.epoch + 1, exp.config.train.epochs + 1):
+                if not healthy:
+                    break
+                start = time.perf_counter()
+                result.reason = _run_epoch(exp, epoch)
+                if result.reason is not None:
+                    break
+                exp.epoch = epoch
+                healthy = record(_evaluate(exp, epoch, time.perf_counter() - start))
+        if result.reason is not None:
+            result.status = "diverged"
+        return result
+
+    def summary(self, config: Config, rows: Sequence[EpochRecord]) -> dict[str, Any]:
+        final = best = None
+        if rows:
+            final = {k: getattr(rows[-1], k) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
+            top = max(rows, key=lambda r: (r.test_accuracy, -r.epoch))  # the earliest epoch reaching the best
+            best = {"test_accuracy": top.test_accuracy, "epoch": top.epoch}
+        on = {"dataset": config.dataset.name if config.dataset else None, "model": config.model.type}
+        return {"final": final, "best": best, **on}
+
+    def describe(self, config: Config) -> str:
+        return f"{config.dataset.name}, {config.model.type}, {config.train.epochs} epochs"
+
+    def describe_parts(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
+        model, train = config.get("model") or {}, config.get("train") or {}
+        net = " ".join(str(x) for x in (model.get(k) for k in ("type", "hidden", "activation")) if x is not None)
+        return [
+            (str((config.get("dataset") or {}).get("name", "?")), "dataset"),
+            (net, "model"),
+            (f"{train.get('epochs')} epochs, batch {train.get('batch_size')}", "train"),
+        ]
+
+    def progress(self, row: EpochRecord) -> str:
+        return f"loss {row.train_loss:.4f}  train acc {row.train_accuracy:.2%}  test acc {row.test_accuracy:.2%}"
+
+    def result(self, summary: Mapping[str, Any]) -> str:
+        final, best = summary["final"], summary["best"]
+        return (
+            f"test accuracy {final['test_accuracy']:.2%} (best {best['test_accuracy']:.2%} at epoch {best['epoch']}), "
+            f"train loss {final['train_loss']:.4f}"
+        )
+
+    def metrics_columns(self, rows: Sequence[EpochRecord]) -> list[Column]:
+        extras = [c for c in OPTIONAL_COLUMNS if rows and getattr(rows[0], c, None) is not None]
+        return [
+            ("epoch", lambda r: str(r.epoch)),
+            ("train loss", lambda r: f"{r.train_loss:.4f}"),
+            ("train acc", lambda r: f"{r.train_accuracy:.2%}"),
+            ("test loss", lambda r: f"{r.test_loss:.4f}"),
+            ("test acc", lambda r: f"{r.test_accuracy:.2%}"),
+            ("lr", lambda r: f"{r.learning_rate:g}"),
+            ("seconds", lambda r: f"{r.seconds:.3f}"),
+            *((c, lambda r, c=c: f"{getattr(r, c):g}") for c in extras),
+        ]
+
+    def curve_names(self, row: EpochRecord) -> list[str]:
+        return ["train_loss", "test_accuracy"]
+
+    def target(self, curves: Sequence[Curves | None], given: float | None) -> tuple[float | None, str]:
+        """The accuracy for "epochs to target": ``given``, or 95% of the best mean final test accuracy among the
+        groups (None when no run completed)."""
+        if given is not None:
+            return given, "set explicitly"
+        finals = [c["test_accuracy"][:, -1].mean() for c in curves if c is not None]
+        target = DEFAULT_TARGET_FRACTION * float(max(finals)) if finals else None
+        return target, f"{DEFAULT_TARGET_FRACTION:.0%} of the best mean final test accuracy"
+
+    def stats(self, group: Group, curves: Curves | None, target: float | None) -> LabelStats:
+        """Final test accuracy and train loss (mean and sd over the completed seeds); the best of the mean
+        test-accuracy curve and its earliest epoch; the first epoch that curve reaches ``target``; the mean
+        seconds of every trained epoch of every run."""
+        acc_mean = acc_std = loss_mean = loss_std = best = best_epoch = reach = None
+        if curves is not None:
+            acc_mean, acc_std = mean_std(curves["test_accuracy"][:, -1])
+            loss_mean, loss_std = mean_std(curves["train_loss"][:, -1])
+            mean_curve = curves["test_accuracy"].mean(axis=0)
+            top = int(np.argmax(mean_curve))  # the first maximum
+            best, best_epoch = float(mean_curve[top]), int(curves.x[top])
+            if target is not None and (hits := np.flatnonzero(mean_curve >= target)).size:
+                reach = int(curves.x[hits[0]])
+        seconds = [row.seconds for r in group.runs for row in r.records if row.epoch > 0]
+        return LabelStats(
+            **group.shared_figures(),
+            final_test_accuracy_mean=acc_mean,
+            final_test_accuracy_std=acc_std,
+            final_train_loss_mean=loss_mean,
+            final_train_loss_std=loss_std,
+            best_test_accuracy=best,
+            best_epoch=best_epoch,
+            target_accuracy=target,
+            epochs_to_target=reach,
+            seconds_per_epoch=float(np.mean(seconds)) if seconds else None,
+        )
+
+    def rank(self, row: LabelStats) -> tuple[Any, ...]:
+        """Best mean final test accuracy first; ties: lower train loss first."""
+        return (
+            row.final_test_accuracy_mean is None,
+            -round(row.final_test_accuracy_mean or 0.0, 12),  # equal means of k/n accuracies tie exactly
+            row.final_train_loss_mean if row.final_train_loss_mean is not None else 0.0,
+        )
+
+    def table(self, comparison: Comparison) -> TableSpec:
+        target = comparison.target
+        caption = "test acc %, train loss: final, mean ± sd over the completed seeds; best: of the mean curve (epoch)"
+        if target is not None:
+            rule = comparison.target_rule
+            caption += f"\nto target: first epoch the mean test accuracy reaches {target:.2%} ({rule})"
+
+        def cells(s: LabelStats) -> list[str]:
+            return [
+                mean_sd_text(s.final_test_accuracy_mean, s.final_test_accuracy_std, percent=True),
+                mean_sd_text(s.final_train_loss_mean, s.final_train_loss_std, percent=False),
+                f"{s.best_test_accuracy * 100:.2f} ({s.best_epoch})" if s.best_test_accuracy is not None else "-",
+                str(s.epochs_to_target) if s.epochs_to_target is not None else "-",
+                f"{s.seconds_per_epoch:.3f}" if s.seconds_per_epoch is not None else "-",
+            ]
+
+        return TableSpec(caption, ("test acc %", "train loss", "best (epoch)"), ("to target", "s/epoch"), cells)
+
+    def figures(self, comparison: Comparison) -> dict[str, Figure]:
+        from optrun import plots  # here: matplotlib takes 0.4 s to import, and workers never need it
+
+        return {"curves": plots.curves_figure(comparison.groups, comparison.target, comparison.title)}
+
+
+NETWORK = NetworkProblem()
