@@ -19,15 +19,17 @@ hand-over between Python threads and no Python between the steps; a core that ru
 often does) takes fewer tasks. The tasks are the same pieces on any number of threads, and BLAS gives a
 piece the same bits whichever thread computes it, so an epoch's numbers do not depend on the thread count.
 They are numpy's epoch's up to rounding: the same products, the bias sums added row after row as numpy
-adds them, the optimizer's own kernel, and each activation's ``value`` and ``slope`` (``optrun.models.layers``)
-compiled into a loop over its rows (``compile_activation``). Three things can change last bits: exp, log and
-tanh are libm's here and numpy's own there (each within an ulp), oneDNN's kernels round differently from
-OpenBLAS's, and OpenBLAS may compute a chunk of rows of a product with another kernel than it uses for the
-whole. tests/test_compiled_epoch.py checks float64 epochs against numpy's to 1e-11, a float32 step to a
-few ulps with either library, and 1, 2 and 3 threads against each other bit for bit.
+adds them, the optimizer's own kernel, each activation's ``value`` and ``slope`` (``optrun.models.layers``)
+compiled into a loop over its rows (``compile_activation``), and the loss's ``log_probability``,
+``logit_slope`` and ``decayed`` (``optrun.models.loss``) likewise (``compile_loss``). Four things can change
+last bits: exp, log and tanh are libm's here and numpy's own there (each within an ulp), a row's Σ exp is
+added in order here and pairwise there, oneDNN's kernels round differently from OpenBLAS's, and OpenBLAS may
+compute a chunk of rows of a product with another kernel than it uses for the whole.
+tests/test_compiled_epoch.py checks float64 epochs against numpy's to 1e-11, a float32 step to a few ulps
+with either library, and 1, 2 and 3 threads against each other bit for bit.
 
-numba compiles the epoch at its first call, which ``optrun.problems.network.compiled_epoch`` makes before the first
-timed epoch: about 3 s the first time, then about 0.5 s from numba's cache in ``__pycache__``. Importing
+numba compiles the epoch at its first call, which ``optrun.problems.network.compiled_epoch`` makes before its
+first timed epoch: about 3 s the first time, then about 0.5 s from numba's cache in ``__pycache__``. Importing
 numba takes another half second, so ``optrun.problems.network`` imports it only for a network it will train.
 """
 
@@ -47,10 +49,10 @@ from numba.extending import intrinsic
 from threadpoolctl import ThreadpoolController
 
 from optrun import generated, threads
-from optrun.models import Network
+from optrun.models import Network, loss
 from optrun.models.layers import Activation
 from optrun.optim import Optimizer, kernels
-from optrun.optim.atomics import SCHED_YIELD, call_kernel, fetch_add, store_release, wait_until
+from optrun.optim.atomics import SCHED_YIELD, call_double, call_kernel, fetch_add, store_release, wait_until
 from optrun.optim.split import update_range
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's enums
@@ -233,33 +235,6 @@ def _bias(h, b, r0, r1):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _softmax_cross_entropy(z, dz, y, rows, r0, r1, n):
-    """Rows r0..r1: log p = z − max z − log Σ exp(z − max z); dz = (p − onehot(y[rows])) / n; returns
-    Σ −log p_y over the rows."""
-    one, count = z.dtype.type(1), z.dtype.type(n)
-    loss = 0.0
-    for i in range(r0, r1):
-        largest = z[i, 0]
-        for j in range(1, z.shape[1]):
-            v = z[i, j]
-            if v > largest or v != v:  # np.maximum.reduce: nan wins
-                largest = v
-        total = z.dtype.type(0)
-        for j in range(z.shape[1]):
-            total += np.exp(z[i, j] - largest)
-        log_total = np.log(total)
-        label = y[rows[i]]
-        for j in range(z.shape[1]):
-            log_p = z[i, j] - largest - log_total
-            g = np.exp(log_p)
-            if j == label:
-                loss -= log_p
-                g -= one
-            dz[i, j] = g / count
-    return loss
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
 def _column_sums(d, out, n):
     """out ← Σ over the first n rows of d, adding row after row as numpy's reduce over axis 0 does."""
     for j in range(out.size):  # element by element: a slice assignment costs numba 2 s to compile
@@ -271,11 +246,11 @@ def _column_sums(d, out, n):
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _rows_pass(r0, r1, n, x, y, rows, batch, widths, w_off, b_off, a_off, d_off, params, acts, deltas, forward,
-               backward, gemm, dnnl, dims):  # fmt: skip
+               backward, loss_fn, gemm, dnnl, dims):  # fmt: skip
     """Rows r0..r1 of a step's n: gather them, the forward pass (a = f(x·W + b), by the hidden layers'
-    ``forward`` activations, at their addresses), the softmax cross-entropy of the logits and its gradient,
-    and the backward pass down to every layer's input (Δ·Wᵀ ⊙ f'(a), by ``backward``); returns the rows'
-    summed loss."""
+    ``forward`` activations, at their addresses), the softmax cross-entropy of the logits and its gradient
+    (by ``loss_fn``, at its address), and the backward pass down to every layer's input (Δ·Wᵀ ⊙ f'(a), by
+    ``backward``); returns the rows' summed loss."""
     n_layers = widths.size - 1
     one, zero = params.dtype.type(1), params.dtype.type(0)
     size = np.int64(params.itemsize)
@@ -291,21 +266,22 @@ def _rows_pass(r0, r1, n, x, y, rows, batch, widths, w_off, b_off, a_off, d_off,
         else:
             _bias(_rows(acts, out, batch, fan_out), params[b_off[layer] : b_off[layer] + fan_out], r0, r1)
     classes = widths[n_layers]
-    logits, d_logits = _rows(acts, a_off[n_layers], batch, classes), _rows(deltas, d_off[n_layers], batch, classes)
-    loss = _softmax_cross_entropy(logits, d_logits, y, rows, r0, r1, n)
+    labels, chosen = np.int64(y.ctypes.data), np.int64(rows.ctypes.data)
+    logits, d_logits = a_base + a_off[n_layers] * size, d_base + d_off[n_layers] * size
+    total = call_double(loss_fn, (logits, d_logits, labels, chosen, r0, r1, classes, np.int64(n)))
     for layer in range(n_layers - 1, 0, -1):  # Δ_l = Δ_{l+1}·W_lᵀ ⊙ f'(a_l)
         fan_in, fan_out, d_in = widths[layer], widths[layer + 1], d_off[layer]
         _product(gemm, dnnl, dims, NO_TRANS, TRANS, r1 - r0, fan_in, fan_out,
                  d_base + (d_off[layer + 1] + r0 * fan_out) * size, fan_out, p_base + w_off[layer] * size,
                  fan_out, d_base + (d_in + r0 * fan_in) * size, fan_in, one, zero)  # fmt: skip
         call_kernel(backward[layer - 1], d_base + d_in * size, a_base + a_off[layer] * size, r0, r1, fan_in, 0)
-    return loss
+    return total
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _worker(
     tid, n_threads, x, y, order, batch, widths, w_off, b_off, a_off, d_off, params, grads, decay, acts, deltas,
-    forward, backward, tasks, kernel, states, scalars, gemm, dnnl, dims, losses, flags, yield_fn,
+    forward, backward, loss_fn, decay_fn, tasks, kernel, states, scalars, gemm, dnnl, dims, losses, flags, yield_fn,
 ):  # fmt: skip
     """Thread ``tid``'s share of every step of an epoch (see the module docstring); returns the steps
     completed: fewer than the epoch's where a minibatch loss was not finite (that step updates nothing).
@@ -317,7 +293,7 @@ def _worker(
     one, zero = params.dtype.type(1), params.dtype.type(0)
     size = np.int64(params.itemsize)
     a_base, d_base = np.int64(acts.ctypes.data), np.int64(deltas.ctypes.data)
-    g_base = np.int64(grads.ctypes.data)
+    g_base, p_base = np.int64(grads.ctypes.data), np.int64(params.ctypes.data)
     n_steps = (order.size + batch - 1) // batch
     counter = np.int64(flags.ctypes.data) + n_threads * FLAG_STRIDE * 8  # the tasks taken, after the flags
     generation, first = 0, 0
@@ -334,7 +310,7 @@ def _worker(
                 break
             r0, r1 = chunk * ROWS, min(n, (chunk + 1) * ROWS)
             loss += _rows_pass(r0, r1, n, x, y, rows, batch, widths, w_off, b_off, a_off, d_off, params, acts,
-                               deltas, forward, backward, gemm, dnnl, dims)  # fmt: skip
+                               deltas, forward, backward, loss_fn, gemm, dnnl, dims)  # fmt: skip
         first += n_chunks + n_threads
         losses[tid * FLAG_STRIDE] = loss
         generation += 1
@@ -363,9 +339,7 @@ def _worker(
             _product(gemm, dnnl, dims, TRANS, NO_TRANS, q1 - q0, fan_out, n, a_base + (a_off[layer] + q0) * size,
                      fan_in, d_base + d * size, fan_out, g_base + lo * size, fan_out, one, zero)  # fmt: skip
             if decay != 0:
-                g, p = grads[lo:hi], params[lo:hi]
-                for i in range(g.size):
-                    g[i] += decay * p[i]
+                call_double(decay_fn, (g_base + lo * size, p_base + lo * size, hi - lo, decay))
             update_range(kernel, params, grads, states, scalars[step], lo, hi)
         first += tasks.shape[0] + n_threads
         generation += 1
@@ -410,6 +384,67 @@ def backward(d_, a_, r0, r1, width, unused):
 '''
 
 
+_LOSS = '''"""optrun's compiled softmax cross-entropy and L2 decay ({dtype}; generated by optrun.compiled_epoch from
+optrun.models.loss)."""
+
+import numpy as np
+from numba import carray, cfunc, types
+
+from optrun.generated import jitted
+from optrun.models import loss
+from optrun.optim.atomics import pointer_to
+
+log_probability, logit_slope, decayed = jitted(loss.log_probability), jitted(loss.logit_slope), jitted(loss.decayed)
+i64 = types.int64
+
+
+@cfunc(types.float64(i64, i64, i64, i64, i64, i64, i64, i64), cache=True, error_model="numpy")
+def cross_entropy(z_, dz_, y_, rows_, r0, r1, classes, n):
+    """Rows r0..r1 of a step's n, in the (rows, classes) matrices z (the logits) at z_ and dz at dz_:
+    dz ← logit_slope(log p, [k = y], n), where log p = log_probability(z, max z, log Σ exp(z − max z)) and y is
+    the row's label, y_[rows_[i]]; returns Σ −log p_y over the rows."""
+    z = carray(pointer_to(z_ + r0 * classes * {itemsize}, np.{dtype}), (r1 - r0, classes))
+    dz = carray(pointer_to(dz_ + r0 * classes * {itemsize}, np.{dtype}), (r1 - r0, classes))
+    rows = carray(pointer_to(rows_ + r0 * 8, np.int64), r1 - r0)
+    one, zero, count = np.{dtype}(1), np.{dtype}(0), np.{dtype}(n)
+    summed = 0.0
+    for i in range(r1 - r0):
+        largest = z[i, 0]
+        for j in range(1, classes):
+            if z[i, j] > largest or z[i, j] != z[i, j]:  # as np.maximum.reduce: nan wins
+                largest = z[i, j]
+        total = zero
+        for j in range(classes):
+            total += np.exp(z[i, j] - largest)
+        log_total = np.log(total)
+        label = carray(pointer_to(y_ + rows[i] * 8, np.int64), 1)[0]
+        for j in range(classes):
+            log_p = log_probability(z[i, j], largest, log_total)
+            if j == label:
+                summed -= log_p
+            dz[i, j] = logit_slope(log_p, one if j == label else zero, count)
+    return summed
+
+
+@cfunc(types.float64(i64, i64, i64, types.{dtype}), cache=True, error_model="numpy")
+def decay(g_, w_, size, rate):
+    """g ← decayed(g, w, rate), over the ``size`` elements of g at g_ and w at w_; returns 0."""
+    g = carray(pointer_to(g_, np.{dtype}), size)
+    w = carray(pointer_to(w_, np.{dtype}), size)
+    for i in range(size):
+        g[i] = decayed(g[i], w[i], rate)
+    return 0.0
+'''
+
+
+def compile_loss(dtype: np.dtype) -> Any:
+    """The module of the softmax cross-entropy's and the L2 decay's C functions on ``dtype`` matrices, compiled from
+    ``optrun.models.loss`` (``optrun.generated``: once, then loaded from numba's cache)."""
+    name = np.dtype(dtype).name
+    source = _LOSS.format(dtype=name, itemsize=np.dtype(dtype).itemsize)
+    return generated.load(f"loss_{name}", source, generated.file_of(loss))
+
+
 def compile_activation(cls: type[Activation], dtype: np.dtype) -> Any:
     """The module of ``cls``'s ``forward`` and ``backward`` on ``dtype`` rows, C functions the epoch calls by
     their addresses (``optrun.generated``: compiled once, then loaded from numba's cache)."""
@@ -445,6 +480,7 @@ class CompiledEpoch:
         self.a_off = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64) * batch
         self.d_off = np.concatenate([[0, 0], np.cumsum(widths[1:-1])]).astype(np.int64) * batch  # from Δ_1
         activations = [compile_activation(type(layer), dtype) for layer in model.layers[1::2]]
+        self.loss = compile_loss(dtype)
         self.forward = np.array([a.forward.address for a in activations] or [0], np.int64)
         self.backward = np.array([a.backward.address for a in activations] or [0], np.int64)
         self.acts = np.empty(batch * sum(widths), dtype)
@@ -478,7 +514,7 @@ class CompiledEpoch:
                 return _worker(
                     tid, n_threads, x, y, order, self.batch, self.widths, self.w_off, self.b_off, self.a_off,
                     self.d_off, model.flat_params, model.flat_grads, decay, self.acts, self.deltas, self.forward,
-                    self.backward, self.tasks,
+                    self.backward, self.loss.cross_entropy.address, self.loss.decay.address, self.tasks,
                     kernel.address, state_addresses, scalars, self.gemm, self.dnnl, self.dims[tid],
                     self.losses, self.flags, SCHED_YIELD,
                 )  # fmt: skip

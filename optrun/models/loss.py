@@ -1,28 +1,50 @@
-"""Softmax cross-entropy, computed stably with log-sum-exp, and accuracy."""
+"""Softmax cross-entropy and its gradient, computed stably with log-sum-exp; accuracy; the L2 penalty's gradient.
+
+The elementwise math is stated once, for numbers and arrays alike: ``log_probability`` and ``logit_slope``, given
+a row's two reductions (its largest logit m and log Σ_j exp(z_j − m)), and ``decayed``. numpy runs them on whole
+arrays here; the compiled epoch compiles the same functions into its loops over a batch's rows
+(``optrun.compiled_epoch.compile_loss``), so the two cannot drift apart.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 
+def log_probability(z: Any, largest: Any, log_total: Any) -> Any:
+    """log p_k = z_k − m − log Σ_j exp(z_j − m), where m = max_j z_j and ``log_total`` = log Σ_j exp(z_j − m):
+    no overflow for any finite z."""
+    return z - largest - log_total
+
+
+def logit_slope(log_p: Any, hit: Any, count: Any) -> Any:
+    """∂L/∂z_k of the mean cross-entropy L = −(1/N) Σ_n log p_{n, y_n} over N = ``count`` rows:
+    (p_k − [k = y]) / N, where ``hit`` is [k = y] (1 or 0 in the logits' dtype, or a boolean)."""
+    return (np.exp(log_p) - hit) / count
+
+
+def decayed(g: Any, w: Any, decay: Any) -> Any:
+    """∂/∂W of a loss plus the L2 penalty (λ/2)‖W‖², from the loss's own gradient g: g + λ·W."""
+    return g + decay * w
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """log p_k = z_k − max z − log Σ_j exp(z_j − max z): no overflow for any finite z."""
+    """``log_probability`` of every row of ``logits``."""
     # The ufuncs' reduce methods: the same reductions as .max() and .sum(), without their Python wrappers.
-    shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
-    shifted -= np.log(np.add.reduce(np.exp(shifted), axis=1, keepdims=True))
-    return shifted
+    largest = np.maximum.reduce(logits, axis=1, keepdims=True)
+    log_total = np.log(np.add.reduce(np.exp(logits - largest), axis=1, keepdims=True))
+    return log_probability(logits, largest, log_total)
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy L = −(1/N) Σ_n log p_{n, y_n} and its gradient (softmax − onehot) / N."""
+    """Mean cross-entropy L = −(1/N) Σ_n log p_{n, y_n} and its gradient, ``logit_slope``."""
     n = len(labels)
-    rows = np.arange(n)
     logp = log_softmax(logits)
-    loss = -float(np.add.reduce(logp[rows, labels])) / n
-    grad = np.exp(logp)
-    grad[rows, labels] -= 1
-    grad /= n
-    return loss, grad
+    loss = -float(np.add.reduce(logp[np.arange(n), labels])) / n
+    hit = labels[:, None] == np.arange(logits.shape[1])
+    return loss, logit_slope(logp, hit, n)
 
 
 def cross_entropy_sum_and_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[float, int]:

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from optrun import threads
 from optrun.models.layers import ACTIVATIONS, Dense, Layer
-from optrun.models.loss import cross_entropy_sum_and_correct, softmax_cross_entropy
+from optrun.models.loss import cross_entropy_sum_and_correct, decayed, softmax_cross_entropy
 from optrun.schema import NonNegativeFloat, PositiveInt, Section, tagged_union
 
 Init = Literal["he", "xavier"]
@@ -110,7 +110,7 @@ class Network:
             dy = layer.backward(dy, need_dx=i < len(self.layers) - 1)
         if self.weight_decay:
             for d in self.dense:
-                d.dW += self.weight_decay * d.W
+                d.dW[...] = decayed(d.dW, d.W, self.weight_decay)
         return loss + self.penalty()
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

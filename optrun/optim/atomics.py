@@ -79,6 +79,19 @@ def call_kernel(typingctx, fn, p, g, states, scalars, lo, hi):
     return types.void(fn, p, g, states, scalars, lo, hi), codegen
 
 
+@intrinsic
+def call_double(typingctx, fn, args):
+    """The C function at address ``fn``, ``double f(...)``, called with the values of the tuple ``args`` (each
+    passed as its own type: int64, float32, float64)."""
+
+    def codegen(context, builder, signature, llargs):
+        arguments = [builder.extract_value(llargs[1], i) for i in range(len(args))]
+        fnty = ir.FunctionType(ir.DoubleType(), [a.type for a in arguments])
+        return builder.call(builder.inttoptr(llargs[0], fnty.as_pointer()), arguments)
+
+    return types.float64(fn, args), codegen
+
+
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
