@@ -192,11 +192,10 @@ def ranked(groups: list[Group], target: float | None) -> list[StatsRow]:
 
 
 def problem_of_groups(groups: list[Group]) -> Problem:
-    """The one kind of problem the groups' runs are on; RunDirError when they mix kinds (or there are none)."""
+    """The one kind of problem the groups' runs are on; RunDirError when there are none, or they mix kinds."""
     kinds = {g.problem for g in groups}
-    if len(kinds) != 1:
-        raise RunDirError("no finished runs to compare" if not kinds else MIXED)
+    if not kinds:
+        raise RunDirError("no finished runs to compare")
+    if len(kinds) > 1:
+        raise RunDirError("these runs mix networks and objectives; compare each kind on its own")
     return kinds.pop()
-
-
-MIXED = "these runs mix networks and objectives; compare each kind on its own"

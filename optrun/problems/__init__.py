@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from optrun.config import Config
+from optrun.config import CompareConfig, Config
 from optrun.problems.base import OPTIONAL_COLUMNS, Problem, Row, StatsRow, TrainResult
 from optrun.problems.landscape import OBJECTIVE, Landscape, LandscapeStats, StepRecord
 from optrun.problems.network import NETWORK, EpochRecord, Experiment, LabelStats
@@ -21,7 +21,7 @@ PROBLEMS: tuple[Problem, ...] = (NETWORK, OBJECTIVE)
 Record = EpochRecord | StepRecord
 
 
-def problem_of(config: Config | Mapping[str, Any]) -> Problem:
+def problem_of(config: Config | CompareConfig | Mapping[str, Any]) -> Problem:
     """The kind of problem a config holds (a resolved config's mapping, as a run directory keeps it, too):
     an objective where it names one, a network otherwise."""
     objective = config.get("objective") if isinstance(config, Mapping) else config.objective

@@ -41,7 +41,7 @@ class Row:
 @dataclass
 class TrainResult:
     status: str  # "completed" or "diverged" (a comparison adds "failed", an interrupted run "interrupted")
-    records: list[Any] = field(default_factory=list)  # the problem's rows
+    records: list[Row] = field(default_factory=list)  # the problem's rows
     reason: str | None = None  # why a diverged run stopped
 
     @property
