@@ -359,7 +359,12 @@ def _compare_progress(
 
 
 def _split_labels(only: tuple[str, ...]) -> list[str]:
-    return [label.strip() for item in only for label in item.split(",") if label.strip()]
+    """The labels of ``--only`` options, each a label or a comma-separated list; UserError for one that names
+    none (``--only ""`` would otherwise compare every label)."""
+    labels = [label.strip() for item in only for label in item.split(",") if label.strip()]
+    if only and not labels:
+        raise UserError(f"--only {only[0]!r}: names no label; give one or more labels, separated by commas")
+    return labels
 
 
 @cli.command("compare", short_help="Compare optimizers over seeds; write a comparison directory.")

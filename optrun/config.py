@@ -98,7 +98,9 @@ def _theory_problem(spec: Any, objective: Any) -> str | None:
 
 def _with_theory(spec: Any, objective: Any) -> Any:
     """``spec`` with 'theory' replaced by the tuned values for the quadratic ``objective`` (when possible)."""
-    if _theory_problem(spec, objective) is not None or THEORY not in (spec.get("learning_rate"), spec.get("mu")):
+    if not isinstance(spec, Mapping) or _theory_problem(spec, objective) is not None:
+        return spec  # the spec's own validation reports what is wrong with it
+    if THEORY not in (spec.get("learning_rate"), spec.get("mu")):
         return spec
     dim, kappa = objective.get("dim", 2), objective.get("condition_number", 10.0)
     if not isinstance(kappa, int | float) or isinstance(kappa, bool) or kappa < 1:

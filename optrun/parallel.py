@@ -26,7 +26,7 @@ its running task (which hands back what it has) and makes it refuse every task i
 is given after, so that no run starts once the signal came; a signal while they
 start or wait prints no traceback. Where this process ignores SIGINT (a command
 started with ``&`` in a script), its workers ignore it too. This process holds
-both signals while its pool runs (``_HeldSignals``) and acts on them in the wait
+both signals while its pool runs (``HeldSignals``) and acts on them in the wait
 for results, whatever the caller was doing when they came: it passes the signal on
 to the workers, hands back the results of the runs in flight, and raises the
 signal's exception to the caller (KeyboardInterrupt, or ``Terminated``).
@@ -189,10 +189,11 @@ def _starting() -> Iterator[None]:
             yield
 
 
-class _HeldSignals:
-    """SIGINT and SIGTERM held back while a pool of workers runs, in the main thread: the pool acts on them
-    where it can wind its workers down and hand back their partial results, whatever the caller was doing
-    when they came (writing a run, printing), then delivers them to the handlers that were in place."""
+class HeldSignals:
+    """SIGINT, SIGTERM and SIGHUP held back from the moment it is made, in the main thread, until ``deliver``:
+    while a pool of workers runs, which acts on them where it can wind its workers down and hand back their
+    partial results, whatever the caller was doing when they came (writing a run, printing); while a run
+    directory is made, which is then whole (``optrun.runs.run``)."""
 
     def __init__(self) -> None:
         self.caught: list[int] = []
@@ -242,7 +243,7 @@ def executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[MapUnorder
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
         ignore_sigint = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-        held = _HeldSignals()
+        held = HeldSignals()
         try:
             with _starting():  # the pool's queues start the resource tracker
                 pool = ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(ignore_sigint,))
@@ -265,7 +266,7 @@ def _serial_map(fn: Callable[[T], R], items: Sequence[T], on_error: OnError = No
 def _pool_map(
     pool: ProcessPoolExecutor,
     context: Any,
-    held: _HeldSignals,
+    held: HeldSignals,
     fn: Callable[[T], R],
     items: Sequence[T],
     on_error: OnError = None,

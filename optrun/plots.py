@@ -315,9 +315,11 @@ def landscape_curves_figure(groups: list[Group], title: str = "") -> Figure:
         _fit_log_panel(axes[0], losses, ends)
     handles += _broken_handles(_mark_ends(axes[0], ends))
     axes[0].set(title="Loss", ylabel=f"f(x) ({'log' if positive else 'symmetric log'} scale)")
-    if with_distance:
-        axes[1].set_yscale("log")
-        axes[1].set(title="Distance to the minimum", ylabel="‖x − x*‖ (log scale)")
+    if with_distance:  # a log scale, unless every run sat on the minimum throughout (a start there)
+        distances = [c["distance_to_minimum"] for g in groups if (c := curves(g)) and "distance_to_minimum" in c.values]
+        scale = "log" if any(bool((d > 0).any()) for d in distances) else "linear"
+        axes[1].set_yscale(scale)
+        axes[1].set(title="Distance to the minimum", ylabel=f"‖x − x*‖{' (log scale)' if scale == 'log' else ''}")
     return _finish(fig, axes, "step", title, handles)
 
 
@@ -330,17 +332,13 @@ def trajectories_figure(groups: list[Group], objective: Objective, title: str = 
     centre = np.array(anchors).mean(axis=0)
     points = np.clip(points, centre - 3 * span - 1, centre + 3 * span + 1)  # runaway paths leave the frame
     lo, hi = points.min(axis=0), points.max(axis=0)
-    pad = 0.12 * np.maximum(hi - lo, 1e-9)
-    lo, hi = lo - pad, hi + pad
+    half = np.maximum(0.62 * (hi - lo), 0.5)  # a margin of 12%; at least a unit square (a start at the minimum)
+    lo, hi = (lo + hi) / 2 - half, (lo + hi) / 2 + half
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
     values = objective.value(np.stack([gx, gy], axis=-1))
     fig = Figure(figsize=(9, 7), layout="constrained")
     ax = fig.add_subplot()
-    if values.min() >= 0:  # log-spaced levels show both the valley floor and the walls
-        floor = max(float(values.min()), 1e-3 * float(values.max()), 1e-12)
-        levels = np.logspace(np.log10(floor), np.log10(values.max()), 25)
-    else:
-        levels = np.linspace(values.min(), values.max(), 25)
+    levels = _levels(float(values.min()), float(values.max()))
     ax.contourf(gx, gy, values, levels=levels, cmap="Blues_r", alpha=0.35, norm=_norm(levels), extend="both")
     ax.contour(gx, gy, values, levels=levels, cmap="Blues_r", linewidths=0.6, norm=_norm(levels))
     handles = []
@@ -366,6 +364,15 @@ def trajectories_figure(groups: list[Group], objective: Objective, title: str = 
     _title(fig, [ax], title or objective.name)
     fig.legend(handles=handles, loc="outside right center", frameon=False)
     return fig
+
+
+def _levels(low: float, high: float) -> np.ndarray:
+    """25 contour levels from ``low`` to ``high``: log-spaced where the values are positive (they show both a
+    valley's floor and its walls), evenly spaced otherwise; increasing even where the values are all one."""
+    floor = max(low, 1e-3 * high, 1e-12)
+    if low >= 0 and high > floor:
+        return np.logspace(np.log10(floor), np.log10(high), 25)
+    return np.linspace(low, max(high, low + 1e-12 * max(1.0, abs(low))), 25)
 
 
 def _norm(levels: np.ndarray) -> Normalize:

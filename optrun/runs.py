@@ -28,7 +28,7 @@ import numpy as np
 
 from optrun import checkpoints
 from optrun.config import Config, dump_yaml, parse_config, read_yaml
-from optrun.parallel import Terminated
+from optrun.parallel import HeldSignals, Terminated
 from optrun.problems import OPTIONAL_COLUMNS, PROBLEMS, Record, TrainResult, problem_of, problem_of_columns
 from optrun.train import fit, prepare
 
@@ -212,9 +212,23 @@ def run(config: Config, runs_dir: str | Path = "runs", on_epoch: Callable[[Recor
     """
     start = time.perf_counter()
     experiment = prepare(config)
-    path = create_run_dir(runs_dir, config.name)
+    path, writer, held = _begin(config, lambda: create_run_dir(runs_dir, config.name))
     with _writing(path):
-        return _train_into(path, config, experiment, _start(path, config), on_epoch, start)
+        return _train_into(path, config, experiment, writer, on_epoch, start, held=held)
+
+
+def _begin(config: Config, make_dir: Callable[[], Path]) -> tuple[Path, MetricsWriter, HeldSignals]:
+    """The run's directory (``make_dir``), with its config.yaml written and its metrics.csv open, made while
+    stop signals are held: a Ctrl-C meanwhile waits until the directory is whole, then stops the run
+    (``_train_into`` delivers it)."""
+    held = HeldSignals()
+    try:
+        path = make_dir()
+        with _writing(path):
+            return path, _start(path, config), held
+    except BaseException:
+        held.deliver()
+        raise
 
 
 @contextmanager
@@ -285,8 +299,9 @@ def resume(run_dir: str | Path, on_epoch: Callable[[Record], None] | None = None
     if not problem_of(config).keeps_checkpoints or not (
         (path / checkpoints.NAME).exists() or _read_metrics(path / "metrics.csv")
     ):
+        _, writer, held = _begin(config, lambda: path)
         with _writing(path):
-            return _train_into(path, config, experiment, _start(path, config), on_epoch, start)
+            return _train_into(path, config, experiment, writer, on_epoch, start, held=held)
     epoch = checkpoints.restore(experiment, path)
     kept = [row for row in _read_metrics(path / "metrics.csv") if row.done <= epoch]
     if [row.done for row in kept] != list(range(epoch + 1)):
@@ -315,7 +330,10 @@ def _train_into(
     on_epoch: Callable[[Record], None] | None,
     start: float,
     earlier: list[Record] | None = None,
+    held: HeldSignals | None = None,
 ) -> RunOutcome:
+    """Train ``experiment`` into the run directory ``path``, after the rows ``earlier``; a stop signal ``held``
+    while the directory was made comes now, and stops the run like any later one."""
     problem, records = problem_of(config), list(earlier or [])
 
     def record(row: Record) -> None:
@@ -327,6 +345,8 @@ def _train_into(
             on_epoch(row)
 
     try:
+        if held is not None:
+            held.deliver()
         result = fit(experiment, record)
     except KeyboardInterrupt as exc:
         writer.close()

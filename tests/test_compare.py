@@ -105,6 +105,12 @@ BAD = [
         [],
         "optimizers.momentum.momentum: unknown key",
     ),
+    (
+        "a label's spec is a number",
+        {"optimizers": {"sgd": 0.1}},
+        [],
+        "optimizers.sgd: must be a mapping of keys to values, got 0.1",
+    ),
     ("repeated seed", {"seeds": [1, 1]}, [], "seeds: must be a number of seeds (>= 1) or a list of distinct seeds"),
     (
         "zero seeds",
@@ -120,6 +126,7 @@ BAD = [
         "optimizer: give either 'optimizer' (one) or 'optimizers' (labels), not both",
     ),
     ("unknown --only", {}, ["--only", "adam"], "--only adam: no such label; the labels are: sgd, slow-adam"),
+    ("empty --only", {}, ["--only", " , "], "--only ' , ': names no label; give one or more labels"),
     (
         "jobs and dask",
         {},

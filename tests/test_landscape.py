@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,18 @@ def test_a_run_directory_of_an_objective(tmp_path) -> None:
     assert "per-step metrics" in shown and "distance to min" in shown
     pictures = sorted(p.name for p in run_dir.glob("*.png"))
     assert pictures == ["curves.png", "trajectories.png"]  # convergence.png is for the quadratic
+
+
+@pytest.mark.parametrize("objective", ["{name: booth, start: [1, 3]}", "{name: quadratic, start: [1.0e-9, 0]}"])
+def test_a_run_that_starts_at_the_minimum_draws_its_pictures(tmp_path, objective: str) -> None:
+    """Its contours around one point, and a distance that is zero throughout, still make pictures."""
+    path = tmp_path / "there.yaml"
+    path.write_text(f"objective: {objective}\ntrain: {{steps: 5}}\noptimizer: {{name: sgd, learning_rate: 0.001}}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "cannot be log-scaled" too
+        result = invoke("train", path, "--runs-dir", tmp_path / "runs", "-q")
+    assert result.exit_code == 0, result.output
+    assert {"curves.png", "trajectories.png"} <= {p.name for p in Path(result.output.strip()).glob("*.png")}
 
 
 def test_the_saddle_has_no_distance_and_escapes(tmp_path) -> None:

@@ -129,6 +129,30 @@ def test_the_interrupt_message_and_summary_name_the_last_row_kept(tmp_path, monk
     assert summary["epochs"] == (kept or 0) and len(rows) == (0 if kept is None else kept + 1)
 
 
+@pytest.mark.parametrize("when", ["making the directory", "writing config.yaml"])
+def test_a_ctrl_c_while_the_run_directory_is_made_leaves_it_whole_and_resumable(tmp_path, monkeypatch, when) -> None:
+    """The signal waits until the directory holds its config, then stops the run as one during epoch 0 would:
+    never an empty folder, never a traceback from the middle of writing config.yaml."""
+    import optrun.runs
+
+    real = optrun.runs.create_run_dir if when == "making the directory" else optrun.runs.dump_yaml
+
+    def interrupted(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # a Python handler would raise KeyboardInterrupt right here
+        return real(*args, **kwargs)
+
+    target = "create_run_dir" if when == "making the directory" else "dump_yaml"
+    monkeypatch.setattr(optrun.runs, target, interrupted)
+    with pytest.raises(RunInterrupted) as stopped:
+        run(config({"name": "sgd"}, epochs=2), tmp_path)
+    monkeypatch.undo()
+    cut = stopped.value.path
+    assert str(stopped.value) == f"{cut}: interrupted by SIGINT before the first evaluation"
+    assert yaml.safe_load((cut / "config.yaml").read_text())["optimizer"]["name"] == "sgd"
+    assert json.loads((cut / "summary.json").read_text())["status"] == "interrupted"
+    assert resume(cut).result.status == "completed"
+
+
 def test_resume_refuses_what_it_cannot_continue(tmp_path) -> None:
     c = config({"name": "sgd"}, epochs=3)
     done = run(c, tmp_path).path

@@ -213,8 +213,21 @@ BAD_FILES = [
      "class Spec(Hyperparameters):\n        learning_rate: float = 0.1\n        beta: float\n", "bad.py:Lion",
      "optimizer: bad.py:Lion: its Spec must give every key a default; beta has none"),
     ("a number in the rule", "LION".replace("LION", "LION\nLion.rule = staticmethod(lambda p, g, m, b1, c1, b2, c2, "
-     "lr, wd: (p - g * lr * 0.5, m))\n"), "bad.py:Lion", "optimizer: bad.py:Lion: its rule writes the number 0.5; "
+     "lr, wd: (p - g * lr * 0.5, m))\n"), "bad.py:Lion", "optimizer: bad.py:Lion: its rule uses the number 0.5; "
      "give it as a scalar from scalars() instead (compiled, a number written in the rule computes in float64"),
+    ("a named number in the rule", "LION".replace("LION", "LION\nHALF = 0.5\nLion.rule = staticmethod(lambda p, g, "
+     "m, b1, c1, b2, c2, lr, wd: (p - g * lr * HALF, m))\n"), "bad.py:Lion",
+     "optimizer: bad.py:Lion: its rule uses the number HALF = 0.5; give it as a scalar from scalars() instead"),
+    ("a module's number in the rule", "LION".replace("LION", "LION\nimport numpy as np\nLion.rule = staticmethod("
+     "lambda p, g, m, b1, c1, b2, c2, lr, wd: (p - g * lr * np.pi, m))\n"), "bad.py:Lion",
+     "optimizer: bad.py:Lion: its rule uses the number np.pi = 3.141592653589793; give it as a scalar"),
+    ("a rule over the whole array", "LION".replace("LION", "LION\nimport numpy as np\nLion.rule = staticmethod("
+     "lambda p, g, m, b1, c1, b2, c2, lr, wd: (p - lr * g / np.mean(np.abs(g)), m))\n"), "bad.py:Lion",
+     "optimizer bad.py:Lion: its rule is not elementwise: each element's new values must depend on that element's "
+     "alone (no np.mean, np.sum or np.linalg.norm over the array), one value per element"),
+    ("a rule that returns a number", "LION".replace("LION", "LION\nimport numpy as np\nLion.rule = staticmethod("
+     "lambda p, g, m, b1, c1, b2, c2, lr, wd: (np.sum(p - lr * g), m))\n"), "bad.py:Lion",
+     "optimizer bad.py:Lion: its rule is not elementwise"),
     ("no rule", "from optrun.optim import Hyperparameters, Optimizer\nclass Lion(Optimizer):\n    class Spec("
      "Hyperparameters):\n        learning_rate: float = 0.1\n", "bad.py:Lion",
      "optimizer: bad.py:Lion: it defines no rule (a static method rule(p, g, *state, *scalars))"),

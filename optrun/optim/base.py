@@ -89,6 +89,21 @@ def _rebuild(values: dict[str, Any]) -> Hyperparameters:
     return parse_optimizer_spec(values)  # which checks a user's file against the SHA-256 the values recorded
 
 
+def _elementwise(whole: Any, each: Sequence[Any]) -> bool:
+    """Whether a rule's results on two elements (``whole``) are its results on each element alone (``each``),
+    each an array of one value per element, to a few ulps (numpy may vectorize one and not the other)."""
+    outputs = [r if isinstance(r, tuple) else (r,) for r in (whole, *each)]
+    for together, *alone in zip(*outputs, strict=True):
+        if not all(isinstance(a, np.ndarray) and a.shape == (1,) for a in alone):
+            return False
+        if not isinstance(together, np.ndarray) or together.shape != (2,):
+            return False
+        apart = np.concatenate(alone)
+        if not np.allclose(together, apart, rtol=1e-5, atol=0, equal_nan=True):
+            return False
+    return True
+
+
 class Optimizer:
     """Updates a list of parameter arrays in place from a list of gradients.
 
@@ -139,7 +154,7 @@ class Optimizer:
             return f"its rule's parameters must be p, g, then its state {', '.join(cls.state) or '(none)'}"
         if numbers := kernels.written_numbers(cls.rule):
             why = "compiled, a number written in the rule computes in float64, and the sizes would differ"
-            return f"its rule writes the number {numbers[0]!r}; give it as a scalar from scalars() instead ({why})"
+            return f"its rule uses the number {numbers[0]}; give it as a scalar from scalars() instead ({why})"
         return None
 
     def __init__(self, params: Sequence[np.ndarray], **hyperparameters: Any) -> None:
@@ -192,9 +207,10 @@ class Optimizer:
                 if sorted(scalars) != sorted(names):
                     given, taken = ", ".join(scalars) or "nothing", ", ".join(names) or "nothing"
                     raise ConfigError(f"scalars() gives {given}; its rule takes {taken}")
-                two = np.array([0.5, -0.5], self._targets[0].dtype)  # one element would let an `if` on values pass
+                two = np.array([0.75, -0.25], self._targets[0].dtype)  # one element would let an `if` pass
                 with np.errstate(all="ignore"):
                     new = self.rule(two, two, *(np.abs(two) for _ in self.state), **scalars)
+                    each = [self.rule(x, x, *(np.abs(x) for _ in self.state), **scalars) for x in (two[:1], two[1:])]
         except ConfigError as exc:
             raise ConfigError(f"optimizer {self.label}: {exc}") from None
         except Exception as exc:
@@ -208,6 +224,11 @@ class Optimizer:
             count = len(new) if isinstance(new, tuple) else 1
             wanted = f"θ, then {', '.join(self.state)}"
             raise ConfigError(f"optimizer {self.label}: its rule returns {count} value(s); it must return {wanted}")
+        if not _elementwise(new, each):
+            raise ConfigError(
+                f"optimizer {self.label}: its rule is not elementwise: each element's new values must depend on that "
+                "element's alone (no np.mean, np.sum or np.linalg.norm over the array), one value per element"
+            )
         return [n for n in names if not isinstance(scalars[n], bool)]
 
     @contextlib.contextmanager

@@ -50,20 +50,41 @@ SPLIT_MIN_SIZE = 1 << 21
 """Elements from which splitting an update across threads is tried (8 MiB of float32 per array)."""
 
 
-def written_numbers(fn: Callable[..., Any]) -> list[Any]:
-    """The numbers written in ``fn`` and in the helpers it calls (``generated.helpers_of``, compiled with it):
+def written_numbers(fn: Callable[..., Any]) -> list[str]:
+    """The numbers written in ``fn`` and in the helpers it calls (``generated.helpers_of``, compiled with it), and
+    the numbers they read by name (a module's ``HALF = 0.5``, ``np.pi``), as they would read in an error message:
     numba would compute with each in float64 or int64, where numpy keeps the arrays' dtype."""
-    code_objects = [fn.__code__, *(helper.__code__ for helper in generated.helpers_of(fn).values())]
-    numbers: list[Any] = []
-    while code_objects:
-        for const in code_objects.pop().co_consts:
-            if isinstance(const, types.CodeType):
-                code_objects.append(const)
-            elif isinstance(const, tuple):
-                numbers += [c for c in const if isinstance(c, int | float | complex) and not isinstance(c, bool)]
-            elif isinstance(const, int | float | complex) and not isinstance(const, bool):
-                numbers.append(const)
+    functions = [fn, *generated.helpers_of(fn).values()]
+    numbers: list[str] = []
+    for function in functions:
+        code_objects = [function.__code__]
+        while code_objects:
+            code = code_objects.pop()
+            for const in code.co_consts:
+                if isinstance(const, types.CodeType):
+                    code_objects.append(const)
+                else:
+                    numbers += [repr(c) for c in (const if isinstance(const, tuple) else (const,)) if _is_number(c)]
+            numbers += _named_numbers(code, function.__globals__)
     return numbers
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | complex | np.number) and not isinstance(value, bool | np.bool_)
+
+
+def _named_numbers(code: types.CodeType, namespace: dict[str, Any]) -> list[str]:
+    """The numbers ``code`` reads by name: a global of its module (``HALF``), or an attribute of a module it
+    reads (``np.pi``)."""
+    found = []
+    for name in code.co_names:
+        value = namespace.get(name)
+        if _is_number(value):
+            found.append(f"{name} = {value!r}")
+        elif isinstance(value, types.ModuleType):
+            attributes = (a for a in code.co_names if _is_number(getattr(value, a, None)))
+            found += [f"{name}.{a} = {getattr(value, a)!r}" for a in attributes]
+    return found
 
 
 def rule_parameters(rule: Callable[..., Any]) -> list[str]:
