@@ -314,8 +314,12 @@ def _tell_outcome(console: Console, config: configs.Config, outcome: RunOutcome,
             console.print(metrics_table(problem, result.records))
         unit = f"{problem.unit}s"
         if result.status == "completed":
+            done = summary[unit]
             seconds = summary["wall_seconds"]
-            console.print(f"[green]completed[/] {summary[unit]} {unit} in {seconds:.1f} s: {problem.result(summary)}")
+            console.print(
+                f"[green]completed[/] {done} {unit if done != 1 else problem.unit} in {seconds:.1f} s: "
+                f"{problem.result(summary)}"
+            )
         else:
             console.print(
                 f"[red]diverged[/]: {escape(result.reason or '')}; metrics.csv keeps {unit} 0..{summary[unit]}"
@@ -474,7 +478,13 @@ def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | Non
     if differ := reports.problem_differences(collection.groups):
         click.echo(f"warning: the runs differ in {', '.join(differ)}, not only in optimizer and seed", err=True)
     out_dir = reports.report_dir(out) if out else create_run_dir(runs_dir, "report")
-    reports.write(comparison, out_dir, {"sources": [str(Path(p)) for p in paths]})
+    try:
+        reports.write_report(comparison, out_dir, {"sources": [str(Path(p)) for p in paths]})
+    except BaseException:
+        if not out:  # the folder made for it, empty
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
     if quiet:
         _say(out_dir)
     else:

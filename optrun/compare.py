@@ -21,9 +21,10 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from optrun import memory
-from optrun.config import CompareConfig, Config, dump_yaml, read_yaml
+from optrun.config import CompareConfig, Config, dump_yaml, parse_config, read_yaml
 from optrun.parallel import WorkersLost, executor
 from optrun.problems import Record, TrainResult, problem_of
 from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, read_json, write
@@ -88,11 +89,16 @@ class Finished:
     signal: str | None = None  # for a run a signal stopped: SIGINT, SIGTERM or SIGHUP
 
 
-def execute(config: Config) -> Finished:
-    """Train one run in memory; an exception becomes a failed run, not a lost comparison."""
+def execute(config: Config | dict[str, Any]) -> Finished:
+    """Train one run in memory; an exception becomes a failed run, not a lost comparison. A worker is given the
+    config as its resolved mapping (``Config.to_dict``) and validates it here: a config that no longer holds
+    there (a user's optimizer file edited since the comparison began) fails its run, where unpickling a Config
+    would have ended the worker."""
     start = time.perf_counter()
     rows: list[Record] = []
     try:
+        if not isinstance(config, Config):
+            config = parse_config(config)
         result = fit(prepare(config), rows.append)
     except KeyboardInterrupt as exc:  # a stop signal: hand back the rows so far, marked interrupted
         name = signal_name(exc)
@@ -212,7 +218,7 @@ def compare(
             for planned in todo:  # an interrupted or half-written run starts again from scratch
                 shutil.rmtree(path / planned.subdir, ignore_errors=True)
         try:
-            for i, finished in map_unordered(execute, [r.config for r in todo], on_error=_worker_lost):
+            for i, finished in map_unordered(execute, [r.config.to_dict() for r in todo], on_error=_worker_lost):
                 planned = todo[i]
                 outcome = write_run(path / planned.subdir, planned.config, finished.result, finished.wall_seconds)
                 if finished.traceback:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from optrun.config import CompareConfig, parse_config, read_yaml
+from optrun.parallel import HeldSignals
 from optrun.problems import StatsRow, problem_of
 from optrun.runs import (
     RunDirError,
@@ -335,8 +337,11 @@ def report_dir(path: str | Path) -> Path:
     return path
 
 
-def write(comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None = None) -> None:
-    """Write comparison.csv, the pictures (``draw``) and summary.json into ``out_dir``."""
+def write(
+    comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None = None, final: Path | None = None
+) -> None:
+    """Write comparison.csv, the pictures (``draw``) and summary.json into ``out_dir``, which names each run by its
+    path from ``final`` (the folder the files end up in: ``out_dir`` itself unless given)."""
     figures = _figures(comparison)  # any failure to draw comes before a file is written
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = list(type(comparison.rows[0]).__dataclass_fields__)
@@ -353,7 +358,7 @@ def write(comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None
                 "seed": r.config.get("seed"),
                 "status": r.status,
                 "reason": r.summary.get("reason"),
-                "path": os.path.relpath(r.path, out_dir),
+                "path": os.path.relpath(r.path, final or out_dir),
             }
             for r in by_label[row.label].runs
         ]
@@ -369,3 +374,30 @@ def write(comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None
         "versions": versions(),
     }
     write_json(out_dir / "summary.json", summary)
+
+
+def write_report(comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None = None) -> None:
+    """``write`` for ``optrun report``: into a folder beside ``out_dir``, which then takes its place (an earlier
+    report's files go with the folder they were in), so that a report interrupted or failed leaves ``out_dir`` as
+    it was; RunDirError, in one line, where the folder cannot be written."""
+    partial, earlier = (out_dir.with_name(f".{out_dir.name}.{what}-{os.getpid()}") for what in ("partial", "earlier"))
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        write(comparison, partial, extra, final=out_dir)
+        held = HeldSignals()  # the folder is swapped whole: a Ctrl-C waits for it
+        try:
+            if out_dir.exists():  # an earlier report's, or an empty folder
+                os.rename(out_dir, earlier)
+            os.rename(partial, out_dir)
+        except OSError:
+            if earlier.exists() and not out_dir.exists():
+                os.rename(earlier, out_dir)
+            raise
+        finally:
+            held.deliver()
+    except OSError as exc:
+        raise RunDirError(f"{out_dir}: cannot write the report ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(earlier, ignore_errors=True)

@@ -9,6 +9,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -433,6 +434,7 @@ def test_report_writes_only_into_a_new_or_empty_folder_or_an_earlier_reports(tmp
         (compare_dir / "sgd" / "seed-0", "holds files that are not an earlier report's"),
         (tmp_path / "a-file", "is a file, not a folder for the report"),
         (tmp_path / "a-file" / "sub", f"cannot be made: {tmp_path / 'a-file'} is a file"),
+        (Path("/proc/optrun-report"), "/proc/optrun-report: cannot write the report (No such file or directory)"),
     ]:
         result = invoke("report", compare_dir, "--out", out)
         assert (result.exit_code == 2 and result.output.strip().endswith(problem)) or problem in result.output, out
@@ -441,6 +443,18 @@ def test_report_writes_only_into_a_new_or_empty_folder_or_an_earlier_reports(tmp
     for _ in range(2):  # a new folder, then the same report's folder again
         assert invoke("report", compare_dir, "--out", tmp_path / "rep", "-q").exit_code == 0
     assert (tmp_path / "rep" / "comparison.csv").is_file()
+    (tmp_path / "rep" / "trajectories.png").write_bytes(b"an earlier report's picture")
+    assert invoke("report", compare_dir, "--out", tmp_path / "rep", "-q").exit_code == 0
+    assert not (tmp_path / "rep" / "trajectories.png").exists()  # the folder is the new report's alone
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rep")] == []
+
+
+def test_a_report_interrupted_leaves_no_folder_behind(tmp_path, monkeypatch) -> None:
+    compare_dir = compare(compare_config(), tmp_path / "c", jobs=1).path
+    monkeypatch.setattr(Figure, "savefig", lambda *args, **kwargs: signal.raise_signal(signal.SIGINT))
+    result = CliRunner().invoke(cli, ["report", str(compare_dir), "--runs-dir", str(tmp_path / "reports")])
+    assert result.exit_code == 130, result.output
+    assert list((tmp_path / "reports").iterdir()) == []
 
 
 def test_a_picture_is_written_whole_or_not_at_all(tmp_path, monkeypatch) -> None:

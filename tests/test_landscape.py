@@ -171,6 +171,11 @@ def test_theory_settings_by_hand() -> None:
     assert (nag.learning_rate, nag.mu) == pytest.approx((0.01, 9 / 11), rel=1e-15)
     mixed = config(quadratic, {"name": "momentum", "learning_rate": 0.05, "mu": "theory"}).optimizer
     assert (mixed.learning_rate, mixed.mu) == pytest.approx((0.05, 81 / 121), rel=1e-15)
+    heavy_rate = theory_rate(config(quadratic, {"name": "momentum", "learning_rate": "theory", "mu": "theory"}))
+    assert heavy_rate == pytest.approx(9 / 11, rel=1e-12)
+    for other in ({"dampening": 0.5}, {"restart": {"every": 5}}, {"clip_norm": 1.0}):  # not the theory's iteration
+        spec = {"name": "momentum", "learning_rate": "theory", "mu": "theory", **other}
+        assert theory_rate(config(quadratic, spec)) is None, other
 
 
 @pytest.mark.parametrize(

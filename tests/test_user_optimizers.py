@@ -362,6 +362,8 @@ def test_a_flag_that_changes_between_steps_stops_the_run(tmp_path: Path, size: i
 def test_a_worker_refuses_a_file_that_differs_from_the_one_the_config_recorded(rules: Path) -> None:
     import pickle
 
+    from optrun.compare import execute
+
     config = parse_config({**SMALL, "optimizer": {"name": f"{rules}:Lion"}})
     sent = pickle.dumps(config.optimizer)  # as a worker receives it
     assert pickle.loads(sent) == config.optimizer
@@ -369,6 +371,9 @@ def test_a_worker_refuses_a_file_that_differs_from_the_one_the_config_recorded(r
     registry._import_file.cache_clear()  # as a worker that has not imported it yet
     with pytest.raises(Exception, match="has changed since this config recorded it"):
         pickle.loads(sent)
+    # a comparison's worker is sent the config's mapping, and fails the run rather than dying
+    finished = execute(pickle.loads(pickle.dumps(config.to_dict())))
+    assert finished.result.status == "failed" and "has changed since this config recorded it" in finished.result.reason
 
 
 def test_float64_gradients_of_float32_parameters_give_the_same_bits_both_ways() -> None:

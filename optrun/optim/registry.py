@@ -104,6 +104,9 @@ def _describe(exc: BaseException) -> str:
 def _module(location: str) -> Any:
     if is_file(location):
         return _import_file(str(Path(location).resolve()))
+    if not all(part.isidentifier() for part in location.split(".")):
+        what = "a directory" if Path(location).is_dir() else "not a module name"
+        raise NotAnOptimizer(f"{location}: {what}; give a Python file (my_rules.py) or a module (package.module)")
     try:
         return importlib.import_module(location)
     except ModuleNotFoundError as exc:

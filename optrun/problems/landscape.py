@@ -92,16 +92,18 @@ def objective_of(config: Config) -> Objective:
 
 
 def theory_rate(config: Config) -> float | None:
-    """The theoretical contraction rate when the run uses the tuned settings on a quadratic, else None."""
+    """The theoretical contraction rate when the run uses the tuned settings on a quadratic, and the plain
+    iteration the theory is of (no schedule, clipping, dampening or momentum restart), else None."""
     spec, objective = config.optimizer, config.objective
     if objective is None or objective.name != "quadratic" or spec.name not in ("sgd", "momentum", "nesterov"):
         return None
     kappa = objective.condition_number if objective.dim > 1 else 1.0
     tuned = theory(spec.name, kappa, 1.0, bool(getattr(spec, "nesterov", False)))
     used = {"learning_rate": spec.learning_rate, "mu": getattr(spec, "mu", None)}
-    if spec.schedule is not None or any(
-        not math.isclose(used[k], tuned[k], rel_tol=1e-12) for k in tuned if k != "rate"
-    ):
+    if any(not math.isclose(used[k], tuned[k], rel_tol=1e-12) for k in tuned if k != "rate"):
+        return None
+    changed = [k for k in ("schedule", "clip_norm", "mu_schedule", "restart") if getattr(spec, k, None) is not None]
+    if changed or getattr(spec, "dampening", 0.0):  # the theory's iteration is the plain one
         return None
     return tuned["rate"]
 
