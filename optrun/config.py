@@ -400,8 +400,8 @@ def _read_config(path: str | Path, overrides: Iterable[str]) -> Any:
 
 def with_absolute_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """``data`` with the optimizers named by a relative file path (``my_rules.py:Lion``) named by its absolute
-    path from ``base``, the config's folder: a run directory's config.yaml then names the same file from
-    anywhere, as resume, parallel workers and Dask read it."""
+    path from ``base``, the config's folder, and the dataset's ``path`` likewise: a run directory's config.yaml
+    then names the same files from anywhere, as resume, parallel workers and Dask read it."""
 
     def fixed(spec: Any) -> Any:
         if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
@@ -411,6 +411,9 @@ def with_absolute_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     data = {**data, "optimizer": fixed(data["optimizer"])} if "optimizer" in data else data
     if isinstance(data.get("optimizers"), Mapping):
         data = {**data, "optimizers": {label: fixed(spec) for label, spec in data["optimizers"].items()}}
+    dataset = data.get("dataset")
+    if isinstance(dataset, Mapping) and isinstance(dataset.get("path"), str):
+        data = {**data, "dataset": {**dataset, "path": str(base / Path(dataset["path"]).expanduser())}}
     return data
 
 

@@ -75,8 +75,9 @@ BAD_INPUTS = [
     (
         "unknown dataset",
         GOOD,
-        ["dataset.name=mnist"],
-        "Error: {path}: dataset: unknown name 'mnist'; choose from: digits, spirals, moons, circles, xor, blobs",
+        ["dataset.name=cifar"],
+        "Error: {path}: dataset: unknown name 'cifar'; choose from: digits, fashion-mnist, mnist, spirals, moons, "
+        "circles, xor, blobs",
     ),
     ("unknown model", GOOD, ["model.type=cnn"], "Error: {path}: model: unknown type 'cnn'; choose from: logistic, mlp"),
     (
@@ -424,7 +425,7 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, seconds: float) -
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in err, err
-    assert err.startswith("interrupted by SIGINT")
+    assert "interrupted by SIGINT" in err.splitlines()[0], err  # while importing; or a run stopped as it began
 
 
 def test_a_program_that_imports_optrun_keeps_pythons_ctrl_c() -> None:

@@ -10,10 +10,14 @@ import numpy as np
 
 from optrun.data import synthetic
 from optrun.data.digits import DigitsSpec, digits
+from optrun.data.files import Split
+from optrun.data.idx import FashionMnistSpec, MnistSpec, idx_set
 from optrun.schema import ConfigError, tagged_union
 
-GENERATORS: dict[str, tuple[type, Callable[..., tuple[np.ndarray, np.ndarray]]]] = {
+GENERATORS: dict[str, tuple[type, Callable[..., tuple[np.ndarray, np.ndarray] | Split]]] = {
     "digits": (DigitsSpec, digits),
+    "fashion-mnist": (FashionMnistSpec, idx_set),
+    "mnist": (MnistSpec, idx_set),
     "spirals": (synthetic.SpiralsSpec, synthetic.spirals),
     "moons": (synthetic.MoonsSpec, synthetic.moons),
     "circles": (synthetic.CirclesSpec, synthetic.circles),
@@ -118,15 +122,22 @@ def check_every_class(y_train: np.ndarray, y_test: np.ndarray, n_classes: int, c
 
 
 def load_dataset(spec: Any, rng: np.random.Generator, dtype: str | np.dtype = "float32") -> Dataset:
-    """Generate or load the dataset a validated spec names, split and standardized, deterministic in ``rng``;
-    ConfigError where the split leaves a class without a training or a test sample."""
-    x, y = GENERATORS[spec.name][1](spec, rng, np.dtype(dtype))
-    train, test = stratified_split(y, spec.test_fraction, rng)
-    n_classes = int(y.max()) + 1
-    check_every_class(
-        y[train], y[test], n_classes, f"dataset.test_fraction: {spec.test_fraction:g} of {len(y)} samples"
-    )
-    x_train, x_test = x[train].astype(dtype, copy=False), x[test].astype(dtype, copy=False)  # digits: from uint8
-    del x
+    """Generate or load the dataset a validated spec names, split (a set that comes split keeps its own) and
+    standardized, deterministic in ``rng``; ConfigError where the split leaves a class without a training or a
+    test sample."""
+    made = GENERATORS[spec.name][1](spec, rng, np.dtype(dtype))
+    if isinstance(made, Split):
+        x_train, y_train, x_test, y_test = made
+        cut = f"dataset {spec.name}'s own split"
+    else:
+        x, y = made
+        del made  # the whole set is freed once it is split: at most twice its size is held
+        train, test = stratified_split(y, spec.test_fraction, rng)
+        x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
+        cut = f"dataset.test_fraction: {spec.test_fraction:g} of {len(y)} samples"
+        del x
+    n_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    check_every_class(y_train, y_test, n_classes, cut)
+    x_train, x_test = x_train.astype(dtype, copy=False), x_test.astype(dtype, copy=False)  # pixels: from uint8
     standardize(x_train, x_test)
-    return Dataset(spec.name, x_train, y[train], x_test, y[test], n_classes)
+    return Dataset(spec.name, x_train, y_train, x_test, y_test, n_classes)
