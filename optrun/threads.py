@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -107,7 +108,8 @@ def run_pieces(work: Callable[[int], Any], pieces: int) -> None:
 _blas_lock = threading.Lock()
 _blas_holders = 0
 _blas_limits: Any = None  # threadpoolctl's limiter while held: it restores the settings found before
-_blas_libraries: Any = None  # threadpoolctl's controller of the BLAS libraries loaded, found once (a scan: ms)
+_blas_libraries: Any = None  # threadpoolctl's controller of the BLAS libraries loaded (a scan takes ms) ...
+_modules_scanned = 0  # ... found again once modules were imported since: one may have loaded a BLAS (scipy's)
 
 
 @contextmanager
@@ -115,12 +117,13 @@ def one_blas_thread() -> Iterator[None]:
     """numpy's BLAS (and any other BLAS loaded) on one thread for the block. Runs in several threads of one
     process (a Dask worker's) share the setting: the first to enter sets it and the last to leave restores
     what it found, so that no run's products change thread count while it computes."""
-    global _blas_holders, _blas_limits, _blas_libraries
+    global _blas_holders, _blas_limits, _blas_libraries, _modules_scanned
     with _blas_lock:
         if _blas_holders == 0:
-            if _blas_libraries is None:  # numpy's BLAS is loaded with numpy, before any run
+            if _blas_libraries is None or len(sys.modules) != _modules_scanned:
                 from threadpoolctl import ThreadpoolController
 
+                _modules_scanned = len(sys.modules)
                 _blas_libraries = ThreadpoolController().select(user_api="blas")
             _take_blas_control()
             _blas_limits = _blas_libraries.limit(limits=1)

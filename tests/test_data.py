@@ -125,3 +125,25 @@ def test_a_split_that_leaves_a_class_without_training_or_test_samples_is_refused
     with pytest.raises(ConfigError) as refused:
         load(spec)
     assert str(refused.value).startswith(message)
+
+
+def test_mnist1d_is_made_by_its_package_once_then_read_from_the_cache(tmp_path, monkeypatch) -> None:
+    """Its generator's default arguments: 4,000 train and 1,000 test signals of 40 points, 10 classes, 500
+    of each in all; numpy's and Python's global generators, which it seeds, are left as they were."""
+    import random
+
+    from optrun.data import mnist1d
+
+    monkeypatch.setenv("OPTRUN_CACHE", str(tmp_path))
+    np.random.seed(7)
+    random.seed(7)
+    before = (np.random.get_state()[1].copy(), random.getstate())
+    made = mnist1d.mnist1d(mnist1d.Mnist1dSpec(name="mnist1d"), np.random.default_rng(0), np.dtype(np.float32))
+    assert np.array_equal(np.random.get_state()[1], before[0]) and random.getstate() == before[1]
+    assert made.x_train.shape == (4000, 40) and made.x_test.shape == (1000, 40)
+    assert np.bincount(np.concatenate([made.y_train, made.y_test])).tolist() == [500] * 10
+    assert mnist1d.cache_file().is_file()
+    monkeypatch.setattr(mnist1d, "_made", lambda: pytest.fail("made again, not read from the cache"))
+    again = load({"name": "mnist1d"})
+    assert (len(again.y_train), len(again.y_test), again.n_features, again.n_classes) == (4000, 1000, 40, 10)
+    assert np.array_equal(np.sort(again.y_test), np.sort(made.y_test))  # its own split

@@ -12,12 +12,14 @@ from optrun.data import synthetic
 from optrun.data.digits import DigitsSpec, digits
 from optrun.data.files import Split
 from optrun.data.idx import FashionMnistSpec, MnistSpec, idx_set
+from optrun.data.mnist1d import Mnist1dSpec, mnist1d
 from optrun.schema import ConfigError, tagged_union
 
 GENERATORS: dict[str, tuple[type, Callable[..., tuple[np.ndarray, np.ndarray] | Split]]] = {
     "digits": (DigitsSpec, digits),
     "fashion-mnist": (FashionMnistSpec, idx_set),
     "mnist": (MnistSpec, idx_set),
+    "mnist1d": (Mnist1dSpec, mnist1d),
     "spirals": (synthetic.SpiralsSpec, synthetic.spirals),
     "moons": (synthetic.MoonsSpec, synthetic.moons),
     "circles": (synthetic.CirclesSpec, synthetic.circles),
