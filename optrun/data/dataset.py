@@ -13,6 +13,7 @@ from optrun.data.digits import DigitsSpec, digits
 from optrun.data.files import Split
 from optrun.data.idx import FashionMnistSpec, MnistSpec, idx_set
 from optrun.data.mnist1d import Mnist1dSpec, mnist1d
+from optrun.data.user import CsvSpec, NpzSpec, csv_set, npz_set
 from optrun.schema import ConfigError, tagged_union
 
 GENERATORS: dict[str, tuple[type, Callable[..., tuple[np.ndarray, np.ndarray] | Split]]] = {
@@ -20,6 +21,8 @@ GENERATORS: dict[str, tuple[type, Callable[..., tuple[np.ndarray, np.ndarray] | 
     "fashion-mnist": (FashionMnistSpec, idx_set),
     "mnist": (MnistSpec, idx_set),
     "mnist1d": (Mnist1dSpec, mnist1d),
+    "csv": (CsvSpec, csv_set),
+    "npz": (NpzSpec, npz_set),
     "spirals": (synthetic.SpiralsSpec, synthetic.spirals),
     "moons": (synthetic.MoonsSpec, synthetic.moons),
     "circles": (synthetic.CirclesSpec, synthetic.circles),
@@ -128,8 +131,13 @@ def load_dataset(spec: Any, rng: np.random.Generator, dtype: str | np.dtype = "f
     standardized, deterministic in ``rng``; ConfigError where the split leaves a class without a training or a
     test sample."""
     made = GENERATORS[spec.name][1](spec, rng, np.dtype(dtype))
-    if isinstance(made, Split):
-        x_train, y_train, x_test, y_test = made
+    if isinstance(made, Split):  # copied: standardized in place below, and the loader may keep its arrays
+        x_train, y_train, x_test, y_test = (
+            made.x_train.astype(dtype),
+            made.y_train,
+            made.x_test.astype(dtype),
+            made.y_test,
+        )
         cut = f"dataset {spec.name}'s own split"
     else:
         x, y = made

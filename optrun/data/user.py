@@ -1,0 +1,187 @@
+"""A user's own data: a CSV table with a header row, or a NumPy ``.npz`` file of arrays.
+
+- ``csv``: ``path``, the ``target`` column (class labels: numbers or names), and the ``features`` columns (all
+  the others unless listed), every feature cell a number;
+- ``npz``: arrays ``x`` and ``y`` (split by ``test_fraction``), or ``x_train``, ``y_train``, ``x_test``,
+  ``y_test`` (a split of its own, kept). A sample of ``x`` may have a shape (an image, a signal): it is
+  flattened into a row. Read without pickles, so that a file cannot run code.
+
+Labels become 0, 1, 2, ... in their sorted order (numbers by value, names alphabetically). A file that is not
+what it should be gets one line naming it, the row or array at fault, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import zipfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field
+
+from optrun.data.files import Split
+from optrun.schema import ConfigError, Fraction, Section
+
+SPLIT_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+class CsvSpec(Section):
+    """A CSV table with a header row: ``target`` names the label column, ``features`` the input columns (all the
+    others where not given)."""
+
+    name: Literal["csv"]
+    path: str
+    target: str
+    features: Annotated[list[str], Field(min_length=1)] | None = None
+    test_fraction: Fraction = 0.2
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """(samples, features, classes) of the table (read once per process and file)."""
+        x, y = _read_csv(*_key(self.path), self.target, tuple(self.features or ()))
+        return len(y), x.shape[1], int(y.max()) + 1
+
+
+class NpzSpec(Section):
+    """A NumPy ``.npz`` file: arrays ``x`` and ``y``, or ``x_train``, ``y_train``, ``x_test``, ``y_test``."""
+
+    name: Literal["npz"]
+    path: str
+    test_fraction: Fraction = 0.2
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """(samples, features, classes) of the arrays (read once per process and file)."""
+        made = _read_npz(*_key(self.path))
+        x, y = (made[0], made[1]) if isinstance(made, tuple) else (made.x_train, made.y_train)
+        n = len(y) + (0 if isinstance(made, tuple) else len(made.y_test))
+        classes = y if isinstance(made, tuple) else np.concatenate([made.y_train, made.y_test])
+        return n, x.shape[1], int(classes.max()) + 1
+
+
+def _key(path: str) -> tuple[str, int, int]:
+    """The file and its modification time and size: what its cached reading is keyed by."""
+    try:
+        stat = Path(path).stat()
+    except FileNotFoundError:
+        raise ConfigError(f"dataset: no such file: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: not a file")
+    return path, stat.st_mtime_ns, stat.st_size
+
+
+def labels(values: np.ndarray, where: str) -> np.ndarray:
+    """Class labels 0, 1, 2, ... in the sorted order of ``values`` (numbers by value, names alphabetically);
+    ConfigError for fewer than two classes."""
+    try:
+        values = values.astype(np.float64) if values.dtype.kind in "OUS" else values
+    except ValueError:
+        values = values.astype(str)  # names
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ConfigError(f"{where}: a label is empty, NaN or infinite")
+    classes, y = np.unique(values, return_inverse=True)
+    if len(classes) < 2:
+        raise ConfigError(f"{where}: every label is {classes[0].item()!r}; a classifier needs at least two classes")
+    return y.astype(np.int64)
+
+
+def _finite(x: np.ndarray, where: str) -> np.ndarray:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, column = np.argwhere(bad)[0] if x.ndim == 2 else (np.flatnonzero(bad)[0], 0)
+        raise ConfigError(f"{where}: NaN or infinite values, the first in sample {row}, feature {column}")
+    return x
+
+
+@functools.lru_cache(maxsize=2)
+def _read_csv(path: str, mtime: int, size: int, target: str, features: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+            table = np.loadtxt(f, delimiter=",", dtype=str, ndmin=2, comments=None)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (UTF-8)") from None
+    except ValueError as exc:  # rows of different lengths
+        raise ConfigError(f"{path}: {str(exc).splitlines()[0]}") from None
+    header = [h.strip() for h in header]
+    if target not in header:
+        raise ConfigError(f"{path}: no column {target!r} (target); the columns are: {', '.join(header) or 'none'}")
+    unknown = [c for c in features if c not in header]
+    if unknown:
+        raise ConfigError(f"{path}: no column {unknown[0]!r} (features); the columns are: {', '.join(header)}")
+    if table.size == 0:
+        raise ConfigError(f"{path}: no rows under its header")
+    if table.shape[1] != len(header):
+        raise ConfigError(f"{path}: its rows have {table.shape[1]} cells, its header {len(header)} columns")
+    columns = [header.index(c) for c in features] if features else [i for i, c in enumerate(header) if c != target]
+    if not columns:
+        raise ConfigError(f"{path}: no feature columns besides the target {target!r}")
+    cells = np.char.strip(table[:, columns])
+    try:
+        x = cells.astype(np.float64)
+    except ValueError:
+        numeric = np.vectorize(_is_number, otypes=[bool])(cells)  # the error's cell: only where there is one
+        row, column = np.argwhere(~numeric)[0]
+        raise ConfigError(
+            f"{path}: line {row + 2}, column {header[columns[column]]!r}: {str(cells[row, column])!r} is not a number"
+        ) from None
+    if not (finite := np.isfinite(x)).all():
+        row, column = np.argwhere(~finite)[0]
+        raise ConfigError(f"{path}: line {row + 2}, column {header[columns[column]]!r}: {x[row, column]} is not finite")
+    return x, labels(np.char.strip(table[:, header.index(target)]), f"{path}: column {target!r}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=2)
+def _read_npz(path: str, mtime: int, size: int) -> tuple[np.ndarray, np.ndarray] | Split:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {name: f[name] for name in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ConfigError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0]})") from None
+    held = ", ".join(arrays) or "no arrays"
+    wanted = ("x", "y") if "x" in arrays or "y" in arrays else SPLIT_ARRAYS
+    if missing := [name for name in wanted if name not in arrays]:
+        raise ConfigError(
+            f"{path}: no array {missing[0]!r} (it holds {held}); give x and y, or x_train, y_train, x_test, y_test"
+        )
+    if wanted == ("x", "y"):
+        return _rows(arrays["x"], arrays["y"], f"{path}: x and y"), labels(arrays["y"], f"{path}: y")
+    x_train = _rows(arrays["x_train"], arrays["y_train"], f"{path}: x_train and y_train")
+    x_test = _rows(arrays["x_test"], arrays["y_test"], f"{path}: x_test and y_test")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise ConfigError(f"{path}: x_train's samples have {x_train.shape[1]} values, x_test's {x_test.shape[1]}")
+    y = labels(np.concatenate([arrays["y_train"], arrays["y_test"]]), f"{path}: y_train and y_test")
+    return Split(x_train, y[: len(x_train)], x_test, y[len(x_train) :])
+
+
+def _rows(x: np.ndarray, y: np.ndarray, where: str) -> np.ndarray:
+    """x as rows of numbers, one per label of y: checked, and flattened where its samples have a shape."""
+    if x.ndim < 2 or y.ndim != 1:
+        raise ConfigError(f"{where}: x must hold one sample per row (n × features, or n × a shape), y one label each")
+    if len(x) != len(y):
+        raise ConfigError(f"{where}: {len(x)} samples but {len(y)} labels")
+    if x.dtype.kind not in "iuf":
+        raise ConfigError(f"{where}: x must hold numbers, not {x.dtype}")
+    return _finite(x.reshape(len(x), -1), where)
+
+
+def csv_set(spec: CsvSpec, rng: np.random.Generator, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The table's features (float64, cast by ``load_dataset``) and labels."""
+    return _read_csv(*_key(spec.path), spec.target, tuple(spec.features or ()))
+
+
+def npz_set(spec: NpzSpec, rng: np.random.Generator, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | Split:
+    """The file's samples, each a row, and labels: whole, or split as the file splits them."""
+    return _read_npz(*_key(spec.path))
