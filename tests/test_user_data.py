@@ -93,3 +93,37 @@ def test_a_bad_file_is_one_line_and_exit_2(tmp_path, kind: str, content, message
     assert "\n" not in line and "Traceback" not in line, line
     assert message in line, line
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_validation_split_is_carved_from_the_training_split_alone(tmp_path) -> None:
+    """Rows numbered 0..99 (the one feature: standardizing keeps them apart): the test split is the one the
+    seed gives without validation, the validation split takes round(0.25 · count) of each class from the rest."""
+    x, y = np.arange(100, dtype=float)[:, None], np.arange(100) % 4
+    np.savez(tmp_path / "rows.npz", x=x, y=y)
+    spec = {"name": "npz", "path": "rows.npz", "test_fraction": 0.2}
+    plain = prepare(load_config(config(tmp_path, spec))).data
+    held = prepare(load_config(config(tmp_path, spec | {"validation_fraction": 0.25}))).data
+    assert plain.x_val is None and held.x_val is not None and held.y_val is not None
+    assert np.array_equal(held.y_test, plain.y_test)
+    # 25 of each class: 5 to test, and of the other 20, 5 to validation
+    assert np.bincount(held.y_val).tolist() == [5] * 4 and np.bincount(held.y_train).tolist() == [15] * 4
+    splits = [set(a.ravel().tolist()) for a in (held.x_train, held.x_val, held.x_test)]
+    assert sum(map(len, splits)) == 100 and len(set.union(*splits)) == 100  # disjoint, and every row is in one
+    np.testing.assert_allclose(held.x_train.mean(), 0, atol=1e-6)  # standardized on the train split alone
+
+
+def test_a_run_with_a_validation_split_records_it_after_the_test_columns(tmp_path) -> None:
+    np.savez(tmp_path / "rows.npz", x=np.random.default_rng(0).standard_normal((80, 3)), y=np.arange(80) % 2)
+    path = config(tmp_path, {"name": "npz", "path": "rows.npz", "validation_fraction": 0.25})
+    result = CliRunner().invoke(cli, ["train", str(path), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.output.strip())
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[3:7] == ["test_loss", "test_accuracy", "validation_loss", "validation_accuracy"]
+    shown = CliRunner().invoke(cli, ["show", str(run_dir)])
+    assert shown.exit_code == 0 and "val acc" in shown.output, shown.output
+    tiny = config(tmp_path, {"name": "npz", "path": "rows.npz", "validation_fraction": 0.01})
+    refused = CliRunner().invoke(cli, ["validate", str(tiny)])
+    assert refused.exit_code == 2
+    message = "validation_fraction: 0.01 of 64 training samples leaves class 0 with 32 training and 0 validation"
+    assert message in refused.output and "one validation sample" in refused.output, refused.output

@@ -34,7 +34,7 @@ DatasetSpec = tagged_union((spec for spec, _ in GENERATORS.values()), "name")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Standardized float inputs and integer labels 0..n_classes−1."""
+    """Standardized float inputs and integer labels 0..n_classes−1; a validation split where the spec asks."""
 
     name: str
     x_train: np.ndarray
@@ -42,6 +42,8 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -50,11 +52,15 @@ class Dataset:
     def subsample(self, n: int) -> Dataset:
         """At most ``n`` samples of each split, each class in proportion to its share of the split and at
         least one of each where ``n`` allows (``first_of_each_class``), in the split's (random) order."""
-        train = first_of_each_class(self.y_train, n, self.n_classes)
-        test = first_of_each_class(self.y_test, n, self.n_classes)
-        return Dataset(
-            self.name, self.x_train[train], self.y_train[train], self.x_test[test], self.y_test[test], self.n_classes
-        )
+
+        def cut(x: np.ndarray | None, y: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+            if x is None or y is None:
+                return x, y
+            keep = first_of_each_class(y, n, self.n_classes)
+            return x[keep], y[keep]
+
+        (x_train, y_train), (x_test, y_test) = cut(self.x_train, self.y_train), cut(self.x_test, self.y_test)
+        return Dataset(self.name, x_train, y_train, x_test, y_test, self.n_classes, *cut(self.x_val, self.y_val))
 
 
 def _rank_in_class(y: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -93,8 +99,9 @@ def stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Generat
     return perm[~is_test], perm[is_test]
 
 
-def standardize(x_train: np.ndarray, x_test: np.ndarray, chunk: int = 8192) -> None:
-    """In place: x ← (x − mean) / std with the train split's per-feature mean and std (std 0 → 1).
+def standardize(x_train: np.ndarray, *others: np.ndarray, chunk: int = 8192) -> None:
+    """In place, on the train split and the ``others``: x ← (x − mean) / std with the train split's per-feature
+    mean and std (std 0 → 1).
 
     Both are accumulated in float64, the squared deviations over chunks of rows,
     so no float64 copy of the whole split is ever made.
@@ -106,14 +113,15 @@ def standardize(x_train: np.ndarray, x_test: np.ndarray, chunk: int = 8192) -> N
         squares += np.einsum("ij,ij->j", deviation, deviation)
     std = np.sqrt(squares / len(x_train))
     std[std == 0] = 1.0
-    for x in (x_train, x_test):
+    for x in (x_train, *others):
         x -= mean.astype(x.dtype)
         x /= std.astype(x.dtype)
 
 
-def check_every_class(y_train: np.ndarray, y_test: np.ndarray, n_classes: int, cut: str) -> None:
-    """ConfigError unless every class has a training and a test sample: a class the network never sees, or
-    one the test never asks about, makes the accuracies say nothing of it. ``cut``: what made the splits."""
+def check_every_class(y_train: np.ndarray, y_test: np.ndarray, n_classes: int, cut: str, held: str = "test") -> None:
+    """ConfigError unless every class has a training and a ``held`` (test, validation) sample: a class the network
+    never sees, or one the test never asks about, makes the accuracies say nothing of it. ``cut``: what made the
+    splits."""
     train, test = np.bincount(y_train, minlength=n_classes), np.bincount(y_test, minlength=n_classes)
     short = np.flatnonzero((train == 0) | (test == 0))
     if short.size:
@@ -121,8 +129,8 @@ def check_every_class(y_train: np.ndarray, y_test: np.ndarray, n_classes: int, c
         others = short.size - 1
         also = f" ({others} other class{'es' if others > 1 else ''} too)" if others else ""
         raise ConfigError(
-            f"{cut} leaves class {c} with {train[c]} training and {test[c]} test samples{also}; "
-            "every class needs at least one training and one test sample"
+            f"{cut} leaves class {c} with {train[c]} training and {test[c]} {held} samples{also}; "
+            f"every class needs at least one training and one {held} sample"
         )
 
 
@@ -148,6 +156,13 @@ def load_dataset(spec: Any, rng: np.random.Generator, dtype: str | np.dtype = "f
         del x
     n_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
     check_every_class(y_train, y_test, n_classes, cut)
+    x_val = y_val = None
+    if (fraction := spec.validation_fraction) is not None:  # from the training split alone
+        keep, held = stratified_split(y_train, fraction, rng)
+        x_val, y_val, x_train, y_train = x_train[held], y_train[held], x_train[keep], y_train[keep]
+        cut = f"dataset.validation_fraction: {fraction:g} of {len(y_train) + len(y_val)} training samples"
+        check_every_class(y_train, y_val, n_classes, cut, "validation")
+        x_val = x_val.astype(dtype, copy=False)
     x_train, x_test = x_train.astype(dtype, copy=False), x_test.astype(dtype, copy=False)  # pixels: from uint8
-    standardize(x_train, x_test)
-    return Dataset(spec.name, x_train, y_train, x_test, y_test, n_classes)
+    standardize(x_train, x_test, *([] if x_val is None else [x_val]))
+    return Dataset(spec.name, x_train, y_train, x_test, y_test, n_classes, x_val, y_val)

@@ -9,6 +9,7 @@ from typing import Literal
 
 import numpy as np
 
+from optrun.data.files import ValidationFraction
 from optrun.schema import ConfigError, Fraction, Section
 
 
@@ -17,6 +18,7 @@ class DigitsSpec(Section):
 
     name: Literal["digits"]
     test_fraction: Fraction = 0.2
+    validation_fraction: ValidationFraction = None
 
     @property
     def size(self) -> tuple[int, int, int]:

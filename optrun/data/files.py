@@ -1,4 +1,5 @@
-"""What the datasets read from files share: where their files are looked for, and a set that comes split."""
+"""What the datasets share: the validation split every one can carve, where the files of those read from files
+are looked for, and a set that comes split."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ from typing import NamedTuple
 
 import numpy as np
 
+from optrun.schema import Fraction
+
 DATA_ENV = "OPTRUN_DATA"
 """The environment variable naming a folder that holds each set's files in a folder of the set's name."""
 
 SYSTEM_FOLDER = Path("/usr/share/datasets")
 """Where Debian's dataset packages install their files (``apt-get install dataset-fashion-mnist``)."""
+
+
+ValidationFraction = Fraction | None
+"""Every dataset's ``validation_fraction``: that share of each class of the training split is held out for
+validation (never taken from the test split), what a tuning protocol selects on; None: no validation split."""
 
 
 class Split(NamedTuple):

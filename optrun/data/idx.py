@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from optrun.data.files import Split, candidates
+from optrun.data.files import Split, ValidationFraction, candidates
 from optrun.schema import ConfigError, Section
 
 FILES = (
@@ -36,6 +36,7 @@ class IdxSpec(Section):
     """What the IDX sets share: the folder their files are in (None: looked up, see the module docstring)."""
 
     path: str | None = None
+    validation_fraction: ValidationFraction = None
 
     @property
     def size(self) -> tuple[int, int, int]:

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from optrun.data.files import Split, cache_folder
+from optrun.data.files import Split, ValidationFraction, cache_folder
 from optrun.schema import ConfigError, Section
 
 SIZE = (5000, 40, 10)
@@ -28,6 +28,7 @@ class Mnist1dSpec(Section):
     noised, 10 classes; 4,000 train and 1,000 test (the package's own split)."""
 
     name: Literal["mnist1d"]
+    validation_fraction: ValidationFraction = None
 
     @property
     def size(self) -> tuple[int, int, int]:

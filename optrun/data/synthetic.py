@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
+from optrun.data.files import ValidationFraction
 from optrun.schema import Fraction, Integer, NonNegativeFloat, PositiveInt, Section, interval
 
 Classes = Annotated[Integer, interval(2)]  # one class would make every prediction right
@@ -22,6 +23,7 @@ class SyntheticSpec(Section):
     n_samples: PositiveInt = 600
     noise: NonNegativeFloat = 0.1
     test_fraction: Fraction = 0.2
+    validation_fraction: ValidationFraction = None
 
     @property
     def size(self) -> tuple[int, int, int]:

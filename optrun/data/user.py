@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,7 +22,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from optrun.data.files import Split
+from optrun.data.files import Split, ValidationFraction
 from optrun.schema import ConfigError, Fraction, Section
 
 SPLIT_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
@@ -36,6 +37,7 @@ class CsvSpec(Section):
     target: str
     features: Annotated[list[str], Field(min_length=1)] | None = None
     test_fraction: Fraction = 0.2
+    validation_fraction: ValidationFraction = None
 
     @property
     def size(self) -> tuple[int, int, int]:
@@ -50,6 +52,7 @@ class NpzSpec(Section):
     name: Literal["npz"]
     path: str
     test_fraction: Fraction = 0.2
+    validation_fraction: ValidationFraction = None
 
     @property
     def size(self) -> tuple[int, int, int]:
@@ -102,7 +105,9 @@ def _read_csv(path: str, mtime: int, size: int, target: str, features: tuple[str
     try:
         with open(path, newline="", encoding="utf-8") as f:
             header = next(csv.reader(f), [])
-            table = np.loadtxt(f, delimiter=",", dtype=str, ndmin=2, comments=None)
+            with warnings.catch_warnings():  # a table of no rows is told below, in one line
+                warnings.simplefilter("ignore", UserWarning)
+                table = np.loadtxt(f, delimiter=",", dtype=str, ndmin=2, comments=None)
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file (UTF-8)") from None
     except ValueError as exc:  # rows of different lengths

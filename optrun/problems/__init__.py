@@ -31,9 +31,9 @@ def problem_of(config: Config | CompareConfig | Mapping[str, Any]) -> Problem:
 def problem_of_columns(header: Sequence[str]) -> Problem | None:
     """The kind of problem whose runs write a metrics.csv with this header, or None."""
     for problem in PROBLEMS:
-        base = problem.columns
-        if tuple(header[: len(base)]) == base and set(header[len(base) :]) <= set(OPTIONAL_COLUMNS):
-            return problem
+        fields = list(problem.record.__dataclass_fields__)
+        if list(header) == [c for c in fields if c in header] and set(problem.columns) <= set(header):
+            return problem  # its columns, each once, in its record's order, the ones every run has among them
     return None
 
 

@@ -18,9 +18,9 @@ if TYPE_CHECKING:  # the layers above, which hand their objects to a problem
     from optrun.report import Comparison
     from optrun.stats import Curves, Group
 
-OPTIONAL_COLUMNS = ("x0", "x1", "mu", "restarts")
-"""Columns of metrics.csv where they apply: a 2-D objective's point, momentum's schedule and restarts
-(``Optimizer.extras``)."""
+OPTIONAL_COLUMNS = ("validation_loss", "validation_accuracy", "x0", "x1", "mu", "restarts")
+"""Columns of metrics.csv where they apply: a network's validation split, a 2-D objective's point, momentum's
+schedule and restarts (``Optimizer.extras``). Each stands where its record declares it."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +29,6 @@ from optrun.models import Activation, Dense, Network, build_model, count_paramet
 from optrun.models.network import EVALUATION_ROWS
 from optrun.optim import Optimizer, build_optimizer
 from optrun.problems.base import (
-    OPTIONAL_COLUMNS,
     Column,
     Problem,
     Row,
@@ -60,6 +59,8 @@ class EpochRecord(Row):
     train_accuracy: float
     test_loss: float
     test_accuracy: float
+    validation_loss: float | None = field(default=None, kw_only=True)  # where the dataset holds out a validation
+    validation_accuracy: float | None = field(default=None, kw_only=True)  # split (dataset.validation_fraction)
     learning_rate: float  # of the epoch's last step (epoch 0: of the first step)
     seconds: float  # wall time of this epoch's optimization steps, evaluation excluded
     mu: float | None = None  # momentum coefficient, where it is scheduled or restarted
@@ -132,9 +133,12 @@ def compiled_epoch(exp: Experiment) -> Any:
 
 
 def _evaluate(exp: Experiment, epoch: int, seconds: float) -> EpochRecord:
-    train_loss, train_acc = exp.model.evaluate(exp.data.x_train, exp.data.y_train)
-    test_loss, test_acc = exp.model.evaluate(exp.data.x_test, exp.data.y_test)
+    data = exp.data
+    train_loss, train_acc = exp.model.evaluate(data.x_train, data.y_train)
+    test_loss, test_acc = exp.model.evaluate(data.x_test, data.y_test)
     extras = exp.optimizer.extras()
+    if data.x_val is not None and data.y_val is not None:
+        extras["validation_loss"], extras["validation_accuracy"] = exp.model.evaluate(data.x_val, data.y_val)
     return EpochRecord(
         epoch, train_loss, train_acc, test_loss, test_acc, exp.optimizer.learning_rate, seconds, **extras
     )
@@ -238,6 +242,8 @@ class NetworkProblem(Problem):
         final = best = None
         if rows:
             final = {k: getattr(rows[-1], k) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
+            if rows[-1].validation_accuracy is not None:
+                final |= {k: getattr(rows[-1], k) for k in ("validation_loss", "validation_accuracy")}
             top = max(rows, key=lambda r: (r.test_accuracy, -r.epoch))  # the earliest epoch reaching the best
             best = {"test_accuracy": top.test_accuracy, "epoch": top.epoch}
         on = {"dataset": config.dataset.name if config.dataset else None, "model": config.model.type}
@@ -266,13 +272,20 @@ class NetworkProblem(Problem):
         )
 
     def metrics_columns(self, rows: Sequence[EpochRecord]) -> list[Column]:
-        extras = [c for c in OPTIONAL_COLUMNS if rows and getattr(rows[0], c, None) is not None]
+        extras = [c for c in ("mu", "restarts") if rows and getattr(rows[0], c, None) is not None]
+        validation: list[Column] = []
+        if rows and rows[0].validation_accuracy is not None:
+            validation = [
+                ("val loss", lambda r: f"{r.validation_loss:.4f}"),
+                ("val acc", lambda r: f"{r.validation_accuracy:.2%}"),
+            ]
         return [
             ("epoch", lambda r: str(r.epoch)),
             ("train loss", lambda r: f"{r.train_loss:.4f}"),
             ("train acc", lambda r: f"{r.train_accuracy:.2%}"),
             ("test loss", lambda r: f"{r.test_loss:.4f}"),
             ("test acc", lambda r: f"{r.test_accuracy:.2%}"),
+            *validation,
             ("lr", lambda r: f"{r.learning_rate:g}"),
             ("seconds", lambda r: f"{r.seconds:.3f}"),
             *((c, lambda r, c=c: f"{getattr(r, c):g}") for c in extras),
