@@ -571,6 +571,28 @@ def _count(n: int, thing: str) -> str:
     return f"{n} {thing}{'s' if n != 1 else ''}"
 
 
+@cli.group(short_help="Datasets: fetch the files of one.")
+def data() -> None:
+    """Datasets read from files: fetch a set's files into optrun's data cache, where runs find them."""
+
+
+@data.command("fetch", short_help="Download a set's files, checked against their published checksums.")
+@click.argument("name", metavar="NAME")
+@click.option("--to", "folder", metavar="FOLDER", help="Write the files here (default: optrun's data cache).")
+@click.option("--from", "mirror", metavar="URL", help="Download from this mirror instead of the published address.")
+@user_errors
+def fetch_data(name: str, folder: str | None, mirror: str | None) -> None:
+    """Download NAME's files (fashion-mnist, mnist) from where its authors publish them, each checked against its
+    published MD5 checksum, into optrun's data cache (or --to FOLDER); files already there and whole are kept."""
+    from optrun.data.fetch import fetch
+
+    def told(file: str, size: int, downloaded: bool) -> None:
+        click.echo(f"{'fetched' if downloaded else 'already there'}: {file} ({memory.size(size)}, checksum checked)")
+
+    where = fetch(name, Path(folder) if folder else None, mirror, told)
+    click.echo(f"{name}: its files are in {where}" + ("" if folder else "; runs find them there"))
+
+
 @cli.command(short_help="List optimizers, their defaults and update rules.")
 @click.argument("sources", metavar="[FILE_OR_MODULE]...", nargs=-1)
 @click.option("--markdown", is_flag=True, help="Print a Markdown table (docs/optimizers.md holds the built-ins').")

@@ -151,3 +151,77 @@ def test_the_real_fashion_mnist_files() -> None:
     assert x_train.shape == (60_000, 784) and x_test.shape == (10_000, 784) and x_train.dtype == np.uint8
     assert np.bincount(y_train).tolist() == [6000] * 10 and np.bincount(y_test).tolist() == [1000] * 10
     assert x_train.min() == 0 and x_train.max() == 255
+
+
+@pytest.fixture
+def server(tmp_path):
+    """An HTTP server on the loopback address, serving the folder ``served``: the published address, here."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # not on the command's stderr
+            pass
+
+    served = tmp_path / "served"
+    served.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_data_fetch_downloads_checks_and_runs_find_the_files(tmp_path, monkeypatch, server) -> None:
+    import hashlib
+
+    from optrun.data import fetch
+
+    served, url = server
+    write_set(served, zipped=False)
+    for name in FILES:  # served gzipped, as the sets publish them
+        (served / f"{name}.gz").write_bytes(gzip.compress((served / name).read_bytes()))
+        (served / name).unlink()
+    published = {f"{name}.gz": hashlib.md5((served / f"{name}.gz").read_bytes()).hexdigest() for name in FILES}
+    monkeypatch.setitem(fetch.SOURCES, "mnist", (url, published))
+    monkeypatch.setenv("OPTRUN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OPTRUN_DATA", str(tmp_path / "nowhere"))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["data", "fetch", "mnist"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("fetched: ") == 4 and "runs find them there" in result.output
+    assert sorted(p.name for p in (tmp_path / "cache" / "data" / "mnist").iterdir()) == sorted(published)
+    again = runner.invoke(cli, ["data", "fetch", "mnist"])
+    assert again.output.count("already there: ") == 4, again.output
+    (tmp_path / "c.yaml").write_text("dataset: {name: mnist}\noptimizer: {name: sgd}\ntrain: {epochs: 1}\n")
+    trained = runner.invoke(cli, ["train", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert trained.exit_code == 0, trained.output
+
+
+def test_data_fetch_keeps_nothing_it_cannot_check(tmp_path, monkeypatch, server) -> None:
+    from optrun.data import fetch
+
+    served, url = server
+    (served / "train-images-idx3-ubyte.gz").write_bytes(b"not what was published")
+    files = {"train-images-idx3-ubyte.gz": "0" * 32, "train-labels-idx1-ubyte.gz": "1" * 32}
+    monkeypatch.setitem(fetch.SOURCES, "mnist", (url, files))
+    monkeypatch.setenv("OPTRUN_CACHE", str(tmp_path / "cache"))
+    for args, message in [
+        ([], f"{url}train-images-idx3-ubyte.gz: its MD5 is "),
+        (["--from", "http://127.0.0.1:9/"], "http://127.0.0.1:9/train-images-idx3-ubyte.gz: cannot be downloaded ("),
+        (["--from", "nowhere"], "nowhere/train-images-idx3-ubyte.gz: cannot be downloaded ("),
+    ]:
+        result = CliRunner().invoke(cli, ["data", "fetch", "mnist", *args])
+        assert result.exit_code == 2, result.output
+        line = result.output.strip()
+        assert "\n" not in line and "Traceback" not in line and message in line, line
+        assert not (tmp_path / "cache" / "data" / "mnist").exists()
+    unknown = CliRunner().invoke(cli, ["data", "fetch", "imagenet"])
+    assert (
+        unknown.exit_code == 2
+        and "no set named 'imagenet' to fetch; choose from: fashion-mnist, mnist" in unknown.output
+    )

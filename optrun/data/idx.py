@@ -66,8 +66,10 @@ def find_folder(name: str, path: str | None = None) -> Path:
         if all(_file(folder, base, must=False) is not None for base in FILES):
             return folder
     where = folders[0] if path is not None else " or ".join(str(f) for f in folders)
-    install = " (or apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" and path is None else ""
-    raise ConfigError(f"dataset {name}: place {', '.join(FILES)} (each may end in .gz) in {where}{install}")
+    how = "" if path is not None else f", or run: optrun data fetch {name}"
+    if name == "fashion-mnist" and path is None:
+        how += " (or: apt-get install dataset-fashion-mnist)"
+    raise ConfigError(f"dataset {name}: place {', '.join(FILES)} (each may end in .gz) in {where}{how}")
 
 
 def _file(folder: Path, base: str, must: bool = True) -> Path | None:
