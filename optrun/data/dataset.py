@@ -140,12 +140,8 @@ def load_dataset(spec: Any, rng: np.random.Generator, dtype: str | np.dtype = "f
     test sample."""
     made = GENERATORS[spec.name][1](spec, rng, np.dtype(dtype))
     if isinstance(made, Split):  # copied: standardized in place below, and the loader may keep its arrays
-        x_train, y_train, x_test, y_test = (
-            made.x_train.astype(dtype),
-            made.y_train,
-            made.x_test.astype(dtype),
-            made.y_test,
-        )
+        x_train, y_train, x_test, y_test = made
+        x_train, x_test = x_train.astype(dtype), x_test.astype(dtype)
         cut = f"dataset {spec.name}'s own split"
     else:
         x, y = made
