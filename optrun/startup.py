@@ -1,5 +1,6 @@
 """A Ctrl-C while the ``optrun`` command is still importing its libraries (the first half second) ends it with
-one line and exit 130, as a Ctrl-C later does, instead of a traceback from the middle of an import.
+one line and exit 130, as a Ctrl-C later does, instead of a traceback from the middle of an import; and numpy's
+OpenBLAS starts with one thread in the command, before numpy is imported.
 
 Imported first by the package, it acts only in the ``optrun`` command (``optrun ...`` or ``python -m optrun
 ...``), whose own handling takes over once it runs (``taken_over``); a program that imports optrun as a library
@@ -31,6 +32,13 @@ def taken_over() -> None:
     if signal.getsignal(signal.SIGINT) is _stop:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
+
+if _is_the_command():
+    # numpy's OpenBLAS with one thread from the start: every product of a run computes on one BLAS thread anyway
+    # (optrun.threads), and once OpenBLAS's own pool of threads has run, its later single-threaded products
+    # were measured to differ in their last bits from one process to the next (the compiled epoch without
+    # oneDNN). Set here, before numpy loads it; workers inherit it.
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 if (
     _is_the_command()
