@@ -33,12 +33,17 @@ def taken_over() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-if _is_the_command():
+PINNED_BLAS = "OPTRUN_PINNED_BLAS"
+"""Set where the command, not its user, set ``OPENBLAS_NUM_THREADS`` (``optrun.threads`` then does not read it
+as the user's cap on threads)."""
+
+if _is_the_command() and "OPENBLAS_NUM_THREADS" not in os.environ:
     # numpy's OpenBLAS with one thread from the start: every product of a run computes on one BLAS thread anyway
     # (optrun.threads), and once OpenBLAS's own pool of threads has run, its later single-threaded products
     # were measured to differ in their last bits from one process to the next (the compiled epoch without
     # oneDNN). Set here, before numpy loads it; workers inherit it.
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    os.environ[PINNED_BLAS] = "1"
 
 if (
     _is_the_command()

@@ -49,7 +49,8 @@ def available_cores() -> int:
 def default_count() -> int:
     """The cores this process may run on, at most ``MAX_THREADS``, and at most ``OMP_NUM_THREADS`` or
     ``OPENBLAS_NUM_THREADS`` where the user has set them to limit the threads a process uses."""
-    limits = [os.environ.get(name, "").strip() for name in THREAD_VARIABLES]
+    pinned = os.environ.get("OPTRUN_PINNED_BLAS") == "1"  # optrun.startup's, not the user's: not a cap
+    limits = [os.environ.get(name, "").strip() for name in THREAD_VARIABLES if not (pinned and "BLAS" in name)]
     return min(available_cores(), MAX_THREADS, *(int(v) for v in limits if v.isdigit() and int(v) > 0))
 
 

@@ -121,3 +121,20 @@ def test_evaluation_gives_the_same_bits_on_any_number_of_threads(monkeypatch) ->
         monkeypatch.setattr(threads, "_count", n)
         results.append(exp.model.evaluate(exp.data.x_train, exp.data.y_train))
     assert results[1:] == results[:1] * 2
+
+
+def test_the_command_starts_openblas_with_one_thread() -> None:
+    """Once OpenBLAS's own pool of threads had run, the compiled epoch without oneDNN gave last bits that
+    differed between processes: the command loads numpy's OpenBLAS with one thread from the start."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.argv[0] = 'optrun'; import optrun, numpy; from threadpoolctl import threadpool_info; "
+        "print(sorted({i['num_threads'] for i in threadpool_info() if i['internal_api'] == 'openblas'}), "
+        "optrun.threads.count())"
+    )
+    unset = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPTRUN_PINNED_BLAS")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in unset}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["[1]", str(threads.default_count())], out  # optrun's own threads: as many as before
