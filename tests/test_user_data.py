@@ -3,6 +3,8 @@ each one line and exit 2 with nothing written."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,20 @@ def _npz(folder: Path, **arrays) -> None:
     np.savez(folder / "d.npz", **arrays)
 
 
+def _npy_bytes() -> bytes:
+    out = io.BytesIO()
+    np.save(out, np.zeros(3))
+    return out.getvalue()
+
+
+def _zip_of_text() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("x.npy", b"not an array")
+        z.writestr("y.npy", b"nor this")
+    return out.getvalue()
+
+
 X, Y = np.zeros((8, 2)), np.arange(8) % 2
 BAD = [
     ("csv", "a,b,label\n1,2,x\n3,oops,y\n", "d.csv: line 3, column 'b': 'oops' is not a number"),
@@ -67,9 +83,14 @@ BAD = [
     ("npz", {"x_train": X, "y_train": Y, "x_test": X}, "d.npz: no array 'y_test' (it holds x_train, y_train, x_test)"),
     ("npz", {"x": X, "y": Y[:5]}, "d.npz: x and y: 8 samples but 5 labels"),
     ("npz", {"x": np.full((8, 2), np.inf), "y": Y}, "d.npz: x and y: NaN or infinite values, the first in sample 0"),
-    ("npz", {"x": np.array([{"code": 1}] * 8, dtype=object), "y": Y}, "d.npz: not a readable .npz file (Object"),
+    ("npz", {"x": np.array([{}] * 8, dtype=object), "y": Y}, "d.npz: not a readable .npz file (it holds Python"),
     ("npz", b"PK not really a zip", "d.npz: not a readable .npz file"),
     ("npz", None, "dataset: no such file: "),
+    ("npz", {"x": np.zeros((0, 2)), "y": np.zeros(0, int)}, "d.npz: x and y: x holds 0 samples of 0 values"),
+    ("npz", {"x": np.zeros((8, 0)), "y": Y}, "d.npz: x and y: x holds 8 samples of 0 values; it needs both"),
+    ("npz", _npy_bytes(), "d.npz: a single array (.npy), not a .npz file of arrays x and y"),
+    ("npz", _zip_of_text(), "d.npz: not a readable .npz file (a member is not a NumPy array)"),
+    ("csv", "a,b,label\n1,2,x\n3,4,y\n", "d.csv: the target column 'label' cannot be a feature too"),
 ]
 
 
@@ -84,6 +105,8 @@ def test_a_bad_file_is_one_line_and_exit_2(tmp_path, kind: str, content, message
     elif isinstance(content, dict):
         _npz(tmp_path, **content)
     spec = {"name": kind, "path": path.name} | ({"target": "label"} if kind == "csv" else {})
+    if "cannot be a feature" in message:
+        spec["features"] = ["a", "label"]
     args = [command, str(config(tmp_path, spec))] + (
         ["--runs-dir", str(tmp_path / "runs")] if command == "train" else []
     )

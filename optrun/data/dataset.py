@@ -151,6 +151,8 @@ def load_dataset(spec: Any, rng: np.random.Generator, dtype: str | np.dtype = "f
         cut = f"dataset.test_fraction: {spec.test_fraction:g} of {len(y)} samples"
         del x
     n_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    if n_classes < 2:
+        raise ConfigError(f"dataset {spec.name}: every label is 0; a classifier needs at least two classes")
     check_every_class(y_train, y_test, n_classes, cut)
     x_val = y_val = None
     if (fraction := spec.validation_fraction) is not None:  # from the training split alone

@@ -8,6 +8,7 @@ or altered leaves nothing a run would read. A file already there with the right 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -97,8 +98,9 @@ def _download(url: str, target: Path, md5: str) -> None:
         os.replace(partial, target)
     except ConfigError:
         raise
-    except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: an address that is not a URL
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:  # ValueError: not a URL
+        reason = str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc).splitlines()[0]
+        reason = reason or type(exc).__name__
         raise ConfigError(f"{url}: cannot be downloaded ({reason})") from None
     finally:
         partial.unlink(missing_ok=True)

@@ -125,6 +125,10 @@ def _images_and_labels(folder: Path, images: str, labels: str) -> tuple[np.ndarr
         raise ConfigError(f"{folder}: {images} must hold images (n × height × width) and {labels} labels (n)")
     if len(x) != len(y):
         raise ConfigError(f"{folder}: {images} holds {len(x)} images but {labels} {len(y)} labels")
+    if len(x) == 0 or x[0].size == 0:
+        raise ConfigError(f"{folder}: {images} holds no images, or images of no pixels")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ConfigError(f"{folder}: {images} holds NaN or infinite pixels")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise ConfigError(f"{folder}: {labels} must hold class numbers 0, 1, 2, ...")
     return x.reshape(len(x), -1), y.astype(np.int64)

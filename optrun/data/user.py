@@ -16,6 +16,7 @@ import csv
 import functools
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -115,6 +116,10 @@ def _read_csv(path: str, mtime: int, size: int, target: str, features: tuple[str
     header = [h.strip() for h in header]
     if target not in header:
         raise ConfigError(f"{path}: no column {target!r} (target); the columns are: {', '.join(header) or 'none'}")
+    if target in features:
+        raise ConfigError(
+            f"{path}: the target column {target!r} cannot be a feature too (the labels would be an input)"
+        )
     unknown = [c for c in features if c not in header]
     if unknown:
         raise ConfigError(f"{path}: no column {unknown[0]!r} (features); the columns are: {', '.join(header)}")
@@ -151,10 +156,19 @@ def _is_number(text: str) -> bool:
 @functools.lru_cache(maxsize=2)
 def _read_npz(path: str, mtime: int, size: int) -> tuple[np.ndarray, np.ndarray] | Split:
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ConfigError(f"{path}: a single array (.npy), not a .npz file of arrays x and y")
+        with loaded as f:
             arrays = {name: f[name] for name in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ConfigError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0]})") from None
+    except ConfigError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        pickled = "allow_pickle" in str(exc)
+        why = "it holds Python objects, which optrun does not load: save arrays of numbers" if pickled else str(exc)
+        raise ConfigError(f"{path}: not a readable .npz file ({why.splitlines()[0]})") from None
+    if not all(isinstance(a, np.ndarray) for a in arrays.values()):  # a zip whose members are not arrays
+        raise ConfigError(f"{path}: not a readable .npz file (a member is not a NumPy array)")
     held = ", ".join(arrays) or "no arrays"
     wanted = ("x", "y") if "x" in arrays or "y" in arrays else SPLIT_ARRAYS
     if missing := [name for name in wanted if name not in arrays]:
@@ -179,6 +193,8 @@ def _rows(x: np.ndarray, y: np.ndarray, where: str) -> np.ndarray:
         raise ConfigError(f"{where}: {len(x)} samples but {len(y)} labels")
     if x.dtype.kind not in "iuf":
         raise ConfigError(f"{where}: x must hold numbers, not {x.dtype}")
+    if len(x) == 0 or x[0].size == 0:
+        raise ConfigError(f"{where}: x holds {len(x)} samples of {x[0].size if len(x) else 0} values; it needs both")
     return _finite(x.reshape(len(x), -1), where)
 
 
