@@ -39,6 +39,13 @@ def test_a_csv_table_gives_its_numbers_and_labels_by_sorted_name(tmp_path) -> No
     assert csv_set(only_a.dataset, np.random.default_rng(0), np.dtype(np.float32))[0].shape == (30, 1)
 
 
+def test_a_csv_may_begin_with_a_byte_order_mark_and_quote_its_cells(tmp_path) -> None:
+    (tmp_path / "t.csv").write_text('\ufeffa,b,label\n"1.5",2,"cat, black"\n3,"4",dog\n5,6,"cat, black"\n7,8,dog\n')
+    spec = load_config(config(tmp_path, {"name": "csv", "path": "t.csv", "target": "label"})).dataset
+    x, y = csv_set(spec, np.random.default_rng(0), np.dtype(np.float32))
+    assert np.array_equal(x, [[1.5, 2], [3, 4], [5, 6], [7, 8]]) and np.array_equal(y, [0, 1, 0, 1])
+
+
 def test_an_npz_file_whole_or_split_and_samples_with_a_shape(tmp_path) -> None:
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((40, 2, 3)), np.arange(40) % 4

@@ -104,11 +104,11 @@ def _finite(x: np.ndarray, where: str) -> np.ndarray:
 @functools.lru_cache(maxsize=2)
 def _read_csv(path: str, mtime: int, size: int, target: str, features: tuple[str, ...]) -> tuple[np.ndarray, ...]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not the header's
             header = next(csv.reader(f), [])
             with warnings.catch_warnings():  # a table of no rows is told below, in one line
                 warnings.simplefilter("ignore", UserWarning)
-                table = np.loadtxt(f, delimiter=",", dtype=str, ndmin=2, comments=None)
+                table = np.loadtxt(f, delimiter=",", quotechar='"', dtype=str, ndmin=2, comments=None)
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file (UTF-8)") from None
     except ValueError as exc:  # rows of different lengths
