@@ -153,3 +153,8 @@ def test_mnist1d_is_made_by_its_package_once_then_read_from_the_cache(tmp_path, 
     again = load({"name": "mnist1d"})
     assert (len(again.y_train), len(again.y_test), again.n_features, again.n_classes) == (4000, 1000, 40, 10)
     assert np.array_equal(np.sort(again.y_test), np.sort(made.y_test))  # its own split
+    np.savez(mnist1d.cache_file(), x_train=made.x_train[:10], y_train=made.y_train[:10], x_test=made.x_test,
+             y_test=made.y_test)  # fmt: skip
+    monkeypatch.setattr(mnist1d, "_made", lambda: made)  # a cache of the wrong shape is made again
+    remade = mnist1d.mnist1d(mnist1d.Mnist1dSpec(name="mnist1d"), np.random.default_rng(0), np.dtype("f4"))
+    assert len(remade.y_train) == 4000

@@ -205,6 +205,7 @@ def test_data_fetch_downloads_checks_and_runs_find_the_files(tmp_path, monkeypat
 def test_data_fetch_keeps_nothing_it_cannot_check(tmp_path, monkeypatch, server) -> None:
     from optrun.data import fetch
 
+    (tmp_path / "c.yaml").write_text("a file in the way")
     served, url = server
     (served / "train-images-idx3-ubyte.gz").write_bytes(b"not what was published")
     files = {"train-images-idx3-ubyte.gz": "0" * 32, "train-labels-idx1-ubyte.gz": "1" * 32}
@@ -214,6 +215,7 @@ def test_data_fetch_keeps_nothing_it_cannot_check(tmp_path, monkeypatch, server)
         ([], f"{url}train-images-idx3-ubyte.gz: its MD5 is "),
         (["--from", "http://127.0.0.1:9/"], "http://127.0.0.1:9/train-images-idx3-ubyte.gz: cannot be downloaded ("),
         (["--from", "nowhere"], "nowhere/train-images-idx3-ubyte.gz: cannot be downloaded ("),
+        (["--to", str(tmp_path / "c.yaml")], f"{tmp_path / 'c.yaml'}: is a file, not a folder for the files"),
     ]:
         result = CliRunner().invoke(cli, ["data", "fetch", "mnist", *args])
         assert result.exit_code == 2, result.output

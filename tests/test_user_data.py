@@ -85,6 +85,7 @@ BAD = [
     ("csv", "a,b,label\n1,2,x\n3,4,x\n", "d.csv: column 'label': every label is 'x'; a classifier needs at least two"),
     ("csv", "a,b,label\n1,2,x\n3,4\n", "d.csv: "),
     ("csv", "a,b,label\n", "d.csv: no rows under its header"),
+    ("csv", "a,b,label\n1,2,x\n3,4,\n5,6,y\n", "d.csv: column 'label': the label of sample 1 is empty"),
     ("csv", b"\xff\xfe\x00binary", "d.csv: not a text file (UTF-8)"),
     ("npz", {"x": X}, "d.npz: no array 'y' (it holds x); give x and y, or x_train, y_train, x_test, y_test"),
     ("npz", {"x_train": X, "y_train": Y, "x_test": X}, "d.npz: no array 'y_test' (it holds x_train, y_train, x_test)"),

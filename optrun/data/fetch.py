@@ -66,10 +66,14 @@ def fetch(
     base = (mirror or address).rstrip("/") + "/"
     folder = folder or cache_folder() / name
     made = not folder.exists()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: is a file, not a folder for the files")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{folder}: cannot be made ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{folder}: cannot be written (permission denied)")
     try:
         for file, md5 in files.items():
             target = folder / file

@@ -81,6 +81,8 @@ def _key(path: str) -> tuple[str, int, int]:
 def labels(values: np.ndarray, where: str) -> np.ndarray:
     """Class labels 0, 1, 2, ... in the sorted order of ``values`` (numbers by value, names alphabetically);
     ConfigError for fewer than two classes."""
+    if values.dtype.kind in "US" and (empty := np.flatnonzero(np.char.str_len(values) == 0)).size:
+        raise ConfigError(f"{where}: the label of sample {empty[0]} is empty")
     try:
         values = values.astype(np.float64) if values.dtype.kind in "OUS" else values
     except ValueError:
