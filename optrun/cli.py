@@ -582,8 +582,8 @@ def data() -> None:
 @click.option("--from", "mirror", metavar="URL", help="Download from this mirror instead of the published address.")
 @user_errors
 def fetch_data(name: str, folder: str | None, mirror: str | None) -> None:
-    """Download NAME's files (fashion-mnist, mnist) from where its authors publish them, each checked against its
-    published MD5 checksum, into optrun's data cache (or --to FOLDER); files already there and whole are kept."""
+    """Download NAME's files (fashion-mnist, mnist, cifar10) from where its authors publish them, each checked
+    against its published MD5 checksum, into optrun's data cache (or --to FOLDER); files already whole are kept."""
     from optrun.data.fetch import fetch
 
     def told(file: str, size: int, downloaded: bool) -> None:

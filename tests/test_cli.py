@@ -76,8 +76,8 @@ BAD_INPUTS = [
         "unknown dataset",
         GOOD,
         ["dataset.name=cifar"],
-        "Error: {path}: dataset: unknown name 'cifar'; choose from: digits, fashion-mnist, mnist, mnist1d, csv, npz, "
-        "spirals, moons, circles, xor, blobs",
+        "Error: {path}: dataset: unknown name 'cifar'; choose from: digits, fashion-mnist, mnist, mnist1d, cifar10, "
+        "csv, npz, spirals, moons, circles, xor, blobs",
     ),
     ("unknown model", GOOD, ["model.type=cnn"], "Error: {path}: model: unknown type 'cnn'; choose from: logistic, mlp"),
     (

@@ -225,5 +225,5 @@ def test_data_fetch_keeps_nothing_it_cannot_check(tmp_path, monkeypatch, server)
     unknown = CliRunner().invoke(cli, ["data", "fetch", "imagenet"])
     assert (
         unknown.exit_code == 2
-        and "no set named 'imagenet' to fetch; choose from: fashion-mnist, mnist" in unknown.output
+        and "no set named 'imagenet' to fetch; choose from: fashion-mnist, mnist, cifar10" in unknown.output
     )

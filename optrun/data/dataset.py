@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from optrun.data import synthetic
+from optrun.data.cifar import Cifar10Spec, cifar10
 from optrun.data.digits import DigitsSpec, digits
 from optrun.data.files import Split
 from optrun.data.idx import FashionMnistSpec, MnistSpec, idx_set
@@ -21,6 +22,7 @@ GENERATORS: dict[str, tuple[type, Callable[..., tuple[np.ndarray, np.ndarray] | 
     "fashion-mnist": (FashionMnistSpec, idx_set),
     "mnist": (MnistSpec, idx_set),
     "mnist1d": (Mnist1dSpec, mnist1d),
+    "cifar10": (Cifar10Spec, cifar10),
     "csv": (CsvSpec, csv_set),
     "npz": (NpzSpec, npz_set),
     "spirals": (synthetic.SpiralsSpec, synthetic.spirals),

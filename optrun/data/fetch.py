@@ -37,6 +37,7 @@ SOURCES: dict[str, tuple[str, dict[str, str]]] = {
             "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
         },
     ),
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/", {"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"}),
 }
 """Each set that can be fetched: the address its files are published at, and each file's published MD5."""
 
