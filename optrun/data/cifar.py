@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from optrun.data.files import Split, ValidationFraction, candidates
+from optrun.data.files import Split, ValidationFraction, candidates, not_found
 from optrun.schema import ConfigError, Section
 
 ARCHIVE, FOLDER = "cifar-10-binary.tar.gz", "cifar-10-batches-bin"
@@ -50,9 +50,7 @@ def find(path: str | None) -> Path:
                 found.name == ARCHIVE and found.is_file()
             ):
                 return found
-    where = folders[0] if path is not None else " or ".join(str(f) for f in folders)
-    how = "" if path is not None else ", or run: optrun data fetch cifar10"
-    raise ConfigError(f"dataset cifar10: place {ARCHIVE} (or the folder {FOLDER} it unpacks to) in {where}{how}")
+    raise not_found("cifar10", path, f"{ARCHIVE} (or the folder {FOLDER} it unpacks to)")
 
 
 def _batches(found: Path) -> dict[str, bytes]:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from optrun.schema import Fraction
+from optrun.schema import ConfigError, Fraction
 
 DATA_ENV = "OPTRUN_DATA"
 """The environment variable naming a folder that holds each set's files in a folder of the set's name."""
@@ -47,4 +47,15 @@ def candidates(name: str, path: str | None = None) -> list[Path]:
     if path is not None:
         return [Path(path)]
     folders = [Path(os.environ[DATA_ENV]) / name] if os.environ.get(DATA_ENV) else []
-    return [*folders, cache_folder() / name, SYSTEM_FOLDER / name]
+    return list(dict.fromkeys([*folders, cache_folder() / name, SYSTEM_FOLDER / name]))
+
+
+def not_found(name: str, path: str | None, files: str) -> ConfigError:
+    """The error for set ``name`` whose ``files`` are in none of its ``candidates``: what to place where, and
+    how to get them."""
+    folders = candidates(name, path)
+    where = folders[0] if path is not None else " or ".join(str(f) for f in folders)
+    how = "" if path is not None else f", or run: optrun data fetch {name}"
+    if name == "fashion-mnist" and path is None:
+        how += " (or: apt-get install dataset-fashion-mnist)"
+    return ConfigError(f"dataset {name}: place {files} in {where}{how}")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from optrun.data.files import Split, ValidationFraction, candidates
+from optrun.data.files import Split, ValidationFraction, candidates, not_found
 from optrun.schema import ConfigError, Section
 
 FILES = (
@@ -65,11 +65,7 @@ def find_folder(name: str, path: str | None = None) -> Path:
     for folder in folders:
         if all(_file(folder, base, must=False) is not None for base in FILES):
             return folder
-    where = folders[0] if path is not None else " or ".join(str(f) for f in folders)
-    how = "" if path is not None else f", or run: optrun data fetch {name}"
-    if name == "fashion-mnist" and path is None:
-        how += " (or: apt-get install dataset-fashion-mnist)"
-    raise ConfigError(f"dataset {name}: place {', '.join(FILES)} (each may end in .gz) in {where}{how}")
+    raise not_found(name, path, f"{', '.join(FILES)} (each may end in .gz)")
 
 
 def _file(folder: Path, base: str, must: bool = True) -> Path | None:
