@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,24 @@ class Group:
             "failed": self.count("failed"),
         }
 
+    @cached_property
+    def curves(self) -> Curves | None:
+        """The completed runs' curves (``Problem.curve_names``: train loss and test accuracy; on an objective,
+        loss and distance to the minimum where there is one), or None when no run completed. Made once (a run's
+        rows are read into arrays one by one, and an objective's run has one per step), then kept: the target,
+        the figures and each picture use them."""
+        runs = self.completed
+        if not runs:
+            return None
+        n = min(len(r.records) for r in runs)
+        x, names = self.problem.unit, self.problem.curve_names(runs[0].records[0])
+
+        def column(name: str) -> np.ndarray:
+            return np.array([[getattr(row, name) for row in r.records[:n]] for r in runs], dtype=np.float64)
+
+        first = runs[0].records[:n]
+        return Curves(np.array([getattr(row, x) for row in first]), {name: column(name) for name in names})
+
     @property
     def problem(self) -> Problem:
         """The kind of problem these runs are on."""
@@ -72,18 +91,8 @@ class Curves:
 
 
 def curves(group: Group) -> Curves | None:
-    """The completed runs' curves (``Problem.curve_names``: train loss and test accuracy; on an objective, loss
-    and distance to the minimum where there is one), or None when no run completed."""
-    runs = group.completed
-    if not runs:
-        return None
-    n = min(len(r.records) for r in runs)
-    x, names = group.problem.unit, group.problem.curve_names(runs[0].records[0])
-
-    def column(name: str) -> np.ndarray:
-        return np.array([[getattr(row, name) for row in r.records[:n]] for r in runs], dtype=np.float64)
-
-    return Curves(np.array([getattr(row, x) for row in runs[0].records[:n]]), {name: column(name) for name in names})
+    """The completed runs' curves (``Group.curves``)."""
+    return group.curves
 
 
 def describe_hyperparameters(optimizer: dict[str, Any]) -> str:

@@ -136,7 +136,7 @@ def _read_csv(path: str, mtime: int, size: int, target: str, features: tuple[str
     try:
         x = cells.astype(np.float64)
     except ValueError:
-        numeric = np.vectorize(_is_number, otypes=[bool])(cells)  # the error's cell: only where there is one
+        numeric = np.vectorize(_parses_as_number, otypes=[bool])(cells)  # the error's cell: only where there is one
         row, column = np.argwhere(~numeric)[0]
         raise ConfigError(
             f"{path}: line {row + 2}, column {header[columns[column]]!r}: {str(cells[row, column])!r} is not a number"
@@ -147,7 +147,7 @@ def _read_csv(path: str, mtime: int, size: int, target: str, features: tuple[str
     return x, labels(np.char.strip(table[:, header.index(target)]), f"{path}: column {target!r}")
 
 
-def _is_number(text: str) -> bool:
+def _parses_as_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
