@@ -19,8 +19,12 @@ after the first; (d) the epoch time of (a) at three dataset
 sizes; (e) the peak resident memory of (a), (b) and each optimizer's steps in
 (c), each measured in a fresh process, against the bound 2 × (dataset +
 parameters and gradients + optimizer state) + the baseline, the interpreter
-having run the workload's code once on a few rows. Each line ends with the
-issue's target and whether this run met it. PyTorch (``pip install torch==2.13.0``) is never a
+having run the workload's code once on a few rows; (f) real workloads on one
+thread and on every core: the MNIST-1D paper's CNN, a small Fashion-MNIST CNN
+and the Fashion-MNIST MLP (the configs in configs/), each epoch against
+PyTorch's on the same data, initial weights (the logits of both compared),
+batch size and optimizer, and the time a dataset takes to load a second time.
+Each line ends with the issue's target and whether this run met it. PyTorch (``pip install torch==2.13.0``) is never a
 dependency of optrun.
 """
 
@@ -38,6 +42,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -203,6 +208,119 @@ def torch_epoch(spec: dict) -> Callable[[], None] | None:
     return epoch
 
 
+def torch_network(exp) -> object:
+    """optrun's network ``exp.model`` in PyTorch, with the same weights: a convolution's W (k_h·k_w·C × C_out,
+    rows in (a, b, c) order) as a (C_out, C, k_h, k_w) kernel, a signal's convolutions and pools 1-D, and the
+    first Dense layer after a grid with its rows moved from optrun's (height, width, channel) order to
+    PyTorch's (channel, height, width)."""
+    from optrun.models import Activation, Conv, Dense, MaxPool
+
+    layers, grid = [], None
+    for layer in exp.model.layers:
+        if isinstance(layer, Conv):
+            (kh, kw), c, c_out = layer.kernel, layer.grid[2], layer.out_grid[2]
+            line = layer.grid[0] == 1
+            kernel = layer.W.reshape(kh, kw, c, c_out).transpose(3, 2, 0, 1)
+            module = (torch.nn.Conv1d if line else torch.nn.Conv2d)(
+                c, c_out, kw if line else (kh, kw), layer.stride[1] if line else layer.stride,
+                layer.padding[1] if line else layer.padding)  # fmt: skip
+            with torch.no_grad():
+                module.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel[:, :, 0] if line else kernel)))
+                module.bias.copy_(torch.from_numpy(layer.b))
+            layers.append(module)
+            grid = layer.out_grid
+        elif isinstance(layer, MaxPool):
+            line = layer.grid[0] == 1
+            layers.append(torch.nn.MaxPool1d(layer.window[1]) if line else torch.nn.MaxPool2d(layer.window))
+            grid = layer.out_grid
+        elif isinstance(layer, Activation):
+            layers.append(torch.nn.ReLU())
+        elif isinstance(layer, Dense):
+            w = layer.W
+            if grid is not None:  # the first Dense layer after the grid
+                h, wd, c = grid
+                w = w.reshape(h, wd, c, -1).transpose(2, 0, 1, 3).reshape(h * wd * c, -1)
+                layers.append(torch.nn.Flatten())
+                grid = None
+            linear = torch.nn.Linear(*w.shape)
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
+                linear.bias.copy_(torch.from_numpy(layer.b))
+            layers.append(linear)
+    return torch.nn.Sequential(*layers)
+
+
+def torch_inputs(exp, x: np.ndarray) -> object:
+    """Rows of optrun's data as PyTorch's inputs: (N, C, H, W) images, (N, C, L) signals, else the rows."""
+    first = exp.model.layers[0]
+    if not hasattr(first, "grid"):
+        return torch.from_numpy(x)
+    h, w, c = first.grid
+    grid = torch.from_numpy(x).reshape(len(x), h, w, c)
+    return (grid[:, 0].permute(0, 2, 1) if h == 1 else grid.permute(0, 3, 1, 2)).contiguous()
+
+
+def real_epochs(spec: dict) -> tuple[Callable[[], None], Callable[[], None] | None, float]:
+    """For a network config: a function that trains one more epoch in optrun, one in PyTorch (None without it)
+    from the same data and initial weights, and the largest difference of their logits on the first 256
+    training samples before training (nan without PyTorch): an independent check of optrun's network."""
+    exp = prepare(parse_config(spec))
+    ours_epoch = itertools.count(1)
+
+    def ours() -> None:
+        with threads.one_blas_thread():  # as in every run (optrun.train.fit)
+            _run_epoch(exp, next(ours_epoch))
+
+    if torch is None:
+        ours()
+        return ours, None, math.nan
+    net = torch_network(exp)
+    x, y = torch_inputs(exp, exp.data.x_train), torch.from_numpy(exp.data.y_train)
+    with torch.no_grad():
+        gap = float(np.abs(net(x[:256]).numpy() - exp.model.scores(exp.data.x_train[:256])).max())
+    optimizer = torch.optim.Adam(net.parameters(), lr=spec["optimizer"]["learning_rate"])
+    loss_fn, batch = torch.nn.CrossEntropyLoss(), spec["train"]["batch_size"]
+    generator = torch.Generator().manual_seed(0)
+
+    def theirs() -> None:
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(y), batch):
+            idx = order[start : start + batch]
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(net(x.index_select(0, idx)), y.index_select(0, idx)).backward()
+            optimizer.step()
+
+    ours()
+    theirs()
+    return ours, theirs, gap
+
+
+def config_of(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((Path(__file__).parent.parent / "configs" / f"{name}.yaml").read_text())
+
+
+SECOND_LOAD = """
+import time
+from optrun.config import parse_config
+from optrun.data import load_dataset
+import numpy as np
+spec = parse_config({{"dataset": {{"name": "{name}"}}, "optimizer": {{"name": "sgd"}}}}).dataset
+load_dataset(spec, np.random.default_rng(0))
+start = time.perf_counter()
+load_dataset(spec, np.random.default_rng(0))
+print(time.perf_counter() - start)
+"""
+
+
+def second_load(name: str) -> float:
+    """Seconds a fresh process takes to load ``name`` once it has loaded it once (its files in the page cache,
+    a made set in optrun's cache)."""
+    out = subprocess.run([sys.executable, "-c", SECOND_LOAD.format(name=name)], capture_output=True, text=True)
+    return float(out.stdout.split()[-1]) if out.returncode == 0 else math.nan
+
+
 def optimizer_steps(n: int, rounds: int) -> Iterator[tuple[str, float, float, float, int, int, int]]:
     """Per optimizer: (name, optrun's and torch's seconds per step and their ratio, by turns; the threads
     optrun chose; the bytes it allocates in a step after the first; the bytes a step must move at the least:
@@ -327,8 +445,12 @@ def cell(value: float, width: int, spec: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--only", choices=["real"], help="only the real workloads, (f)")
     args = parser.parse_args()
     rounds = 2 if args.quick else 4
+    if args.only == "real":
+        real_workloads(rounds)
+        return
     peak = matmul_peak()
     versions = f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "no torch"
     print(f"float32 matrix-multiply peak: {peak / 1e9:.1f} GFLOP/s; numpy {np.__version__}, {versions}")
@@ -412,6 +534,34 @@ def main() -> None:
         m = peak_memory(setup, body)
         print(f"{label:<22} peak {m['peak']:6.0f}  needs {m['needed']:5.0f}  bound {m['bound']:6.0f}: "
               f"{verdict(m['peak'] <= m['bound'])}")  # fmt: skip
+
+    real_workloads(rounds)
+
+
+def real_workloads(rounds: int) -> None:
+    print("\n(f) real workloads: seconds per training epoch (evaluation excluded) against PyTorch's, on one thread")
+    print("    and on every core (optrun's threads, torch.set_num_threads), the configs in configs/ (Adam)")
+    print(f"{'network':<30} {'threads':>7} {'optrun':>8} {'torch':>8} {'ratio':>6}  logits' gap  target")
+    cores = threads.available_cores()
+    for name, most in (("mnist1d-cnn", 0.8), ("fashion-mnist-cnn", 1.0), ("fashion-mnist-mlp", 0.5)):
+        try:
+            ours, theirs, gap = real_epochs(config_of(name))
+        except Exception as exc:  # the Fashion-MNIST files are not installed: say so, and go on
+            print(f"{name:<30} not measured: {str(exc).splitlines()[0][:100]}")
+            continue
+        for n in sorted({1, cores}):
+            threads.use(n)
+            if torch is not None:
+                torch.set_num_threads(n)
+            turns = max(2, rounds // 2) if "fashion" in name else rounds  # a Fashion-MNIST turn is an epoch
+            (mine, ratio), (other, _) = by_turns([ours, theirs], turns, 1 if "fashion" in name else 5)
+            cells = [cell(mine, 8, "#.3g"), cell(other, 8, "#.3g"), cell(ratio, 6, ".2f")]
+            print(f"{name:<30} {n:>7} {' '.join(cells)}  {gap:11.1e}  ratio <= {most}: {verdict(at_most(ratio, most))}")
+        threads.use(threads.default_count())
+    for name in ("mnist1d", "fashion-mnist"):
+        seconds = second_load(name)
+        met = None if math.isnan(seconds) else seconds < 1
+        print(f"loading {name} a second time: {seconds:.3f} s; under 1 s: {verdict(met)}")
 
 
 if __name__ == "__main__":

@@ -55,10 +55,11 @@ def test_the_records_give_back_the_labels_and_pixels_written(tmp_path, form: str
     spec = load_config(config(tmp_path, ".")).dataset
     x_train, y_train, x_test, y_test = cifar10(spec, np.random.default_rng(0), np.dtype(np.float32))
     records = {name: np.frombuffer(data, np.uint8).reshape(-1, RECORD) for name, data in files.items()}
-    assert np.array_equal(x_train, np.concatenate([records[n][:, 1:] for n in TRAIN]))
+    assert x_train.shape == (5 * PER_BATCH, 3, 32, 32) and y_train.dtype == np.int64  # red, green, blue planes
+    assert np.array_equal(x_train.reshape(-1, 3072), np.concatenate([records[n][:, 1:] for n in TRAIN]))
     assert np.array_equal(y_train, np.concatenate([records[n][:, 0] for n in TRAIN]))
-    assert np.array_equal(x_test, records[TEST[0]][:, 1:]) and np.array_equal(y_test, records[TEST[0]][:, 0])
-    assert x_train.shape == (5 * PER_BATCH, 3072) and y_train.dtype == np.int64
+    assert np.array_equal(x_test.reshape(-1, 3072), records[TEST[0]][:, 1:])
+    assert np.array_equal(y_test, records[TEST[0]][:, 0])
 
 
 def _cut(files: dict[str, bytes]) -> dict[str, bytes]:

@@ -79,7 +79,12 @@ BAD_INPUTS = [
         "Error: {path}: dataset: unknown name 'cifar'; choose from: digits, fashion-mnist, mnist, mnist1d, cifar10, "
         "csv, npz, spirals, moons, circles, xor, blobs",
     ),
-    ("unknown model", GOOD, ["model.type=cnn"], "Error: {path}: model: unknown type 'cnn'; choose from: logistic, mlp"),
+    (
+        "unknown model",
+        GOOD,
+        ["model.type=rnn"],
+        "Error: {path}: model: unknown type 'rnn'; choose from: logistic, mlp, cnn",
+    ),
     (
         "unknown activation",
         GOOD,

@@ -51,15 +51,23 @@ def spec_of(folder: Path, name: str = "mnist"):
 def test_the_files_give_back_the_pixels_and_labels_written_and_keep_their_split(tmp_path) -> None:
     written = write_set(tmp_path / "set")
     x_train, y_train, x_test, y_test = idx_set(spec_of(tmp_path / "set"), np.random.default_rng(0), np.float32)
-    assert np.array_equal(x_train, written["x_train"].reshape(30, 12)) and x_train.dtype == np.uint8
-    assert np.array_equal(x_test, written["x_test"].reshape(12, 12))
+    assert np.array_equal(x_train, written["x_train"]) and x_train.dtype == np.uint8
+    assert np.array_equal(x_test, written["x_test"])
     assert np.array_equal(y_train, written["y_train"]) and y_train.dtype == np.int64
     assert np.array_equal(y_test, written["y_test"])
-    assert spec_of(tmp_path / "set").size == (42, 12, 3)
+    assert spec_of(tmp_path / "set").size == (42, (4, 3), 3)
     data = prepare(parse_config({"dataset": {"name": "mnist", "path": str(tmp_path / "set")},
                                  "optimizer": {"name": "sgd"}})).data  # fmt: skip
     assert (len(data.y_train), len(data.y_test), data.n_features, data.n_classes) == (30, 12, 12, 3)
-    assert np.allclose(data.x_train.mean(axis=0), 0, atol=1e-5)  # standardized with the train split's statistics
+    assert data.sample_shape == (4, 3)
+    # an image is standardized over all its pixels, with the train split's statistics
+    pixels = written["x_train"].astype(np.float64)
+    expected = (written["x_test"].reshape(12, 12) - pixels.mean()) / pixels.std()
+    assert np.allclose(
+        data.x_test[np.argsort(data.y_test, kind="stable")],
+        expected[np.argsort(written["y_test"], kind="stable")],
+        atol=1e-5,
+    )
     assert sorted(data.y_train.tolist()) == sorted(written["y_train"].tolist())  # the set's own train split
 
 
@@ -74,7 +82,7 @@ def test_a_relative_path_is_the_configs_and_the_data_folder_is_looked_up(tmp_pat
     monkeypatch.setenv("OPTRUN_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("OPTRUN_CACHE", str(tmp_path / "cache"))
     spec = parse_config({"dataset": {"name": "mnist"}, "optimizer": {"name": "sgd"}}).dataset
-    assert spec.size == (42, 12, 3)
+    assert spec.size == (42, (4, 3), 3)
 
 
 def test_without_files_one_line_names_them_and_where_to_place_them(tmp_path, monkeypatch) -> None:
@@ -148,7 +156,7 @@ def test_the_real_fashion_mnist_files() -> None:
     """The published set: 60,000 train and 10,000 test images of 28 × 28 pixels, 6,000 and 1,000 of each class."""
     spec = parse_config({"dataset": {"name": "fashion-mnist"}, "optimizer": {"name": "sgd"}}).dataset
     x_train, y_train, x_test, y_test = idx_set(spec, np.random.default_rng(0), np.float32)
-    assert x_train.shape == (60_000, 784) and x_test.shape == (10_000, 784) and x_train.dtype == np.uint8
+    assert x_train.shape == (60_000, 28, 28) and x_test.shape == (10_000, 28, 28) and x_train.dtype == np.uint8
     assert np.bincount(y_train).tolist() == [6000] * 10 and np.bincount(y_test).tolist() == [1000] * 10
     assert x_train.min() == 0 and x_train.max() == 255
 

@@ -118,6 +118,12 @@ MEASURED = {  # each about half a GiB at its peak, in a different part
         "train": {"epochs": 1, "batch_size": 4096},
         "optimizer": {"name": "adagrad"},
     },
+    "convolutions": {
+        "dataset": {"name": "blobs", "n_samples": 20_000, "n_features": 1024, "n_classes": 5},
+        "model": {"type": "cnn", "conv": [{"channels": 32, "kernel": 9, "pool": 2}]},
+        "train": {"epochs": 1, "batch_size": 256},
+        "optimizer": {"name": "adam"},
+    },
     "objective": {
         "objective": {"name": "quadratic", "dim": 3000},
         "train": {"steps": 5},

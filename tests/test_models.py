@@ -94,7 +94,7 @@ def test_softmax_cross_entropy_gradient_and_stability() -> None:
 )
 def test_network_gradient_matches_finite_differences(spec) -> None:
     rng = np.random.default_rng(3)
-    net = build_model(spec, n_features=4, n_classes=3, rng=rng)
+    net = build_model(spec, 4, 3, rng)
     net.flat_params += 0.1 * rng.standard_normal(net.n_params)  # nonzero biases too
     x, y = rng.standard_normal((9, 4)), rng.integers(0, 3, 9)
     net.loss_and_grad(x, y)

@@ -32,7 +32,7 @@ def test_a_csv_table_gives_its_numbers_and_labels_by_sorted_name(tmp_path) -> No
     x, y = csv_set(spec, np.random.default_rng(0), np.dtype(np.float32))
     assert np.array_equal(x, [[i, i % 7 - 3] for i in range(30)]) and x.dtype == np.float64
     assert np.array_equal(y, [0 if i % 3 else 1 for i in range(30)])  # cat, then dog: sorted by name
-    assert spec.size == (30, 2, 2)
+    assert spec.size == (30, (2,), 2)
     data = prepare(load_config(config(tmp_path, {"name": "csv", "path": "t.csv", "target": "label"}))).data
     assert (data.n_features, data.n_classes, len(data.y_train) + len(data.y_test)) == (2, 2, 30)
     only_a = load_config(config(tmp_path, {"name": "csv", "path": "t.csv", "target": "label", "features": ["a"]}))
@@ -52,11 +52,27 @@ def test_an_npz_file_whole_or_split_and_samples_with_a_shape(tmp_path) -> None:
     np.savez(tmp_path / "whole.npz", x=x, y=y)
     whole = prepare(load_config(config(tmp_path, {"name": "npz", "path": "whole.npz", "test_fraction": 0.2}))).data
     assert (whole.n_features, whole.n_classes, len(whole.y_train), len(whole.y_test)) == (6, 4, 32, 8)
+    assert whole.sample_shape == (2, 3)
     np.savez(tmp_path / "split.npz", x_train=x[:30], y_train=y[:30] + 5, x_test=x[30:], y_test=y[30:] + 5)
     split = prepare(load_config(config(tmp_path, {"name": "npz", "path": "split.npz"}))).data
     assert np.array_equal(split.y_train, y[:30]) and np.array_equal(split.y_test, y[30:])  # 5..8 become 0..3
-    mean, std = x[:30].reshape(30, 6).mean(axis=0), x[:30].reshape(30, 6).std(axis=0)
+    mean, std = x[:30].mean(), x[:30].std()  # an image: over all its pixels
     np.testing.assert_allclose(split.x_test, (x[30:].reshape(10, 6) - mean) / std, rtol=1e-5, atol=1e-5)
+
+
+def test_an_image_of_channels_becomes_a_row_channel_after_channel_per_pixel_standardized_per_channel(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    x = (
+        rng.standard_normal((20, 3, 2, 4)) * np.array([1.0, 10.0, 100.0])[:, None, None]
+        + np.array([0, 5, -7])[:, None, None]
+    )
+    y = np.arange(20) % 2
+    np.savez(tmp_path / "split.npz", x_train=x[:12], y_train=y[:12], x_test=x[12:], y_test=y[12:])
+    data = prepare(load_config(config(tmp_path, {"name": "npz", "path": "split.npz"}))).data
+    assert data.sample_shape == (3, 2, 4) and data.x_test.shape == (8, 24)
+    mean, std = x[:12].mean(axis=(0, 2, 3)), x[:12].std(axis=(0, 2, 3))
+    expected = (x[12:].transpose(0, 2, 3, 1) - mean) / std  # height, width, then channels
+    np.testing.assert_allclose(data.x_test, expected.reshape(8, 24), rtol=1e-5, atol=1e-5)
 
 
 def _npz(folder: Path, **arrays) -> None:

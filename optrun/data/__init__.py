@@ -1,10 +1,11 @@
-"""Datasets: synthetic generators and the shipped digits set, split and standardized."""
+"""Datasets: real sets read from files, generated sets, the user's own files; split and standardized."""
 
 from optrun.data.dataset import (
     GENERATORS,
     Dataset,
     DatasetSpec,
     check_every_class,
+    grid,
     load_dataset,
     standardize,
     stratified_split,
@@ -17,6 +18,7 @@ __all__ = [
     "Dataset",
     "DatasetSpec",
     "check_every_class",
+    "grid",
     "load_dataset",
     "standardize",
     "stratified_split",

@@ -21,24 +21,25 @@ from optrun.schema import ConfigError, Section
 ARCHIVE, FOLDER = "cifar-10-binary.tar.gz", "cifar-10-batches-bin"
 TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST = ("test_batch.bin",)
+SHAPE = (3, 32, 32)
+"""An image's shape: its red, green and blue planes of 32 × 32 pixels."""
 RECORD = 1 + 3 * 32 * 32
-"""Bytes of a record: the label, then the red, green and blue planes of 32 × 32 pixels."""
+"""Bytes of a record: the label, then the image's planes."""
 
 
 class Cifar10Spec(Section):
-    """CIFAR-10: 32×32 colour images of 10 classes of objects, 50,000 train and 10,000 test, each a row of 3,072
-    pixel values (red, then green, then blue)."""
+    """CIFAR-10: 32×32 colour images of 10 classes of objects, 50,000 train and 10,000 test."""
 
     name: Literal["cifar10"]
     path: str | None = None
     validation_fraction: ValidationFraction = None
 
     @property
-    def size(self) -> tuple[int, int, int]:
-        """(samples, features, classes) of the published set (a smaller one is estimated as that), once its file
-        is found (ConfigError otherwise: ``optrun validate`` does not read a set this large)."""
+    def size(self) -> tuple[int, tuple[int, ...], int]:
+        """(samples, a sample's shape, classes) of the published set (a smaller one is estimated as that), once its
+        file is found (ConfigError otherwise: ``optrun validate`` does not read a set this large)."""
         find(self.path)
-        return 60_000, RECORD - 1, 10
+        return 60_000, SHAPE, 10
 
 
 def find(path: str | None) -> Path:
@@ -74,11 +75,11 @@ def _records(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     records = np.frombuffer(data, np.uint8).reshape(-1, RECORD)
     if records[:, 0].max() > 9:
         raise ConfigError(f"{where}: a label is {records[:, 0].max()}; CIFAR-10's are 0 to 9")
-    return records[:, 1:], records[:, 0].astype(np.int64)
+    return records[:, 1:].reshape(-1, *SHAPE), records[:, 0].astype(np.int64)
 
 
 def cifar10(spec: Cifar10Spec, rng: np.random.Generator, dtype: np.dtype) -> Split:
-    """The train and test images, each a row of 3,072 pixel values (uint8), and their labels."""
+    """The train and test images (n × 3 × 32 × 32 pixel values, uint8) and their labels."""
     found = find(spec.path)
     batches = _batches(found)
     train = [_records(batches[name], f"{found}: {name}") for name in TRAIN]

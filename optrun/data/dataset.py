@@ -1,4 +1,10 @@
-"""Train and test arrays: a stratified split, then standardization with train statistics only."""
+"""Train and test arrays: a stratified split, then standardization with train statistics only.
+
+Every sample is a row. A sample that has a shape keeps it in ``Dataset.sample_shape``, as the set gives it: a
+row of features or a signal (length,), an image (height, width), an image of channels (channels, height, width).
+Its row holds it channel after channel within each position (``grid``: height, width, channels), the layout the
+convolution layers compute in: an image of several channels is transposed into it once, when it is loaded.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,17 @@ from optrun.data.idx import FashionMnistSpec, MnistSpec, idx_set
 from optrun.data.mnist1d import Mnist1dSpec, mnist1d
 from optrun.data.user import CsvSpec, NpzSpec, csv_set, npz_set
 from optrun.schema import ConfigError, tagged_union
+
+
+def grid(sample_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(height, width, channels) of a sample's row: a row of features or a signal is one channel of height 1."""
+    if len(sample_shape) == 1:
+        return 1, sample_shape[0], 1
+    if len(sample_shape) == 2:
+        return sample_shape[0], sample_shape[1], 1
+    channels, height, width = sample_shape
+    return height, width, channels
+
 
 GENERATORS: dict[str, tuple[type, Callable[..., tuple[np.ndarray, np.ndarray] | Split]]] = {
     "digits": (DigitsSpec, digits),
@@ -36,7 +53,8 @@ DatasetSpec = tagged_union((spec for spec, _ in GENERATORS.values()), "name")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Standardized float inputs and integer labels 0..n_classes−1; a validation split where the spec asks."""
+    """Standardized float inputs, a row per sample, and integer labels 0..n_classes−1; a validation split where
+    the spec asks. ``sample_shape``: a sample's shape as the set gives it (see the module docstring)."""
 
     name: str
     x_train: np.ndarray
@@ -46,6 +64,11 @@ class Dataset:
     n_classes: int
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    sample_shape: tuple[int, ...] = ()  # () : (n_features,)
+
+    def __post_init__(self) -> None:
+        if not self.sample_shape:
+            object.__setattr__(self, "sample_shape", (self.x_train.shape[1],))
 
     @property
     def n_features(self) -> int:
@@ -62,7 +85,8 @@ class Dataset:
             return x[keep], y[keep]
 
         (x_train, y_train), (x_test, y_test) = cut(self.x_train, self.y_train), cut(self.x_test, self.y_test)
-        return Dataset(self.name, x_train, y_train, x_test, y_test, self.n_classes, *cut(self.x_val, self.y_val))
+        x_val, y_val = cut(self.x_val, self.y_val)
+        return Dataset(self.name, x_train, y_train, x_test, y_test, self.n_classes, x_val, y_val, self.sample_shape)
 
 
 def _rank_in_class(y: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -102,7 +126,7 @@ def stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Generat
 
 
 def standardize(x_train: np.ndarray, *others: np.ndarray, chunk: int = 8192) -> None:
-    """In place, on the train split and the ``others``: x ← (x − mean) / std with the train split's per-feature
+    """In place, on the train split and the ``others``: x ← (x − mean) / std with the train split's per-column
     mean and std (std 0 → 1).
 
     Both are accumulated in float64, the squared deviations over chunks of rows,
@@ -136,17 +160,29 @@ def check_every_class(y_train: np.ndarray, y_test: np.ndarray, n_classes: int, c
         )
 
 
+def _rows(x: np.ndarray) -> np.ndarray:
+    """Each sample of ``x`` as a row, in the layout of ``grid``: an image of channels is transposed (a copy)."""
+    if x.ndim == 4:
+        x = x.transpose(0, 2, 3, 1)
+    return x.reshape(len(x), -1)
+
+
 def load_dataset(spec: Any, rng: np.random.Generator, dtype: str | np.dtype = "float32") -> Dataset:
     """Generate or load the dataset a validated spec names, split (a set that comes split keeps its own) and
     standardized, deterministic in ``rng``; ConfigError where the split leaves a class without a training or a
-    test sample."""
+    test sample.
+
+    Rows of features and signals are standardized feature by feature, images channel by channel (over every
+    pixel of a channel, as image networks expect: a pixel's own statistics would blow up the rare strokes at an
+    image's edges, and differ from place to place where a convolution's weights are shared)."""
     made = GENERATORS[spec.name][1](spec, rng, np.dtype(dtype))
+    sample_shape = made[0].shape[1:]  # x, or a Split's x_train
     if isinstance(made, Split):  # copied: standardized in place below, and the loader may keep its arrays
         x_train, y_train, x_test, y_test = made
-        x_train, x_test = x_train.astype(dtype), x_test.astype(dtype)
+        x_train, x_test = _rows(x_train).astype(dtype), _rows(x_test).astype(dtype)
         cut = f"dataset {spec.name}'s own split"
     else:
-        x, y = made
+        x, y = _rows(made[0]), made[1]
         del made  # the whole set is freed once it is split: at most twice its size is held
         train, test = stratified_split(y, spec.test_fraction, rng)
         x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
@@ -164,5 +200,7 @@ def load_dataset(spec: Any, rng: np.random.Generator, dtype: str | np.dtype = "f
         check_every_class(y_train, y_val, n_classes, cut, "validation")
         x_val = x_val.astype(dtype, copy=False)
     x_train, x_test = x_train.astype(dtype, copy=False), x_test.astype(dtype, copy=False)  # pixels: from uint8
-    standardize(x_train, x_test, *([] if x_val is None else [x_val]))
-    return Dataset(spec.name, x_train, y_train, x_test, y_test, n_classes, x_val, y_val)
+    columns = grid(sample_shape)[2] if len(sample_shape) > 1 else x_train.shape[1]  # channels, or features
+    splits = (x_train, x_test, *([] if x_val is None else [x_val]))
+    standardize(*(x.reshape(-1, columns) for x in splits))  # views: the splits are fresh, contiguous arrays
+    return Dataset(spec.name, x_train, y_train, x_test, y_test, n_classes, x_val, y_val, sample_shape)

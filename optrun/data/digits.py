@@ -21,9 +21,9 @@ class DigitsSpec(Section):
     validation_fraction: ValidationFraction = None
 
     @property
-    def size(self) -> tuple[int, int, int]:
-        """(samples, features, classes) of the set, known before it is read."""
-        return SHAPE[0], SHAPE[1] - 1, 10
+    def size(self) -> tuple[int, tuple[int, ...], int]:
+        """(samples, a sample's shape, classes) of the set, known before it is read."""
+        return SHAPE[0], (SHAPE[1] - 1,), 10
 
 
 SHAPE = (1797, 65)  # 64 pixel counts and the label

@@ -39,12 +39,12 @@ class IdxSpec(Section):
     validation_fraction: ValidationFraction = None
 
     @property
-    def size(self) -> tuple[int, int, int]:
-        """(samples, features, classes) of the set, from its files' headers (nothing else is read)."""
+    def size(self) -> tuple[int, tuple[int, ...], int]:
+        """(samples, an image's shape, classes) of the set, from its files' headers (and its train labels)."""
         folder = find_folder(self.name, self.path)
         train, _, test, _ = (_header(_file(folder, base)) for base in FILES)  # type: ignore[arg-type]
         classes = int(read_idx(_file(folder, FILES[1])).max()) + 1  # type: ignore[arg-type]  # 60,000 bytes
-        return train[0] + test[0], int(np.prod(train[1:])), classes
+        return train[0] + test[0], train[1:], classes
 
 
 class FashionMnistSpec(IdxSpec):
@@ -127,15 +127,15 @@ def _images_and_labels(folder: Path, images: str, labels: str) -> tuple[np.ndarr
         raise ConfigError(f"{folder}: {images} holds NaN or infinite pixels")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise ConfigError(f"{folder}: {labels} must hold class numbers 0, 1, 2, ...")
-    return x.reshape(len(x), -1), y.astype(np.int64)
+    return x, y.astype(np.int64)
 
 
 def idx_set(spec: IdxSpec, rng: np.random.Generator, dtype: np.dtype) -> Split:
-    """The set's train and test images, each a row of pixels (as stored: uint8 for MNIST's), and labels."""
+    """The set's train and test images (n × height × width pixels, as stored: uint8 for MNIST's) and labels."""
     folder = find_folder(spec.name, spec.path)
     x_train, y_train = _images_and_labels(folder, FILES[0], FILES[1])
     x_test, y_test = _images_and_labels(folder, FILES[2], FILES[3])
-    if x_train.shape[1] != x_test.shape[1]:
-        pixels = f"{x_train.shape[1]} pixels, its test images {x_test.shape[1]}"
-        raise ConfigError(f"{folder}: its train images have {pixels}")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        train, test = (" × ".join(map(str, x.shape[1:])) for x in (x_train, x_test))
+        raise ConfigError(f"{folder}: its train images have {train} pixels, its test images {test}")
     return Split(x_train, y_train, x_test, y_test)

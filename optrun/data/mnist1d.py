@@ -31,9 +31,9 @@ class Mnist1dSpec(Section):
     validation_fraction: ValidationFraction = None
 
     @property
-    def size(self) -> tuple[int, int, int]:
-        """(samples, features, classes) of the set, known before it is made."""
-        return SIZE
+    def size(self) -> tuple[int, tuple[int, ...], int]:
+        """(samples, a sample's shape, classes) of the set, known before it is made."""
+        return SIZE[0], (SIZE[1],), SIZE[2]
 
 
 def cache_file() -> Path:

@@ -26,9 +26,9 @@ class SyntheticSpec(Section):
     validation_fraction: ValidationFraction = None
 
     @property
-    def size(self) -> tuple[int, int, int]:
-        """(samples, features, classes) of the set, known before it is made."""
-        return self.n_samples, getattr(self, "n_features", 2), getattr(self, "n_classes", 2)
+    def size(self) -> tuple[int, tuple[int, ...], int]:
+        """(samples, a sample's shape, classes) of the set, known before it is made."""
+        return self.n_samples, (getattr(self, "n_features", 2),), getattr(self, "n_classes", 2)
 
     @model_validator(mode="after")
     def _enough_samples(self) -> SyntheticSpec:

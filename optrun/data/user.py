@@ -3,8 +3,9 @@
 - ``csv``: ``path``, the ``target`` column (class labels: numbers or names), and the ``features`` columns (all
   the others unless listed), every feature cell a number;
 - ``npz``: arrays ``x`` and ``y`` (split by ``test_fraction``), or ``x_train``, ``y_train``, ``x_test``,
-  ``y_test`` (a split of its own, kept). A sample of ``x`` may have a shape (an image, a signal): it is
-  flattened into a row. Read without pickles, so that a file cannot run code.
+  ``y_test`` (a split of its own, kept). A sample of ``x`` may have a shape: a row of features or a signal (n ×
+  length), an image (n × height × width), an image of channels (n × channels × height × width). Read without
+  pickles, so that a file cannot run code.
 
 Labels become 0, 1, 2, ... in their sorted order (numbers by value, names alphabetically). A file that is not
 what it should be gets one line naming it, the row or array at fault, and what is allowed.
@@ -41,10 +42,10 @@ class CsvSpec(Section):
     validation_fraction: ValidationFraction = None
 
     @property
-    def size(self) -> tuple[int, int, int]:
-        """(samples, features, classes) of the table (read once per process and file)."""
+    def size(self) -> tuple[int, tuple[int, ...], int]:
+        """(samples, a sample's shape, classes) of the table (read once per process and file)."""
         x, y = _read_csv(*_key(self.path), self.target, tuple(self.features or ()))
-        return len(y), x.shape[1], int(y.max()) + 1
+        return len(y), x.shape[1:], int(y.max()) + 1
 
 
 class NpzSpec(Section):
@@ -56,13 +57,13 @@ class NpzSpec(Section):
     validation_fraction: ValidationFraction = None
 
     @property
-    def size(self) -> tuple[int, int, int]:
-        """(samples, features, classes) of the arrays (read once per process and file)."""
+    def size(self) -> tuple[int, tuple[int, ...], int]:
+        """(samples, a sample's shape, classes) of the arrays (read once per process and file)."""
         made = _read_npz(*_key(self.path))
         x, y = (made[0], made[1]) if isinstance(made, tuple) else (made.x_train, made.y_train)
         n = len(y) + (0 if isinstance(made, tuple) else len(made.y_test))
         classes = y if isinstance(made, tuple) else np.concatenate([made.y_train, made.y_test])
-        return n, x.shape[1], int(classes.max()) + 1
+        return n, x.shape[1:], int(classes.max()) + 1
 
 
 def _key(path: str) -> tuple[str, int, int]:
@@ -96,10 +97,10 @@ def labels(values: np.ndarray, where: str) -> np.ndarray:
 
 
 def _finite(x: np.ndarray, where: str) -> np.ndarray:
-    bad = ~np.isfinite(x)
+    bad = ~np.isfinite(x.reshape(len(x), -1))
     if bad.any():
-        row, column = np.argwhere(bad)[0] if x.ndim == 2 else (np.flatnonzero(bad)[0], 0)
-        raise ConfigError(f"{where}: NaN or infinite values, the first in sample {row}, feature {column}")
+        row, column = np.argwhere(bad)[0]
+        raise ConfigError(f"{where}: NaN or infinite values, the first in sample {row}, value {column} of it")
     return x
 
 
@@ -181,23 +182,27 @@ def _read_npz(path: str, mtime: int, size: int) -> tuple[np.ndarray, np.ndarray]
         return _rows(arrays["x"], arrays["y"], f"{path}: x and y"), labels(arrays["y"], f"{path}: y")
     x_train = _rows(arrays["x_train"], arrays["y_train"], f"{path}: x_train and y_train")
     x_test = _rows(arrays["x_test"], arrays["y_test"], f"{path}: x_test and y_test")
-    if x_train.shape[1] != x_test.shape[1]:
-        raise ConfigError(f"{path}: x_train's samples have {x_train.shape[1]} values, x_test's {x_test.shape[1]}")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        shapes = f"shape {x_train.shape[1:]}, x_test's {x_test.shape[1:]}"
+        raise ConfigError(f"{path}: x_train's samples have {shapes}; they must be alike")
     y = labels(np.concatenate([arrays["y_train"], arrays["y_test"]]), f"{path}: y_train and y_test")
     return Split(x_train, y[: len(x_train)], x_test, y[len(x_train) :])
 
 
 def _rows(x: np.ndarray, y: np.ndarray, where: str) -> np.ndarray:
-    """x as rows of numbers, one per label of y: checked, and flattened where its samples have a shape."""
-    if x.ndim < 2 or y.ndim != 1:
-        raise ConfigError(f"{where}: x must hold one sample per row (n × features, or n × a shape), y one label each")
+    """x, one sample per label of y, checked: numbers, finite, of a shape optrun reads (see the module docstring)."""
+    if not 2 <= x.ndim <= 4 or y.ndim != 1:
+        raise ConfigError(
+            f"{where}: x is {x.ndim}-dimensional; it must be n × features, n × height × width or "
+            "n × channels × height × width, and y one label per sample"
+        )
     if len(x) != len(y):
         raise ConfigError(f"{where}: {len(x)} samples but {len(y)} labels")
     if x.dtype.kind not in "iuf":
         raise ConfigError(f"{where}: x must hold numbers, not {x.dtype}")
     if len(x) == 0 or x[0].size == 0:
         raise ConfigError(f"{where}: x holds {len(x)} samples of {x[0].size if len(x) else 0} values; it needs both")
-    return _finite(x.reshape(len(x), -1), where)
+    return _finite(x, where)
 
 
 def csv_set(spec: CsvSpec, rng: np.random.Generator, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -206,5 +211,5 @@ def csv_set(spec: CsvSpec, rng: np.random.Generator, dtype: np.dtype) -> tuple[n
 
 
 def npz_set(spec: NpzSpec, rng: np.random.Generator, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | Split:
-    """The file's samples, each a row, and labels: whole, or split as the file splits them."""
+    """The file's samples (in their shape) and labels: whole, or split as the file splits them."""
     return _read_npz(*_key(spec.path))

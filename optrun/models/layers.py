@@ -34,16 +34,21 @@ class Layer:
         raise NotImplementedError
 
 
-class Dense(Layer):
-    """Affine map y = x·W + b, with W of shape (fan_in, fan_out)."""
+class Weighted(Layer):
+    """A layer with a weight matrix W of shape (inputs, outputs) and a bias b per output; ``fan_in`` and
+    ``fan_out`` (the units a weight's initial scale is set by) are the matrix's, unless a subclass says."""
 
-    def __init__(self, fan_in: int, fan_out: int) -> None:
-        self.fan_in, self.fan_out = fan_in, fan_out
-        self.shapes = ((fan_in, fan_out), (fan_out,))
+    def __init__(self, inputs: int, outputs: int) -> None:
+        self.fan_in, self.fan_out = inputs, outputs
+        self.shapes = ((inputs, outputs), (outputs,))
 
     def bind(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         self.W, self.b = params
         self.dW, self.db = grads
+
+
+class Dense(Weighted):
+    """Affine map y = x·W + b, with W of shape (fan_in, fan_out)."""
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         y = x @ self.W

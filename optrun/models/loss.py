@@ -38,13 +38,15 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return log_probability(logits, largest, log_total)
 
 
-def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy L = −(1/N) Σ_n log p_{n, y_n} and its gradient, ``logit_slope``."""
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, count: int | None = None) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy L = −(1/N) Σ_n log p_{n, y_n} and its gradient, ``logit_slope``; the rows' share of a
+    batch of ``count`` rows (N = ``count``, where given), for a batch computed in pieces."""
     n = len(labels)
+    count = n if count is None else count
     logp = log_softmax(logits)
-    loss = -float(np.add.reduce(logp[np.arange(n), labels])) / n
+    loss = -float(np.add.reduce(logp[np.arange(n), labels])) / count
     hit = labels[:, None] == np.arange(logits.shape[1])
-    return loss, logit_slope(logp, hit, n)
+    return loss, logit_slope(logp, hit, count)
 
 
 def cross_entropy_sum_and_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[float, int]:

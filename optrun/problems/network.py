@@ -23,10 +23,10 @@ import numpy as np
 
 from optrun import memory, threads
 from optrun.config import Config
-from optrun.data import Dataset, check_every_class, load_dataset
+from optrun.data import Dataset, check_every_class, grid, load_dataset
 from optrun.generated import CompileError
-from optrun.models import Activation, Dense, Network, build_model, count_parameters, widths
-from optrun.models.network import EVALUATION_ROWS
+from optrun.models import Activation, Conv, Dense, Network, build_model, layers_of
+from optrun.models.network import evaluation_rows, pieces, sample_floats, units
 from optrun.optim import Optimizer, build_optimizer
 from optrun.problems.base import (
     Column,
@@ -176,16 +176,23 @@ class NetworkProblem(Problem):
         return config.train.epochs
 
     def estimate(self, config: Config) -> memory.Estimate:
+        """The data (twice: as loaded, and split), the parameters and their copies (``optrun.memory``) and the
+        gradients of each piece of a step (``Network.pieces``), and a step's floats: three per unit of every
+        layer (its output, kept, its gradient, and a temporary) and the convolutions' patches, once for the batch
+        and, for each thread, three times for a piece of an evaluation."""
         itemsize = np.dtype(config.model.dtype).itemsize
-        n_samples, n_features, n_classes = config.dataset.size  # train.max_samples cuts the set once it is made
-        data = 2 * n_samples * n_features * itemsize + memory.PER_SAMPLE_BYTES * n_samples
-        parameters = count_parameters(config.model, n_features, n_classes)
+        n_samples, shape, n_classes = config.dataset.size  # train.max_samples cuts the set once it is made
+        data = 2 * n_samples * math.prod(shape) * itemsize + memory.PER_SAMPLE_BYTES * n_samples
+        layers = layers_of(config.model, grid(shape), n_classes)
+        parameters = sum(math.prod(s) for layer in layers for s in layer.shapes)  # count_parameters, layers made once
         states = len(build_optimizer(config.optimizer, [np.zeros(1, config.model.dtype)]).state_names)
-        model = parameters * itemsize * (2 + states + 2 + states + 1)  # see optrun.memory's docstring
-        units = widths(config.model, n_features, n_classes)
         batch = min(config.train.batch_size, n_samples)
-        evaluation = threads.count() * min(EVALUATION_ROWS, n_samples) * max(units) * 3
-        activations = (3 * batch * sum(units) + evaluation) * itemsize
+        copies = 2 + states + 2 + states + 1  # see optrun.memory's docstring
+        pieces_made = pieces(batch, sample_floats(layers))
+        model = parameters * itemsize * (copies + (pieces_made if pieces_made > 1 else 0))
+        floats = [*(3 * n for n in units(layers)), *(c.patch_floats for c in layers if isinstance(c, Conv))]
+        evaluation = threads.count() * min(evaluation_rows(layers), n_samples) * 3 * max(floats)
+        activations = (batch * sum(floats) + evaluation) * itemsize
         return memory.Estimate(data, model, activations, memory.PER_ROW_BYTES * (config.train.epochs + 1))
 
     def prepare(self, config: Config) -> Experiment:
@@ -196,7 +203,7 @@ class NetworkProblem(Problem):
         if (n := config.train.max_samples) is not None and n < max(len(data.y_train), len(data.y_test)):
             data = data.subsample(n)
             check_every_class(data.y_train, data.y_test, data.n_classes, f"train.max_samples: {n}")
-        model = build_model(config.model, data.n_features, data.n_classes, init_rng)
+        model = build_model(config.model, grid(data.sample_shape), data.n_classes, init_rng)
         return Experiment(config, data, model, build_optimizer(config.optimizer, model.params), order_rng)
 
     def fit(self, exp: Experiment, on_row: Callable[[Any], None] | None) -> TrainResult:
@@ -254,7 +261,9 @@ class NetworkProblem(Problem):
 
     def describe_parts(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
         model, train = config.get("model") or {}, config.get("train") or {}
-        net = " ".join(str(x) for x in (model.get(k) for k in ("type", "hidden", "activation")) if x is not None)
+        conv = [layer.get("channels") for layer in model.get("conv") or [] if isinstance(layer, Mapping)]
+        parts = (model.get("type"), conv and f"conv {conv}", model.get("hidden") or None, model.get("activation"))
+        net = " ".join(str(x) for x in parts if x)
         return [
             (str((config.get("dataset") or {}).get("name", "?")), "dataset"),
             (net, "model"),
