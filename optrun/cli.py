@@ -589,6 +589,11 @@ def fetch_data(name: str, folder: str | None, mirror: str | None) -> None:
     def told(file: str, size: int, downloaded: bool) -> None:
         click.echo(f"{'fetched' if downloaded else 'already there'}: {file} ({memory.size(size)}, checksum checked)")
 
+    for option, value in (("--to", folder), ("--from", mirror)):
+        if value is not None and not value.strip():
+            raise click.UsageError(
+                f"{option} is empty; give a {'folder' if option == '--to' else 'URL'}, or leave it out"
+            )
     where = fetch(name, Path(folder) if folder else None, mirror, told)
     click.echo(f"{name}: its files are in {where}" + ("" if folder else "; runs find them there"))
 

@@ -224,6 +224,8 @@ def test_data_fetch_keeps_nothing_it_cannot_check(tmp_path, monkeypatch, server)
         (["--from", "http://127.0.0.1:9/"], "http://127.0.0.1:9/train-images-idx3-ubyte.gz: cannot be downloaded ("),
         (["--from", "nowhere"], "nowhere/train-images-idx3-ubyte.gz: cannot be downloaded ("),
         (["--to", str(tmp_path / "c.yaml")], f"{tmp_path / 'c.yaml'}: is a file, not a folder for the files"),
+        (["--to", ""], "--to is empty; give a folder, or leave it out"),
+        (["--from", " "], "--from is empty; give a URL, or leave it out"),
     ]:
         result = CliRunner().invoke(cli, ["data", "fetch", "mnist", *args])
         assert result.exit_code == 2, result.output

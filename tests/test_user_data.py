@@ -115,6 +115,13 @@ BAD = [
     ("npz", _npy_bytes(), "d.npz: a single array (.npy), not a .npz file of arrays x and y"),
     ("npz", _zip_of_text(), "d.npz: not a readable .npz file (a member is not a NumPy array)"),
     ("csv", "a,b,label\n1,2,x\n3,4,y\n", "d.csv: the target column 'label' cannot be a feature too"),
+    (
+        "npz",
+        {"x": np.zeros((8, 3, 3)), "y": Y[:, None]},
+        "d.npz: x and y: y is 8 × 1; it must hold one label per sample",
+    ),
+    ("npz", {"x": np.zeros((8, 1, 2, 2, 2)), "y": Y}, "d.npz: x and y: x is 5-dimensional; it must be n × features"),
+    ("npz", {"x": np.where(np.arange(8 * 12).reshape(8, 3, 4) == 18, np.nan, 0), "y": Y}, "sample 1, position (1, 2)"),
 ]
 
 
@@ -174,3 +181,17 @@ def test_a_run_with_a_validation_split_records_it_after_the_test_columns(tmp_pat
     assert refused.exit_code == 2
     message = "validation_fraction: 0.01 of 64 training samples leaves class 0 with 32 training and 0 validation"
     assert message in refused.output and "one validation sample" in refused.output, refused.output
+
+
+def test_images_that_look_channels_last_are_read_channels_first_with_a_warning(tmp_path, caplog) -> None:
+    x, y = np.random.default_rng(0).standard_normal((12, 7, 9, 3)), np.arange(12) % 2
+    np.savez(tmp_path / "last.npz", x=x, y=y)
+    with caplog.at_level("WARNING", logger="optrun"):
+        data = prepare(load_config(config(tmp_path, {"name": "npz", "path": "last.npz"}))).data
+    assert data.sample_shape == (7, 9, 3)  # as PyTorch would read it: 7 channels of 9 × 3
+    assert "read as 7 channels of 9 × 3 images" in caplog.text and "x.transpose(0, 3, 1, 2)" in caplog.text
+    caplog.clear()
+    np.savez(tmp_path / "first.npz", x=x.transpose(0, 3, 1, 2), y=y)
+    with caplog.at_level("WARNING", logger="optrun"):
+        prepare(load_config(config(tmp_path, {"name": "npz", "path": "first.npz"})))
+    assert "channels" not in caplog.text

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import logging
 import warnings
 import zipfile
 import zlib
@@ -28,6 +29,7 @@ from optrun.data.files import Split, ValidationFraction
 from optrun.schema import ConfigError, Fraction, Section
 
 SPLIT_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+log = logging.getLogger("optrun")
 
 
 class CsvSpec(Section):
@@ -100,7 +102,10 @@ def _finite(x: np.ndarray, where: str) -> np.ndarray:
     bad = ~np.isfinite(x.reshape(len(x), -1))
     if bad.any():
         row, column = np.argwhere(bad)[0]
-        raise ConfigError(f"{where}: NaN or infinite values, the first in sample {row}, value {column} of it")
+        at = (
+            f"feature {column}" if x.ndim == 2 else f"position {tuple(map(int, np.unravel_index(column, x.shape[1:])))}"
+        )
+        raise ConfigError(f"{where}: NaN or infinite values, the first in sample {row}, {at}")
     return x
 
 
@@ -191,10 +196,19 @@ def _read_npz(path: str, mtime: int, size: int) -> tuple[np.ndarray, np.ndarray]
 
 def _rows(x: np.ndarray, y: np.ndarray, where: str) -> np.ndarray:
     """x, one sample per label of y, checked: numbers, finite, of a shape optrun reads (see the module docstring)."""
-    if not 2 <= x.ndim <= 4 or y.ndim != 1:
+    if y.ndim != 1:
+        shape = " × ".join(map(str, y.shape)) or "a single number"
+        raise ConfigError(f"{where}: y is {shape}; it must hold one label per sample (n), as y.ravel() would")
+    if not 2 <= x.ndim <= 4:
         raise ConfigError(
             f"{where}: x is {x.ndim}-dimensional; it must be n × features, n × height × width or "
-            "n × channels × height × width, and y one label per sample"
+            "n × channels × height × width"
+        )
+    if x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        c, h, w = x.shape[1:]
+        log.warning(
+            f"{where}: read as {c} channels of {h} × {w} images (channels first, as PyTorch keeps them); "
+            f"if they are {w} channels of {c} × {h}, save x.transpose(0, 3, 1, 2)"
         )
     if len(x) != len(y):
         raise ConfigError(f"{where}: {len(x)} samples but {len(y)} labels")

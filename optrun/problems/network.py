@@ -257,7 +257,8 @@ class NetworkProblem(Problem):
         return {"final": final, "best": best, **on}
 
     def describe(self, config: Config) -> str:
-        return f"{config.dataset.name}, {config.model.type}, {config.train.epochs} epochs"
+        epochs = config.train.epochs
+        return f"{config.dataset.name}, {config.model.type}, {epochs} epoch{'s' if epochs != 1 else ''}"
 
     def describe_parts(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
         model, train = config.get("model") or {}, config.get("train") or {}
