@@ -1,8 +1,8 @@
 """Checkpoints: a network run's whole state after an epoch, saved atomically and checked on load.
 
 ``checkpoint.npz`` holds the flat parameters, every optimizer buffer, and a JSON
-record of the epoch, the optimizer's step counter and scalars, and the batch
-order generator's state, with a SHA-256 over all of it. It is written to a
+record of the epoch, the optimizer's step counter and scalars, the batch
+order generator's state and the data's fingerprint, with a SHA-256 over all of it. It is written to a
 temporary file, flushed to disk (fsync) and renamed over the previous one, so a
 reader finds the old checkpoint or the new one, never half of one.
 """
@@ -42,6 +42,7 @@ def save(exp: Experiment, run_dir: Path) -> Path:
         arrays.update({f"optimizer/{name}/{i}": a for i, a in enumerate(per_param)})
     scalars = {k: v for k, v in state.items() if k not in ("state",)}
     meta = {"epoch": exp.epoch, "optimizer": scalars, "batch_order": exp.batch_order.bit_generator.state}
+    meta["data"] = exp.data.fingerprint
     meta["sha256"] = _digest(meta, arrays)
     path, tmp = run_dir / NAME, run_dir / f".{NAME}.tmp"
     with tmp.open("wb") as f:  # straight to the file: no copy of the state in memory
@@ -68,6 +69,11 @@ def restore(exp: Experiment, run_dir: Path) -> int:
         raise CheckpointError(f"{path}: the checkpoint fails its checksum; it is corrupt")
     if arrays["params"].shape != exp.model.flat_params.shape:
         raise CheckpointError(f"{path}: the checkpoint's parameters do not fit this run's network")
+    if meta.get("data", exp.data.fingerprint) != exp.data.fingerprint:
+        raise CheckpointError(
+            f"{path}: dataset {exp.data.name} is not the data the run began with (its files changed since); "
+            "resuming would train on other data: start a new run"
+        )
     exp.model.flat_params[...] = arrays["params"]
     names = exp.optimizer.state_names
     count = len(exp.optimizer.params)

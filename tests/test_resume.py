@@ -275,6 +275,22 @@ def test_a_checkpoint_that_fails_its_checksum_is_refused_by_the_cli(tmp_path) ->
     assert result.output.strip() == f"Error: {saved}: the checkpoint fails its checksum; it is corrupt"
 
 
+def test_a_run_whose_data_file_changed_is_not_resumed(tmp_path) -> None:
+    """A user's file replaced between the interruption and the resume: resuming would train on other data."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((60, 3)), np.arange(60) % 2
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    c = parse_config({"dataset": {"name": "npz", "path": str(tmp_path / "d.npz")}, "optimizer": {"name": "sgd"}})
+    with pytest.raises(RunInterrupted) as stopped:
+        run(c, tmp_path / "runs", interrupt_at(1))
+    x[7, 1] += 1.0  # one value of one sample
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    result = CliRunner().invoke(cli, ["train", "--resume", str(stopped.value.path)])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and "dataset npz is not the data the run began with (its files changed since)" in line
+
+
 SLOW = """name: slow
 dataset: {name: blobs, n_samples: 40000, n_features: 300, n_classes: 5}
 model: {hidden: [128, 64]}

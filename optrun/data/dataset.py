@@ -8,6 +8,8 @@ convolution layers compute in: an image of several channels is transposed into i
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +75,18 @@ class Dataset:
     @property
     def n_features(self) -> int:
         return self.x_train.shape[1]
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A digest of the splits' shapes and labels and of 256 rows spread over each split's inputs: what a
+        resumed run checks, so that it never continues on data whose files changed since it began."""
+        digest = hashlib.sha256(repr([self.sample_shape, self.n_classes]).encode())
+        for x, y in ((self.x_train, self.y_train), (self.x_test, self.y_test), (self.x_val, self.y_val)):
+            if x is not None and y is not None:
+                digest.update(repr(x.shape).encode())
+                digest.update(np.ascontiguousarray(y).tobytes())
+                digest.update(np.ascontiguousarray(x[:: max(1, len(x) // 256)]).tobytes())
+        return digest.hexdigest()
 
     def subsample(self, n: int) -> Dataset:
         """At most ``n`` samples of each split, each class in proportion to its share of the split and at

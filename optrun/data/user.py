@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import logging
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -120,7 +122,7 @@ def _read_csv(path: str, mtime: int, size: int, target: str, features: tuple[str
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file (UTF-8)") from None
     except ValueError as exc:  # rows of different lengths
-        raise ConfigError(f"{path}: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(_ragged(path) or f"{path}: {str(exc).splitlines()[0]}") from None
     header = [h.strip() for h in header]
     if target not in header:
         raise ConfigError(f"{path}: no column {target!r} (target); the columns are: {', '.join(header) or 'none'}")
@@ -145,12 +147,39 @@ def _read_csv(path: str, mtime: int, size: int, target: str, features: tuple[str
         numeric = np.vectorize(_parses_as_number, otypes=[bool])(cells)  # the error's cell: only where there is one
         row, column = np.argwhere(~numeric)[0]
         raise ConfigError(
-            f"{path}: line {row + 2}, column {header[columns[column]]!r}: {str(cells[row, column])!r} is not a number"
+            f"{path}: line {_line(path, row)}, column {header[columns[column]]!r}: "
+            f"{str(cells[row, column])!r} is not a number"
         ) from None
     if not (finite := np.isfinite(x)).all():
         row, column = np.argwhere(~finite)[0]
-        raise ConfigError(f"{path}: line {row + 2}, column {header[columns[column]]!r}: {x[row, column]} is not finite")
+        where = f"line {_line(path, row)}, column {header[columns[column]]!r}"
+        raise ConfigError(f"{path}: {where}: {x[row, column]} is not finite")
     return x, labels(np.char.strip(table[:, header.index(target)]), f"{path}: column {target!r}")
+
+
+def _lines(path: str) -> Iterator[tuple[int, list[str]]]:
+    """The file's rows under its header, with the line each ends on (empty lines, which the table skips, skipped)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        for cells in reader:
+            if cells:
+                yield reader.line_num, cells
+
+
+def _line(path: str, row: int) -> int:
+    """The line of the file that holds the table's row ``row`` (0: the first under the header)."""
+    return next(itertools.islice(_lines(path), row, None))[0]
+
+
+def _ragged(path: str) -> str | None:
+    """The message for the first line whose cells are not as many as the header's columns (None: none is)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        columns = len(next(csv.reader(f), []))
+    for line, cells in _lines(path):
+        if len(cells) != columns:
+            return f"{path}: line {line} has {len(cells)} cell{'s' if len(cells) != 1 else ''}, the header {columns}"
+    return None
 
 
 def _parses_as_number(text: str) -> bool:
