@@ -133,6 +133,12 @@ class Network:
             return 0.0
         return 0.5 * self.weight_decay * sum(float(np.vdot(d.W, d.W)) for d in self.weighted)
 
+    def warm_up(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Load (numba compiles them, the first time) the compiled passes of its convolutions and pools, by a
+        step on the first row of (x, y) whose gradients the next step overwrites: before any timed epoch."""
+        if any(isinstance(layer, (Conv, MaxPool)) for layer in self.layers):
+            _backpropagate(self.layers, x[:1], y[:1], 1)
+
     def pieces(self, rows: int) -> int:
         """Pieces a batch of ``rows`` rows is computed in (``loss_and_grad``): one per ``PIECE_FLOATS`` floats its
         layers hold, at most ``MAX_PIECES``; the shapes alone decide, never the threads there are."""

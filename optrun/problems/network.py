@@ -214,7 +214,8 @@ class NetworkProblem(Problem):
         (its ``initial_loss`` set from row 0) continues after ``exp.epoch``."""
         result = TrainResult(status="completed")
         exp.optimizer.warm_up()  # before the timed epochs
-        compiled_epoch(exp)
+        if not compiled_epoch(exp):
+            exp.model.warm_up(exp.data.x_train, exp.data.y_train)
 
         def record(row: EpochRecord) -> bool:
             result.records.append(row)
