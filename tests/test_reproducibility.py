@@ -35,6 +35,12 @@ PROBLEMS = {
         "model": {"hidden": [256]},
         "train": {"epochs": 3, "batch_size": 100},
     },
+    # a convolutional network whose steps are cut in 3 pieces of rows (optrun.models.network.Network.pieces)
+    "cnn": {
+        "dataset": {"name": "blobs", "n_samples": 1500, "n_features": 256, "n_classes": 5, "noise": 4.0},
+        "model": {"type": "cnn", "conv": [{"channels": 16, "kernel": 5, "pool": 2}], "hidden": [32]},
+        "train": {"epochs": 3, "batch_size": 256},
+    },
 }
 OPTIMIZER = {"name": "momentum", "learning_rate": 0.01, "mu": 0.9}
 
