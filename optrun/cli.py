@@ -150,9 +150,15 @@ def cli() -> None:
     """Train vectorized NumPy networks and compare gradient-descent optimizers."""
 
 
+def _stdout() -> Any:
+    """``sys.stdout`` as it is now, or the file under it where a live progress bar stands in for it (rich's
+    proxy, which writes into the console that writes here: written to, it would write to itself forever)."""
+    return getattr(sys.stdout, "rich_proxied_file", sys.stdout)
+
+
 class _Stdout:
-    """``sys.stdout`` as it is when written to; once its reader has gone (``optrun train ... | head``), what
-    follows is dropped and the work goes on to its end, its results on disk, instead of dying on a
+    """``sys.stdout`` as it is when written to (``_stdout``); once its reader has gone (``optrun train ... |
+    head``), what follows is dropped and the work goes on to its end, its results on disk, instead of dying on a
     BrokenPipeError with an unfinished run."""
 
     gone = False
@@ -160,7 +166,7 @@ class _Stdout:
     def write(self, text: str) -> int:
         if not self.gone:
             try:
-                sys.stdout.write(text)
+                _stdout().write(text)
             except BrokenPipeError:
                 self._reader_gone()
         return len(text)
@@ -168,23 +174,23 @@ class _Stdout:
     def flush(self) -> None:
         if not self.gone:
             try:
-                sys.stdout.flush()
+                _stdout().flush()
             except BrokenPipeError:
                 self._reader_gone()
 
     def _reader_gone(self) -> None:
         self.gone = True
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor does Python's flush at exit fail
+        os.dup2(os.open(os.devnull, os.O_WRONLY), _stdout().fileno())  # nor does Python's flush at exit fail
 
     def isatty(self) -> bool:
-        return sys.stdout.isatty()
+        return _stdout().isatty()
 
     def fileno(self) -> int:
-        return sys.stdout.fileno()
+        return _stdout().fileno()
 
     @property
     def encoding(self) -> str:
-        return getattr(sys.stdout, "encoding", None) or "utf-8"
+        return getattr(_stdout(), "encoding", None) or "utf-8"
 
 
 _STDOUT = _Stdout()

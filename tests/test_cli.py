@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -450,3 +453,38 @@ def test_a_ctrl_c_after_the_run_is_recorded_leaves_its_status_and_exit_code(runn
     assert result.exit_code == 0, result.output
     assert json.loads((path / "summary.json").read_text())["status"] == "completed"
     assert result.output.strip().endswith(f"{path}: completed; interrupted while telling it")
+
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", CONFIGS / "quickstart.yaml"],
+        ["compare", CONFIGS / "compare-digits.yaml", "--seeds", "1", "--only", "sgd,adam"],
+    ],
+    ids=["train", "compare"],
+)
+def test_in_a_terminal_the_live_progress_shows_and_the_command_ends(tmp_path, command) -> None:
+    """On a (pseudo-)terminal the progress is a live bar, and rich stands in for stdout meanwhile: optrun's stdout,
+    written through that stand-in, once wrote to itself forever (the command hung before its first epoch)."""
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: the command, on the terminal
+        os.execv(sys.executable, [sys.executable, "-m", "optrun", *map(str, command), "--runs-dir", str(tmp_path)])
+    output, deadline = b"", time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if select.select([terminal], [], [], 1)[0]:
+            try:
+                chunk = os.read(terminal, 65536)
+            except OSError:  # the command ended and closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+    else:
+        os.kill(pid, signal.SIGKILL)
+    status = os.waitpid(pid, 0)[1]
+    os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 0, output[-3000:].decode(errors="replace")
+    assert b"directory: " in output and b"\x1b[" in output  # it ended, and drew on the terminal
