@@ -228,6 +228,11 @@ def collect(paths: Iterable[str | Path]) -> Collection:
             out.groups.append(Group(str(run.config.get("name") or path.name), [run], path))
         elif is_compare_dir(path):
             _read_compare_dir(path, out)
+        elif path.is_dir() and (sources := _report_sources(path)) is not None:
+            made = f"{', '.join(sources[:3])}{', ...' if len(sources) > 3 else ''}"
+            raise RunDirError(
+                f"{path}: a report (its table is comparison.csv); give the directories it was made from: {made}"
+            )
         elif path.is_dir():
             raise RunDirError(f"{path}: neither a run directory (no metrics.csv) nor a compare directory")
         elif path.exists():
@@ -374,6 +379,16 @@ def write(
         "versions": versions(),
     }
     write_json(out_dir / "summary.json", summary)
+
+
+def _report_sources(path: Path) -> list[str] | None:
+    """The directories a report folder (``write_report``'s) was made from; None for any other folder."""
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    sources = summary.get("sources") if isinstance(summary, dict) else None
+    return [str(s) for s in sources] if isinstance(sources, list) and sources else None
 
 
 def write_report(comparison: Comparison, out_dir: Path, extra: Mapping[str, Any] | None = None) -> None:

@@ -478,7 +478,19 @@ def test_a_picture_is_written_whole_or_not_at_all(tmp_path, monkeypatch) -> None
 
 def test_report_and_show_errors_are_one_line(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
+    (tmp_path / "report").mkdir()  # as optrun report writes it: its summary names the folders it was made from
+    (tmp_path / "report" / "summary.json").write_text(
+        json.dumps({"kind": "comparison", "sources": ["runs/a", "runs/b"]})
+    )
     for args, expected in [
+        (
+            ["show", tmp_path / "report"],
+            f"Error: {tmp_path / 'report'}: a report (its table is comparison.csv); give the",
+        ),
+        (
+            ["report", tmp_path / "report"],
+            f"Error: {tmp_path / 'report'}: a report (its table is comparison.csv); give",
+        ),
         (["report", tmp_path / "none"], f"Error: {tmp_path / 'none'}: no such directory"),
         (["report", tmp_path / "empty"], f"Error: {tmp_path / 'empty'}: neither a run directory"),
         (["show", tmp_path / "empty"], f"Error: {tmp_path / 'empty'}: neither a run directory"),

@@ -97,6 +97,28 @@ def test_without_files_one_line_names_them_and_where_to_place_them(tmp_path, mon
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_path_to_a_file_or_to_a_folder_missing_some_files_says_which(tmp_path) -> None:
+    write_set(tmp_path / "set")
+    (tmp_path / "set" / FILES[1]).unlink()
+    (tmp_path / "set" / FILES[3]).unlink()
+    for path, message in [
+        (tmp_path / "set", f"dataset mnist: place {FILES[1]}, {FILES[3]} (each may end in .gz) in {tmp_path / 'set'}"),
+        (
+            tmp_path / "set" / f"{FILES[0]}.gz",
+            f"dataset.path: {tmp_path / 'set' / FILES[0]}.gz is a file; give the folder",
+        ),
+    ]:
+        result = CliRunner().invoke(cli, ["validate", str(config_at(tmp_path, path))])
+        line = result.output.strip()
+        assert result.exit_code == 2 and "\n" not in line and message in line, result.output
+
+
+def config_at(folder: Path, path: Path) -> Path:
+    out = folder / "c.yaml"
+    out.write_text(yaml.safe_dump({"dataset": {"name": "mnist", "path": str(path)}, "optimizer": {"name": "sgd"}}))
+    return out
+
+
 def _truncated_gzip(folder: Path) -> None:
     path = folder / f"{FILES[0]}.gz"
     path.write_bytes(path.read_bytes()[:-20])
@@ -208,6 +230,8 @@ def test_data_fetch_downloads_checks_and_runs_find_the_files(tmp_path, monkeypat
     (tmp_path / "c.yaml").write_text("dataset: {name: mnist}\noptimizer: {name: sgd}\ntrain: {epochs: 1}\n")
     trained = runner.invoke(cli, ["train", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q"])
     assert trained.exit_code == 0, trained.output
+    local = runner.invoke(cli, ["data", "fetch", "mnist", "--from", str(served), "--to", str(tmp_path / "copy")])
+    assert local.exit_code == 0 and local.output.count("fetched: ") == 4, local.output  # a folder as the mirror
 
 
 def test_data_fetch_keeps_nothing_it_cannot_check(tmp_path, monkeypatch, server) -> None:

@@ -123,6 +123,8 @@ BAD = [
         "d.npz: x and y: y is 8 × 1; it must hold one label per sample",
     ),
     ("npz", {"x": np.zeros((8, 1, 2, 2, 2)), "y": Y}, "d.npz: x and y: x is 5-dimensional; it must be n × features"),
+    ("npz", b"hello", "d.npz: not a .npz file (a zip of NumPy arrays: it begins b'hello')"),
+    ("npz", {"x": X, "y": Y, "x_train": X}, "d.npz: holds x or y and x_train too; give x and y (optrun splits them)"),
     ("npz", {"x": np.where(np.arange(8 * 12).reshape(8, 3, 4) == 18, np.nan, 0), "y": Y}, "sample 1, position (1, 2)"),
 ]
 
@@ -166,6 +168,9 @@ def test_the_validation_split_is_carved_from_the_training_split_alone(tmp_path) 
     splits = [set(a.ravel().tolist()) for a in (held.x_train, held.x_val, held.x_test)]
     assert sum(map(len, splits)) == 100 and len(set.union(*splits)) == 100  # disjoint, and every row is in one
     np.testing.assert_allclose(held.x_train.mean(), 0, atol=1e-6)  # standardized on the train split alone
+    # train.max_samples=20: 20 of the 60 training rows, so ⌈20 · 20/60⌉ = 7 of the 20 validation rows, 20 test rows
+    few = prepare(load_config(config(tmp_path, spec | {"validation_fraction": 0.25}), ["train.max_samples=20"])).data
+    assert (len(few.y_train), len(few.y_val), len(few.y_test)) == (20, 7, 20)
 
 
 def test_a_run_with_a_validation_split_records_it_after_the_test_columns(tmp_path) -> None:

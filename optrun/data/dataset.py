@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -89,17 +90,20 @@ class Dataset:
         return digest.hexdigest()
 
     def subsample(self, n: int) -> Dataset:
-        """At most ``n`` samples of each split, each class in proportion to its share of the split and at
-        least one of each where ``n`` allows (``first_of_each_class``), in the split's (random) order."""
+        """At most ``n`` samples of the train and test splits, and of the validation split its share of the
+        training samples kept (it was carved from them); each class in proportion to its share of the split and
+        at least one of each where the count allows (``first_of_each_class``), in the split's (random) order."""
 
-        def cut(x: np.ndarray | None, y: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        def cut(x: np.ndarray | None, y: np.ndarray | None, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
             if x is None or y is None:
                 return x, y
             keep = first_of_each_class(y, n, self.n_classes)
             return x[keep], y[keep]
 
-        (x_train, y_train), (x_test, y_test) = cut(self.x_train, self.y_train), cut(self.x_test, self.y_test)
-        x_val, y_val = cut(self.x_val, self.y_val)
+        (x_train, y_train), (x_test, y_test) = cut(self.x_train, self.y_train, n), cut(self.x_test, self.y_test, n)
+        x_val, y_val = self.x_val, self.y_val
+        if y_val is not None and y_train is not None:
+            x_val, y_val = cut(x_val, y_val, math.ceil(len(y_val) * len(y_train) / len(self.y_train)))
         return Dataset(self.name, x_train, y_train, x_test, y_test, self.n_classes, x_val, y_val, self.sample_shape)
 
 

@@ -64,6 +64,8 @@ def fetch(
     if name not in SOURCES:
         raise ConfigError(f"no set named {name!r} to fetch; choose from: {', '.join(SOURCES)}")
     address, files = SOURCES[name]
+    if mirror is not None and "://" not in mirror and Path(mirror).is_dir():  # a folder that holds the files
+        mirror = Path(mirror).resolve().as_uri()
     base = (mirror or address).rstrip("/") + "/"
     folder = folder or cache_folder() / name
     made = not folder.exists()

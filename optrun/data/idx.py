@@ -60,12 +60,18 @@ class MnistSpec(IdxSpec):
 
 
 def find_folder(name: str, path: str | None = None) -> Path:
-    """The first of ``candidates`` that holds all four files; ConfigError naming the files and the places."""
+    """The first of ``candidates`` that holds all four files; ConfigError naming the files (those the folder given
+    lacks) and the places."""
     folders = candidates(name, path)
     for folder in folders:
         if all(_file(folder, base, must=False) is not None for base in FILES):
             return folder
-    raise not_found(name, path, f"{', '.join(FILES)} (each may end in .gz)")
+    if path is not None and folders[0].is_file():
+        raise ConfigError(f"dataset.path: {folders[0]} is a file; give the folder that holds the set's four files")
+    missing = FILES  # in every folder looked in; in the one given, those it lacks
+    if path is not None:
+        missing = tuple(base for base in FILES if _file(folders[0], base, must=False) is None)
+    raise not_found(name, path, f"{', '.join(missing)} (each may end in .gz)")
 
 
 def _file(folder: Path, base: str, must: bool = True) -> Path | None:

@@ -193,6 +193,13 @@ def _parses_as_number(text: str) -> bool:
 @functools.lru_cache(maxsize=2)
 def _read_npz(path: str, mtime: int, size: int) -> tuple[np.ndarray, np.ndarray] | Split:
     try:
+        with open(path, "rb") as f:
+            start = f.read(6)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not start.startswith((b"PK", b"\x93NUMPY")):  # neither a zip of arrays nor one array: np.load tries pickle
+        raise ConfigError(f"{path}: not a .npz file (a zip of NumPy arrays: it begins {start!r})")
+    try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise ConfigError(f"{path}: a single array (.npy), not a .npz file of arrays x and y")
@@ -208,6 +215,11 @@ def _read_npz(path: str, mtime: int, size: int) -> tuple[np.ndarray, np.ndarray]
         raise ConfigError(f"{path}: not a readable .npz file (a member is not a NumPy array)")
     held = ", ".join(arrays) or "no arrays"
     wanted = ("x", "y") if "x" in arrays or "y" in arrays else SPLIT_ARRAYS
+    if wanted == ("x", "y") and (both := [name for name in SPLIT_ARRAYS if name in arrays]):
+        raise ConfigError(
+            f"{path}: holds x or y and {', '.join(both)} too; give x and y (optrun splits them), or x_train, "
+            "y_train, x_test, y_test (a split of your own), not both"
+        )
     if missing := [name for name in wanted if name not in arrays]:
         raise ConfigError(
             f"{path}: no array {missing[0]!r} (it holds {held}); give x and y, or x_train, y_train, x_test, y_test"
