@@ -11,7 +11,7 @@ bound of the peak, part by part (``tests/test_memory.py`` measures real runs aga
 - the network and its optimizer: parameters, gradients, the optimizer's state, two scratch arrays of the
   reference updates, and the copy of the state a checkpoint saves, with room for one array more;
 - the activations: a training batch's (kept for the backward pass), and an evaluation's pieces on every
-  thread (``optrun.models.network.EVALUATION_ROWS`` rows each);
+  thread (``optrun.models.network.Network.evaluation_rows`` rows each);
 - on a quadratic objective, its dense Hessian and the rotation that makes it, a few dim × dim arrays;
 - the rows of metrics it records, ``PER_ROW_BYTES`` each (kept in memory, read back for the plots): an
   objective's run has a row per step.

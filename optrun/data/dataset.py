@@ -178,7 +178,7 @@ def check_every_class(y_train: np.ndarray, y_test: np.ndarray, n_classes: int, c
         )
 
 
-def _rows(x: np.ndarray) -> np.ndarray:
+def _as_rows(x: np.ndarray) -> np.ndarray:
     """Each sample of ``x`` as a row, in the layout of ``grid``: an image of channels is transposed (a copy)."""
     if x.ndim == 4:
         x = x.transpose(0, 2, 3, 1)
@@ -197,10 +197,10 @@ def load_dataset(spec: Any, rng: np.random.Generator, dtype: str | np.dtype = "f
     sample_shape = made[0].shape[1:]  # x, or a Split's x_train
     if isinstance(made, Split):  # copied: standardized in place below, and the loader may keep its arrays
         x_train, y_train, x_test, y_test = made
-        x_train, x_test = _rows(x_train).astype(dtype), _rows(x_test).astype(dtype)
+        x_train, x_test = _as_rows(x_train).astype(dtype), _as_rows(x_test).astype(dtype)
         cut = f"dataset {spec.name}'s own split"
     else:
-        x, y = _rows(made[0]), made[1]
+        x, y = _as_rows(made[0]), made[1]
         del made  # the whole set is freed once it is split: at most twice its size is held
         train, test = stratified_split(y, spec.test_fraction, rng)
         x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]

@@ -99,7 +99,7 @@ class MaxPool(Layer):
         y[n, i, j, c] = max_{a < k_h, b < k_w} x[n, k_h·i + a, k_w·j + b, c]
 
     Its gradient goes to the window's first largest input (taps in row-major order, as PyTorch's), none to
-    the others. Both passes are compiled (``optrun.models.pooling``).
+    the others. Both passes are compiled (``optrun.models.grid_passes``).
     """
 
     def __init__(self, grid: Grid, window: Pair) -> None:

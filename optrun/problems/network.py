@@ -190,9 +190,9 @@ class NetworkProblem(Problem):
         copies = 2 + states + 2 + states + 1  # see optrun.memory's docstring
         pieces_made = pieces(batch, sample_floats(layers))
         model = parameters * itemsize * (copies + (pieces_made if pieces_made > 1 else 0))
-        floats = [*(3 * n for n in units(layers)), *(c.patch_floats for c in layers if isinstance(c, Conv))]
-        evaluation = threads.count() * min(evaluation_rows(layers), n_samples) * 3 * max(floats)
-        activations = (batch * sum(floats) + evaluation) * itemsize
+        patches = [c.patch_floats for c in layers if isinstance(c, Conv)]
+        evaluation = threads.count() * min(evaluation_rows(layers), n_samples) * 3 * max(*units(layers), *patches)
+        activations = (batch * (3 * sum(units(layers)) + sum(patches)) + evaluation) * itemsize
         return memory.Estimate(data, model, activations, memory.PER_ROW_BYTES * (config.train.epochs + 1))
 
     def prepare(self, config: Config) -> Experiment:
