@@ -55,7 +55,18 @@ def _ordinal(n: int) -> str:
 
 
 def _settings(section: Mapping[str, Any], skip: str) -> str:
-    return " ".join(f"{k}={v}" for k, v in section.items() if k != skip and v is not None)
+    """``key=value`` for each setting but ``skip``, a list of settings (a CNN's layers) as ``[a=1 b=2, ...]``;
+    escaped for rich, whose markup a ``[...]`` would otherwise be."""
+
+    def plain(section: Mapping[str, Any]) -> str:
+        return " ".join(f"{k}={shown(v)}" for k, v in section.items() if k != skip and v is not None)
+
+    def shown(value: Any) -> str:
+        if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            return f"[{', '.join(plain(v) for v in value)}]"
+        return str(value)
+
+    return escape(plain(section))
 
 
 def run_overview(run: RunRecord) -> Table:

@@ -173,6 +173,8 @@ def test_a_cnn_learns_images_through_the_command_line(tmp_path, shape):
     (run,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["final"]["test_accuracy"] == 1.0, summary
+    shown = CliRunner().invoke(cli, ["show", str(run)])
+    assert "conv=[channels=4 kernel=3 stride=1 padding=1 pool=2] hidden=[8]" in " ".join(shown.output.split())
 
 
 def test_the_mnist1d_papers_cnn_is_the_shipped_config_and_trains(tmp_path, monkeypatch):
