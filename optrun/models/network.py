@@ -115,12 +115,6 @@ class Network:
     def n_params(self) -> int:
         return self.flat_params.size
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """The logits of the rows of ``x``, keeping what ``loss_and_grad``'s backward pass needs."""
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
-
     def scores(self, x: np.ndarray) -> np.ndarray:
         """The logits of the rows of ``x``, keeping nothing: several threads may call it at once."""
         for layer in self.layers:
