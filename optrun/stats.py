@@ -194,10 +194,12 @@ def comparison_target(groups: list[Group], target: float | None = None) -> tuple
 
 
 def ranked(groups: list[Group], target: float | None) -> list[StatsRow]:
-    """Every group's figures (``Problem.stats``), best first (``Problem.rank``); groups with no completed run
-    last."""
+    """Every group's figures (``Problem.stats``), best first (``Problem.rank``), each against the best group's
+    (``Problem.against_best``); groups with no completed run last."""
     problem = problem_of_groups(groups)
-    return sorted((problem.stats(g, curves(g), target) for g in groups), key=problem.rank)
+    rows = sorted(((problem.stats(g, curves(g), target), g) for g in groups), key=lambda pair: problem.rank(pair[0]))
+    best = rows[0][1]
+    return [problem.against_best(row, group, best) for row, group in rows]
 
 
 def problem_of_groups(groups: list[Group]) -> Problem:

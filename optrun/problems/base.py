@@ -161,6 +161,11 @@ class Problem(ABC):
     def rank(self, row: Any) -> tuple[Any, ...]:
         """The sort key that puts the best row first and rows without a completed run last."""
 
+    def against_best(self, row: Any, group: Group, best: Group) -> Any:
+        """``row`` with its figures against the best group's on the same seeds, where the kind has them (a
+        network's paired differences); ``row`` itself otherwise, and for the best group."""
+        return row
+
     @abstractmethod
     def table(self, comparison: Comparison) -> TableSpec:
         """A comparison's table, besides the columns every comparison has."""

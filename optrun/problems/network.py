@@ -12,6 +12,7 @@ order. Reproducibility: a run computes the same numbers on any number of threads
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optrun import memory, threads
+from optrun import bootstrap, memory, threads
 from optrun.config import Config
 from optrun.data import Dataset, check_every_class, grid, load_dataset
 from optrun.generated import CompileError
@@ -87,8 +88,16 @@ class LabelStats(StatsRow):
 
     final_test_accuracy_mean: float | None
     final_test_accuracy_std: float | None
+    test_accuracy_ci_low: float | None  # the bootstrap interval of the mean (optrun.bootstrap), 3 seeds or more
+    test_accuracy_ci_high: float | None
     final_train_loss_mean: float | None
     final_train_loss_std: float | None
+    train_loss_ci_low: float | None
+    train_loss_ci_high: float | None
+    diff_to_best: float | None  # final test accuracy against the best label's, seed by seed (None: the best)
+    diff_ci_low: float | None
+    diff_ci_high: float | None
+    win_rate: float | None  # the share of the common seeds on which it beat the best label
     best_test_accuracy: float | None
     best_epoch: int | None
     target_accuracy: float | None
@@ -319,9 +328,14 @@ class NetworkProblem(Problem):
         test-accuracy curve and its earliest epoch; the first epoch that curve reaches ``target``; the mean
         seconds of every trained epoch of every run."""
         acc_mean = acc_std = loss_mean = loss_std = best = best_epoch = reach = None
+        acc_ci = loss_ci = None
         if curves is not None:
             acc_mean, acc_std = mean_std(curves["test_accuracy"][:, -1])
             loss_mean, loss_std = mean_std(curves["train_loss"][:, -1])
+            acc_ci, loss_ci = (
+                bootstrap.interval(curves["test_accuracy"][:, -1]),
+                bootstrap.interval(curves["train_loss"][:, -1]),
+            )
             mean_curve = curves["test_accuracy"].mean(axis=0)
             top = int(np.argmax(mean_curve))  # the first maximum
             best, best_epoch = float(mean_curve[top]), int(curves.x[top])
@@ -332,13 +346,36 @@ class NetworkProblem(Problem):
             **group.shared_figures(),
             final_test_accuracy_mean=acc_mean,
             final_test_accuracy_std=acc_std,
+            test_accuracy_ci_low=acc_ci and acc_ci[0],
+            test_accuracy_ci_high=acc_ci and acc_ci[1],
             final_train_loss_mean=loss_mean,
             final_train_loss_std=loss_std,
+            train_loss_ci_low=loss_ci and loss_ci[0],
+            train_loss_ci_high=loss_ci and loss_ci[1],
+            diff_to_best=None,
+            diff_ci_low=None,
+            diff_ci_high=None,
+            win_rate=None,
             best_test_accuracy=best,
             best_epoch=best_epoch,
             target_accuracy=target,
             epochs_to_target=reach,
             seconds_per_epoch=float(np.mean(seconds)) if seconds else None,
+        )
+
+    def against_best(self, row: LabelStats, group: Group, best: Group) -> LabelStats:
+        """The paired figures of final test accuracy against ``best`` on the seeds both completed: the mean
+        difference, its bootstrap interval and the share of those seeds won (``optrun.bootstrap.paired``)."""
+        if group is best:
+            return row
+        mine, theirs = _final_accuracy_by_seed(group), _final_accuracy_by_seed(best)
+        seeds = sorted(set(mine) & set(theirs))
+        if not seeds:
+            return row
+        pair = bootstrap.paired(np.array([mine[s] for s in seeds]), np.array([theirs[s] for s in seeds]))
+        low, high = pair.interval or (None, None)
+        return dataclasses.replace(
+            row, diff_to_best=pair.difference, diff_ci_low=low, diff_ci_high=high, win_rate=pair.win_rate
         )
 
     def rank(self, row: LabelStats) -> tuple[Any, ...]:
@@ -352,6 +389,10 @@ class NetworkProblem(Problem):
     def table(self, comparison: Comparison) -> TableSpec:
         target = comparison.target
         caption = "test acc %, train loss: final, mean ± sd over the completed seeds; best: of the mean curve (epoch)"
+        caption += (
+            f"\n95% CI: of the mean test accuracy, bootstrap over the seeds (at least {bootstrap.MIN_SEEDS} completed)"
+        )
+        caption += "\nvs best: test acc against the first row's, seed by seed: mean difference [95% CI], seeds won"
         if target is not None:
             rule = comparison.target_rule
             caption += f"\nto target: first epoch the mean test accuracy reaches {target:.2%} ({rule})"
@@ -359,18 +400,40 @@ class NetworkProblem(Problem):
         def cells(s: LabelStats) -> list[str]:
             return [
                 mean_sd_text(s.final_test_accuracy_mean, s.final_test_accuracy_std, percent=True),
+                _interval_text(s.test_accuracy_ci_low, s.test_accuracy_ci_high),
+                _against_best_text(s),
                 mean_sd_text(s.final_train_loss_mean, s.final_train_loss_std, percent=False),
                 f"{s.best_test_accuracy * 100:.2f} ({s.best_epoch})" if s.best_test_accuracy is not None else "-",
                 str(s.epochs_to_target) if s.epochs_to_target is not None else "-",
                 f"{s.seconds_per_epoch:.3f}" if s.seconds_per_epoch is not None else "-",
             ]
 
-        return TableSpec(caption, ("test acc %", "train loss", "best (epoch)"), ("to target", "s/epoch"), cells)
+        wrapping = ("test acc %", "95% CI", "vs best", "train loss", "best (epoch)")
+        return TableSpec(caption, wrapping, ("to target", "s/epoch"), cells)
 
     def figures(self, comparison: Comparison) -> dict[str, Figure]:
         from optrun import plots  # here: matplotlib takes 0.4 s to import, and workers never need it
 
         return {"curves": plots.curves_figure(comparison.groups, comparison.target, comparison.title)}
+
+
+def _interval_text(low: float | None, high: float | None) -> str:
+    """``[90.1, 92.4]`` in percent; ``-`` for none (fewer than ``bootstrap.MIN_SEEDS`` seeds)."""
+    return "-" if low is None or high is None else f"[{low * 100:.1f}, {high * 100:.1f}]"
+
+
+def _against_best_text(s: LabelStats) -> str:
+    """``-1.2 [-2.1, -0.4] 20%``: the paired difference in percent points, its interval, the share of the common
+    seeds won; ``-`` for the best row itself and a row with no seed in common with it."""
+    if s.diff_to_best is None or s.win_rate is None:
+        return "-"
+    interval = f" {_interval_text(s.diff_ci_low, s.diff_ci_high)}" if s.diff_ci_low is not None else ""
+    return f"{s.diff_to_best * 100:+.1f}{interval} {s.win_rate:.0%}"
+
+
+def _final_accuracy_by_seed(group: Group) -> dict[int, float]:
+    """The final test accuracy of each completed run of ``group``, by its seed."""
+    return {int(r.config.get("seed", 0)): r.records[-1].test_accuracy for r in group.completed}
 
 
 NETWORK = NetworkProblem()
