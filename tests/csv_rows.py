@@ -1,4 +1,4 @@
-"""The CSV files optrun writes, without their wall-clock timing column, which no two runs share:
+"""The CSV files optrun writes, without their wall-clock timing columns, which no two runs share:
 for tests that check two runs agree to the last digit."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import csv
 from pathlib import Path
 
 
-def rows_without(path: Path, column: str) -> list[list[str]]:
-    """The rows of CSV file ``path``, header first, without ``column``."""
+def rows_without(path: Path, *columns: str) -> list[list[str]]:
+    """The rows of CSV file ``path``, header first, without ``columns`` (those it has)."""
     with path.open() as fh:
         rows = list(csv.reader(fh))
-    i = rows[0].index(column)
-    return [row[:i] + row[i + 1 :] for row in rows]
+    keep = [i for i, name in enumerate(rows[0]) if name not in columns]
+    return [[row[i] for i in keep] for row in rows]
 
 
 def metrics_without_timing(run_dir: Path) -> list[list[str]]:
@@ -21,5 +21,5 @@ def metrics_without_timing(run_dir: Path) -> list[list[str]]:
 
 
 def comparison_without_timing(compare_dir: Path) -> list[list[str]]:
-    """A comparison's comparison.csv without its ``seconds_per_epoch`` column."""
-    return rows_without(compare_dir / "comparison.csv", "seconds_per_epoch")
+    """A comparison's comparison.csv without its timing columns, ``seconds_per_epoch`` and ``seconds_to_target``."""
+    return rows_without(compare_dir / "comparison.csv", "seconds_per_epoch", "seconds_to_target")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from optrun.config import parse_config
 from optrun.problems import NETWORK, EpochRecord
 from optrun.runs import RunRecord
 from optrun.stats import Group, comparison_target, curves, ranked
@@ -39,6 +40,8 @@ def test_mean_sd_best_and_epochs_to_target_by_hand() -> None:
     # the mean curve is 0.1, 0.5, 0.85, 0.85: best 0.85 first reached at epoch 2, 0.7 first reached at epoch 2
     assert (s.best_test_accuracy, s.best_epoch) == (pytest.approx(0.85), 2)
     assert s.epochs_to_target == 2
+    assert s.seconds_to_target == pytest.approx((2 * 0.5 + 2 * 1.5) / 2)  # two epochs of each seed
+    assert s.best_chosen_on == "test_accuracy"  # no validation split: read off the test curve, and said so
     assert NETWORK.stats(g, curves(g), 0.86).epochs_to_target is None
     # seconds: seed 0 trains 0.5 s per epoch, seed 1 1.5 s: mean 1.0 over the six trained epochs
     assert s.seconds_per_epoch == pytest.approx(1.0)
@@ -84,3 +87,29 @@ def test_equal_accuracies_rank_by_train_loss() -> None:
 
 def test_no_completed_run_gives_no_default_target() -> None:
     assert comparison_target([group(run(0, [0.1], [2.0], status="failed"))])[0] is None
+
+
+def test_the_best_epoch_is_chosen_on_the_validation_curve_where_there_is_one() -> None:
+    """Validation peaks at epoch 1, test at epoch 3: the best epoch is 1, and its figure the test accuracy there."""
+
+    def with_validation(seed: int, test: list[float], validation: list[float]) -> RunRecord:
+        rows = [
+            EpochRecord(e, 1.0, 0.0, 0.0, t, 0.1, 0.5, validation_loss=1.0, validation_accuracy=v)
+            for e, (t, v) in enumerate(zip(test, validation, strict=True))
+        ]
+        return RunRecord(
+            Path(f"seed-{seed}"), {"seed": seed, "optimizer": {"name": "sgd"}}, {"status": "completed"}, rows
+        )
+
+    g = group(
+        with_validation(0, [0.1, 0.6, 0.7, 0.9], [0.1, 0.8, 0.7, 0.6]),
+        with_validation(1, [0.1, 0.4, 0.8, 0.8], [0.1, 0.9, 0.8, 0.7]),
+    )
+    s = NETWORK.stats(g, curves(g), None)
+    assert (s.best_epoch, s.best_test_accuracy, s.best_chosen_on) == (1, pytest.approx(0.5), "validation_accuracy")
+    config = parse_config({"dataset": {"name": "digits", "validation_fraction": 0.1}, "optimizer": {"name": "sgd"}})
+    best = NETWORK.summary(config, g.runs[0].records)["best"]
+    assert best == {"test_accuracy": 0.6, "epoch": 1, "chosen_on": "validation_accuracy"}
+    assert "best epoch on validation: 1, test accuracy 60.00%" in NETWORK.result(
+        NETWORK.summary(config, g.runs[0].records)
+    )

@@ -98,10 +98,12 @@ class LabelStats(StatsRow):
     diff_ci_low: float | None
     diff_ci_high: float | None
     win_rate: float | None  # the share of the common seeds on which it beat the best label
-    best_test_accuracy: float | None
+    best_test_accuracy: float | None  # the mean test accuracy at the best epoch
     best_epoch: int | None
+    best_chosen_on: str | None  # the mean curve the best epoch maximizes: validation_accuracy, else test_accuracy
     target_accuracy: float | None
     epochs_to_target: int | None
+    seconds_to_target: float | None  # the mean over the completed seeds of their training seconds until then
     seconds_per_epoch: float | None
     diverged: int
     failed: int
@@ -261,8 +263,9 @@ class NetworkProblem(Problem):
             final = {k: getattr(rows[-1], k) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
             if rows[-1].validation_accuracy is not None:
                 final |= {k: getattr(rows[-1], k) for k in ("validation_loss", "validation_accuracy")}
-            top = max(rows, key=lambda r: (r.test_accuracy, -r.epoch))  # the earliest epoch reaching the best
-            best = {"test_accuracy": top.test_accuracy, "epoch": top.epoch}
+            chosen_on = "validation_accuracy" if rows[-1].validation_accuracy is not None else "test_accuracy"
+            top = max(rows, key=lambda r: (getattr(r, chosen_on), -r.epoch))  # the earliest epoch reaching the best
+            best = {"test_accuracy": top.test_accuracy, "epoch": top.epoch, "chosen_on": chosen_on}
         on = {"dataset": config.dataset.name if config.dataset else None, "model": config.model.type}
         return {"final": final, "best": best, **on}
 
@@ -286,9 +289,10 @@ class NetworkProblem(Problem):
 
     def result(self, summary: Mapping[str, Any]) -> str:
         final, best = summary["final"], summary["best"]
+        on = "validation" if best.get("chosen_on") == "validation_accuracy" else "test"
         return (
-            f"test accuracy {final['test_accuracy']:.2%} (best {best['test_accuracy']:.2%} at epoch {best['epoch']}), "
-            f"train loss {final['train_loss']:.4f}"
+            f"test accuracy {final['test_accuracy']:.2%} (best epoch on {on}: {best['epoch']}, test accuracy "
+            f"{best['test_accuracy']:.2%}), train loss {final['train_loss']:.4f}"
         )
 
     def metrics_columns(self, rows: Sequence[EpochRecord]) -> list[Column]:
@@ -312,7 +316,14 @@ class NetworkProblem(Problem):
         ]
 
     def curve_names(self, row: EpochRecord) -> list[str]:
-        return ["train_loss", "test_accuracy"]
+        """Train loss, test accuracy and the epochs' seconds; the validation accuracy where there is a validation
+        split (the best epoch is chosen on it)."""
+        return [
+            "train_loss",
+            "test_accuracy",
+            "seconds",
+            *(["validation_accuracy"] if row.validation_accuracy is not None else []),
+        ]
 
     def target(self, curves: Sequence[Curves | None], given: float | None) -> tuple[float | None, str]:
         """The accuracy for "epochs to target": ``given``, or 95% of the best mean final test accuracy among the
@@ -324,11 +335,13 @@ class NetworkProblem(Problem):
         return target, f"{DEFAULT_TARGET_FRACTION:.0%} of the best mean final test accuracy"
 
     def stats(self, group: Group, curves: Curves | None, target: float | None) -> LabelStats:
-        """Final test accuracy and train loss (mean and sd over the completed seeds); the best of the mean
-        test-accuracy curve and its earliest epoch; the first epoch that curve reaches ``target``; the mean
-        seconds of every trained epoch of every run."""
-        acc_mean = acc_std = loss_mean = loss_std = best = best_epoch = reach = None
-        acc_ci = loss_ci = None
+        """Final test accuracy and train loss (mean and sd over the completed seeds, and their bootstrap
+        intervals); the best epoch, the earliest maximum of the mean validation-accuracy curve where there is a
+        validation split (else of the mean test-accuracy curve: a figure read off the test data, which the table
+        says), and the mean test accuracy there; the first epoch the mean test-accuracy curve reaches ``target``,
+        and the mean seconds of training up to it; the mean seconds of every trained epoch of every run."""
+        acc_mean = acc_std = loss_mean = loss_std = best = best_epoch = reach = reach_seconds = None
+        acc_ci = loss_ci = chosen_on = None
         if curves is not None:
             acc_mean, acc_std = mean_std(curves["test_accuracy"][:, -1])
             loss_mean, loss_std = mean_std(curves["train_loss"][:, -1])
@@ -337,10 +350,12 @@ class NetworkProblem(Problem):
                 bootstrap.interval(curves["train_loss"][:, -1]),
             )
             mean_curve = curves["test_accuracy"].mean(axis=0)
-            top = int(np.argmax(mean_curve))  # the first maximum
+            chosen_on = "validation_accuracy" if "validation_accuracy" in curves.values else "test_accuracy"
+            top = int(np.argmax(curves[chosen_on].mean(axis=0)))  # the first maximum
             best, best_epoch = float(mean_curve[top]), int(curves.x[top])
             if target is not None and (hits := np.flatnonzero(mean_curve >= target)).size:
                 reach = int(curves.x[hits[0]])
+                reach_seconds = float(curves["seconds"][:, : hits[0] + 1].sum(axis=1).mean())
         seconds = [row.seconds for r in group.runs for row in r.records if row.epoch > 0]
         return LabelStats(
             **group.shared_figures(),
@@ -358,8 +373,10 @@ class NetworkProblem(Problem):
             win_rate=None,
             best_test_accuracy=best,
             best_epoch=best_epoch,
+            best_chosen_on=chosen_on,
             target_accuracy=target,
             epochs_to_target=reach,
+            seconds_to_target=reach_seconds,
             seconds_per_epoch=float(np.mean(seconds)) if seconds else None,
         )
 
@@ -388,14 +405,20 @@ class NetworkProblem(Problem):
 
     def table(self, comparison: Comparison) -> TableSpec:
         target = comparison.target
-        caption = "test acc %, train loss: final, mean ± sd over the completed seeds; best: of the mean curve (epoch)"
+        caption = "test acc %, train loss: final, mean ± sd over the completed seeds"
+        if {row.best_chosen_on for row in comparison.rows if row.best_chosen_on} == {"validation_accuracy"}:
+            caption += "\nbest (epoch): the mean test accuracy at the epoch the mean validation accuracy peaks"
+        else:
+            caption += (
+                "\nbest (epoch): the peak of the mean test accuracy, read off the test data (no validation split)"
+            )
         caption += (
             f"\n95% CI: of the mean test accuracy, bootstrap over the seeds (at least {bootstrap.MIN_SEEDS} completed)"
         )
         caption += "\nvs best: test acc against the first row's, seed by seed: mean difference [95% CI], seeds won"
         if target is not None:
             rule = comparison.target_rule
-            caption += f"\nto target: first epoch the mean test accuracy reaches {target:.2%} ({rule})"
+            caption += f"\nto target: first epoch the mean test accuracy reaches {target:.2%} ({rule}), and the seconds"
 
         def cells(s: LabelStats) -> list[str]:
             return [
@@ -404,7 +427,7 @@ class NetworkProblem(Problem):
                 _against_best_text(s),
                 mean_sd_text(s.final_train_loss_mean, s.final_train_loss_std, percent=False),
                 f"{s.best_test_accuracy * 100:.2f} ({s.best_epoch})" if s.best_test_accuracy is not None else "-",
-                str(s.epochs_to_target) if s.epochs_to_target is not None else "-",
+                f"{s.epochs_to_target} ({s.seconds_to_target:.2g} s)" if s.epochs_to_target is not None else "-",
                 f"{s.seconds_per_epoch:.3f}" if s.seconds_per_epoch is not None else "-",
             ]
 
