@@ -54,7 +54,15 @@ class Section(BaseModel):
             allowed = [k for k, field in cls.model_fields.items() if field.json_schema_extra != INTERNAL]
             for key in data:
                 if key not in cls.model_fields:
+                    if owners := _owners(cls, str(key)):
+                        tag, tags = owners
+                        raise PydanticCustomError(
+                            "unknown_key",
+                            "only for {tag} {tags}; this one is {tag} {mine}",
+                            {"key": str(key), "tag": tag, "tags": ", ".join(tags), "mine": str(data.get(tag))},
+                        )
                     close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.7)
+                    close = close or [a for a in allowed if len(str(key)) >= 3 and a.startswith(str(key))][:1]
                     hint = f" (did you mean '{close[0]}'?)" if close else ""
                     raise PydanticCustomError(
                         "unknown_key",
@@ -65,12 +73,22 @@ class Section(BaseModel):
 
 
 _TAGS: dict[str, set[str]] = {}  # tag -> the keys it is the value of, so error locations can drop tags
+_UNIONS: dict[type, tuple[str, tuple[type, ...]]] = {}  # a member -> its union's key and members
+
+
+def _owners(cls: type, key: str) -> tuple[str, list[str]] | None:
+    """Where ``key``, unknown to ``cls``, belongs: the union's tag key and the tags of its members that have it
+    (``model.conv`` is only for ``type cnn``); None where no other member has it."""
+    tag, members = _UNIONS.get(cls, ("", ()))
+    tags = [t for m in members if key in m.model_fields for t in m.model_fields[tag].annotation.__args__]
+    return (tag, tags) if tags else None
 
 
 def tagged_union(members: Iterable[type[Section]], key: str) -> Any:
     """A field type that is one of ``members``, chosen by the value of ``key`` (e.g. an optimizer's name)."""
     members = tuple(members)
     for m in members:
+        _UNIONS[m] = (key, members)
         for tag in m.model_fields[key].annotation.__args__:
             _TAGS.setdefault(tag, set()).add(key)
     return Annotated[Union[members], Field(discriminator=key)]  # noqa: UP007 (built at run time)

@@ -83,6 +83,18 @@ BAD_INPUTS = [
         "csv, npz, spirals, moons, circles, xor, blobs",
     ),
     (
+        "a key of another model type",
+        GOOD,
+        ["model.conv=[{channels: 4, kernel: 3}]"],
+        "Error: {path}: model.conv: only for type cnn; this one is type mlp",
+    ),
+    (
+        "a key's beginning",
+        GOOD,
+        ["model.hid=[3]"],
+        "Error: {path}: model.hid: unknown key (did you mean 'hidden'?)",
+    ),
+    (
         "unknown model",
         GOOD,
         ["model.type=rnn"],
