@@ -123,14 +123,21 @@ def optrun_epoch(spec: dict, compiled: bool = True) -> tuple[Callable[[], None],
     exp = prepare(parse_config(spec))
     if not compiled:
         exp.compiled = False
+    epoch = optrun_epochs(exp)
+    epoch()
+    return epoch, len(exp.data.y_train), sum(d.W.size for d in exp.model.dense)
+
+
+def optrun_epochs(exp) -> Callable[[], None]:
+    """A function that trains ``exp`` one more epoch, its products on one BLAS thread as in every run
+    (``optrun.train.fit``)."""
     epochs = itertools.count(1)
 
     def epoch() -> None:
-        with threads.one_blas_thread():  # as in every run (optrun.train.fit)
+        with threads.one_blas_thread():
             _run_epoch(exp, next(epochs))
 
-    epoch()
-    return epoch, len(exp.data.y_train), sum(d.W.size for d in exp.model.dense)
+    return epoch
 
 
 SETTLE = 0.25
@@ -180,19 +187,17 @@ def torch_epoch(spec: dict) -> Callable[[], None] | None:
     if torch is None:
         return None
     exp = prepare(parse_config(spec))  # the same data and the same initial weights
-    x, y = torch.from_numpy(exp.data.x_train), torch.from_numpy(exp.data.y_train)
-    sizes = [exp.data.n_features, *spec["model"]["hidden"], exp.data.n_classes]
-    layers: list = []
-    for i, d in enumerate(exp.model.dense):
-        linear = torch.nn.Linear(sizes[i], sizes[i + 1])
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(d.W.T.copy()))
-            linear.bias.copy_(torch.from_numpy(d.b))
-        layers += [linear, torch.nn.ReLU()]
-    net = torch.nn.Sequential(*layers[:-1])
+    epoch = torch_epochs(exp, torch_network(exp), spec)
+    epoch()
+    return epoch
+
+
+def torch_epochs(exp, net, spec: dict) -> Callable[[], None]:
+    """A function that trains PyTorch's ``net`` one more epoch on ``exp``'s training data, in batches of the
+    config's size and a random order of its own, with Adam at the config's learning rate."""
+    x, y = torch_inputs(exp, exp.data.x_train), torch.from_numpy(exp.data.y_train)
     optimizer = torch.optim.Adam(net.parameters(), lr=spec["optimizer"]["learning_rate"])
-    loss_fn = torch.nn.CrossEntropyLoss()
-    batch = spec["train"]["batch_size"]
+    loss_fn, batch = torch.nn.CrossEntropyLoss(), spec["train"]["batch_size"]
     generator = torch.Generator().manual_seed(0)
 
     def epoch() -> None:
@@ -200,11 +205,9 @@ def torch_epoch(spec: dict) -> Callable[[], None] | None:
         for start in range(0, len(y), batch):
             idx = order[start : start + batch]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x.index_select(0, idx)), y.index_select(0, idx))
-            loss.backward()
+            loss_fn(net(x.index_select(0, idx)), y.index_select(0, idx)).backward()
             optimizer.step()
 
-    epoch()
     return epoch
 
 
@@ -265,31 +268,15 @@ def real_epochs(spec: dict) -> tuple[Callable[[], None], Callable[[], None] | No
     from the same data and initial weights, and the largest difference of their logits on the first 256
     training samples before training (nan without PyTorch): an independent check of optrun's network."""
     exp = prepare(parse_config(spec))
-    ours_epoch = itertools.count(1)
-
-    def ours() -> None:
-        with threads.one_blas_thread():  # as in every run (optrun.train.fit)
-            _run_epoch(exp, next(ours_epoch))
-
+    ours = optrun_epochs(exp)
     if torch is None:
         ours()
         return ours, None, math.nan
     net = torch_network(exp)
-    x, y = torch_inputs(exp, exp.data.x_train), torch.from_numpy(exp.data.y_train)
     with torch.no_grad():
-        gap = float(np.abs(net(x[:256]).numpy() - exp.model.scores(exp.data.x_train[:256])).max())
-    optimizer = torch.optim.Adam(net.parameters(), lr=spec["optimizer"]["learning_rate"])
-    loss_fn, batch = torch.nn.CrossEntropyLoss(), spec["train"]["batch_size"]
-    generator = torch.Generator().manual_seed(0)
-
-    def theirs() -> None:
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(y), batch):
-            idx = order[start : start + batch]
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(net(x.index_select(0, idx)), y.index_select(0, idx)).backward()
-            optimizer.step()
-
+        logits = net(torch_inputs(exp, exp.data.x_train[:256])).numpy()
+    gap = float(np.abs(logits - exp.model.scores(exp.data.x_train[:256])).max())
+    theirs = torch_epochs(exp, net, spec)
     ours()
     theirs()
     return ours, theirs, gap

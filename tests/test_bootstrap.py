@@ -4,6 +4,7 @@ comparison's table and comparison.csv carrying them."""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,37 +44,34 @@ def test_paired_differences_are_the_seed_by_seed_ones() -> None:
     assert loss.win_rate == pytest.approx(1 / 3)
 
 
-def test_an_optimizer_against_an_identical_copy_of_itself_differs_by_nothing(tmp_path) -> None:
+def compared(tmp_path, seeds: int, optimizers: dict, **train) -> tuple[Path, list[dict[str, str]]]:
+    """A comparison of ``optimizers`` on a few digits over ``seeds`` seeds: its directory and comparison.csv's rows."""
     spec = {
-        "name": "twins",
+        "name": "cmp",
         "dataset": {"name": "digits"},
-        "train": {"epochs": 2, "max_samples": 300},
-        "seeds": 3,
-        "optimizers": {"sgd": {"learning_rate": 0.05}, "sgd-copy": {"name": "sgd", "learning_rate": 0.05}},
+        "train": {"epochs": 2, "max_samples": 300, **train},
+        "seeds": seeds,
+        "optimizers": optimizers,
     }
     out = compare(parse_config(spec, schema=CompareConfig), tmp_path, jobs=1).path
     with (out / "comparison.csv").open() as f:
-        rows = {row["label"]: row for row in csv.DictReader(f)}
-    first, second = sorted(rows.values(), key=lambda row: row["diff_to_best"] != "")
+        return out, list(csv.DictReader(f))
+
+
+def test_an_optimizer_against_an_identical_copy_of_itself_differs_by_nothing(tmp_path) -> None:
+    twins = {"sgd": {"learning_rate": 0.05}, "sgd-copy": {"name": "sgd", "learning_rate": 0.05}}
+    _, rows = compared(tmp_path, 3, twins)
+    first, second = sorted(rows, key=lambda row: row["diff_to_best"] != "")
     assert first["diff_to_best"] == "" and first["win_rate"] == ""  # the best row itself
     assert float(second["diff_to_best"]) == 0.0 and float(second["win_rate"]) == 0.0
     assert float(second["diff_ci_low"]) <= 0.0 <= float(second["diff_ci_high"])
-    for row in rows.values():  # the interval holds the mean
+    for row in rows:  # the interval holds the mean
         low, high = float(row["test_accuracy_ci_low"]), float(row["test_accuracy_ci_high"])
         assert low <= float(row["final_test_accuracy_mean"]) <= high
 
 
 def test_with_two_seeds_there_is_no_interval_and_the_table_says_so(tmp_path) -> None:
-    spec = {
-        "name": "two",
-        "dataset": {"name": "digits"},
-        "train": {"epochs": 1, "max_samples": 200},
-        "seeds": 2,
-        "optimizers": {"sgd": None, "adam": None},
-    }
-    out = compare(parse_config(spec, schema=CompareConfig), tmp_path, jobs=1).path
-    with (out / "comparison.csv").open() as f:
-        rows = list(csv.DictReader(f))
+    out, rows = compared(tmp_path, 2, {"sgd": None, "adam": None}, epochs=1, max_samples=200)
     assert all(row["test_accuracy_ci_low"] == "" and row["diff_ci_low"] == "" for row in rows)
     assert sum(row["diff_to_best"] != "" for row in rows) == 1  # the other label, paired on its two seeds
     shown = CliRunner().invoke(cli, ["show", str(out)])

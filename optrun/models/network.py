@@ -101,7 +101,7 @@ class Network:
         self.layers = layers
         self.dtype = np.dtype(dtype)
         self.weight_decay = weight_decay
-        size = sum(math.prod(shape) for layer in layers for shape in layer.shapes)
+        size = parameter_count(layers)
         self.flat_params = np.zeros(size, dtype=self.dtype)
         self.flat_grads = np.zeros(size, dtype=self.dtype)
         self.params, self.grads = _bind(layers, self.flat_params, self.flat_grads)
@@ -277,12 +277,13 @@ def layers_of(spec: Any, inputs: int | Grid, n_classes: int) -> list[Layer]:
             return ConfigError(f"model.conv[{i}]: a {what} does not fit its input, {shown}; {fix}")
 
         for i, conv in enumerate(spec.conv):
-            padded = (grid[0] + 2 * pair(conv.padding, 0)[0], grid[1] + 2 * pair(conv.padding, 0)[1])
-            if any(k > size for k, size in zip(pair(conv.kernel, 1), padded, strict=True)):
+            kernel, padding = pair(conv.kernel, 1), pair(conv.padding, 0)
+            padded = (grid[0] + 2 * padding[0], grid[1] + 2 * padding[1])
+            if any(k > size for k, size in zip(kernel, padded, strict=True)):
                 fix = "use a smaller kernel, more padding, or less stride and pooling before it"
                 raise refuse(i, f"kernel of {conv.kernel}", padded, f"{fix} (the size shown is padded)")
             layers += [
-                Conv(grid, conv.channels, pair(conv.kernel, 1), pair(conv.stride, 1), pair(conv.padding, 0)),
+                Conv(grid, conv.channels, kernel, pair(conv.stride, 1), padding),
                 activation(in_place=True),  # its dy is the next layer's own
             ]
             grid = layers[-2].out_grid
@@ -300,9 +301,14 @@ def layers_of(spec: Any, inputs: int | Grid, n_classes: int) -> list[Layer]:
     return layers
 
 
+def parameter_count(layers: list[Layer]) -> int:
+    """The weights and biases of the layers."""
+    return sum(math.prod(shape) for layer in layers for shape in layer.shapes)
+
+
 def count_parameters(spec: Any, inputs: int | Grid, n_classes: int) -> int:
     """The weights and biases of the network a model spec describes (``layers_of``)."""
-    return sum(math.prod(shape) for layer in layers_of(spec, inputs, n_classes) for shape in layer.shapes)
+    return parameter_count(layers_of(spec, inputs, n_classes))
 
 
 def build_model(spec: Any, inputs: int | Grid, n_classes: int, rng: np.random.Generator) -> Network:

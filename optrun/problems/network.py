@@ -27,7 +27,7 @@ from optrun.config import Config
 from optrun.data import Dataset, check_every_class, grid, load_dataset
 from optrun.generated import CompileError
 from optrun.models import Activation, Conv, Dense, Network, build_model, layers_of
-from optrun.models.network import evaluation_rows, pieces, sample_floats, units
+from optrun.models.network import evaluation_rows, parameter_count, pieces, sample_floats, units
 from optrun.optim import Optimizer, build_optimizer
 from optrun.problems.base import (
     Column,
@@ -195,15 +195,16 @@ class NetworkProblem(Problem):
         n_samples, shape, n_classes = config.dataset.size  # train.max_samples cuts the set once it is made
         data = 2 * n_samples * math.prod(shape) * itemsize + memory.PER_SAMPLE_BYTES * n_samples
         layers = layers_of(config.model, grid(shape), n_classes)
-        parameters = sum(math.prod(s) for layer in layers for s in layer.shapes)  # count_parameters, layers made once
+        parameters = parameter_count(layers)
         states = len(build_optimizer(config.optimizer, [np.zeros(1, config.model.dtype)]).state_names)
         batch = min(config.train.batch_size, n_samples)
         copies = 2 + states + 2 + states + 1  # see optrun.memory's docstring
         pieces_made = pieces(batch, sample_floats(layers))
+        per_sample = units(layers)
         model = parameters * itemsize * (copies + (pieces_made if pieces_made > 1 else 0))
         patches = [c.patch_floats for c in layers if isinstance(c, Conv)]
-        evaluation = threads.count() * min(evaluation_rows(layers), n_samples) * 3 * max(*units(layers), *patches)
-        activations = (batch * (3 * sum(units(layers)) + sum(patches)) + evaluation) * itemsize
+        evaluation = threads.count() * min(evaluation_rows(layers), n_samples) * 3 * max(*per_sample, *patches)
+        activations = (batch * (3 * sum(per_sample) + sum(patches)) + evaluation) * itemsize
         return memory.Estimate(data, model, activations, memory.PER_ROW_BYTES * (config.train.epochs + 1))
 
     def prepare(self, config: Config) -> Experiment:
