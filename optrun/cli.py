@@ -48,9 +48,10 @@ from optrun.runs import (
     signal_name,
 )
 from optrun.schema import ConfigError
-from optrun.tables import comparison_table, metrics_table, run_overview, unfinished_notice
+from optrun.tables import comparison_table, metrics_table, run_overview, tuning_table, unfinished_notice
 from optrun.threads import available_cores
 from optrun.train import check
+from optrun.tune import PlannedTrial, TrialResult, plan, read_trials, trial_columns, tune, tune_to_resume
 
 EXIT_DIVERGED = 3
 
@@ -450,6 +451,114 @@ def compare_command(
     else:
         console.print(comparison_table(outcome.comparison))
         console.print(f"comparison directory: {outcome.path}")
+    if outcome.all_failed:
+        sys.exit(EXIT_DIVERGED)
+
+
+def _trial_line(planned: PlannedTrial, result: TrialResult, budget: int, metric: str, width: int) -> str:
+    setting = "  ".join(f"{name} {_value_text(value)}" for name, value in planned.setting.items())
+    head = f"{planned.label:<{width}} trial {planned.trial:>{len(str(budget))}}/{budget} seed {planned.seed}  {setting}"
+    if result.status == "completed":
+        return f"[green]completed[/] {head}  {_metric_text(metric, result.value)}  ({result.seconds:.1f} s)"
+    return f"[red]{result.status:<9}[/] {head}  {escape(result.reason or '')}"
+
+
+def _value_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _metric_text(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{metric.replace('_', ' ')} {value:.2%}" if metric.endswith("accuracy") else f"{metric} {value:.4f}"
+
+
+@contextmanager
+def _tune_progress(
+    console: Console, config: configs.TuneConfig, trials: int, quiet: bool
+) -> Iterator[Callable[[PlannedTrial, TrialResult], None]]:
+    """A callback for each finished trial: a line, under one overall bar on a terminal."""
+    width, budget, metric = max(map(len, config.optimizers)), config.tune.budget, config.tune.metric
+    if quiet:
+        yield lambda planned, result: None
+        return
+    bar = Progress(TextColumn("trials"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), console=console,
+                   transient=True, disable=not console.is_terminal)  # fmt: skip
+    with bar, _library_messages(lambda message: bar.console.print(message, highlight=False, markup=False)):
+        task = bar.add_task("tune", total=trials)
+
+        def show(planned: PlannedTrial, result: TrialResult) -> None:
+            bar.console.print(_trial_line(planned, result, budget, metric, width))
+            bar.advance(task)
+
+        yield show
+
+
+@cli.command("tune", short_help="Tune every optimizer with the same budget on validation data, then compare.")
+@click.argument("config_path", metavar="CONFIG", required=False)
+@set_option
+@click.option("--resume", "resume_dir", metavar="TUNE_DIR", help="Finish an interrupted tuning: run what is missing.")
+@click.option(
+    "--jobs", "-j", type=click.IntRange(min=1), metavar="N", help="Worker processes [default: the number of cores]."
+)
+@click.option("--dask-scheduler", metavar="ADDRESS", help="Run on the Dask cluster at ADDRESS, e.g. tcp://host:8786.")
+@runs_dir_option
+@click.option(
+    "--smoke", is_flag=True, help="Two random settings per label, one epoch on at most 256 samples, one seed each."
+)
+@quiet_option
+@user_errors
+def tune_command(
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    resume_dir: str | None,
+    jobs: int | None,
+    dask_scheduler: str | None,
+    runs_dir: str,
+    smoke: bool,
+    quiet: bool,
+) -> None:
+    """Tune every optimizer in CONFIG with the same budget on a validation split, then compare the chosen
+    settings on the test split over fresh seeds.
+
+    CONFIG is a compare config plus a `tune:` section: `budget` (settings per label), `search` (grid or
+    random), `seeds` (tuning seeds), `metric` (validation_accuracy or validation_loss), `at` (last or best
+    epoch) and `space` (ranges per label, or for every label). Writes trials.csv, tuned.yaml,
+    sensitivity.png/svg and the evaluation's comparison (evaluation/).
+
+    Ctrl-C or SIGTERM keeps every finished trial; `optrun tune --resume TUNE_DIR` runs only what is missing.
+
+    Exits 0 when at least one evaluation run completed, 3 when none did, 2 for a bad config,
+    130 (Ctrl-C) or 143 (SIGTERM) when interrupted.
+    """
+    if jobs is not None and dask_scheduler is not None:
+        raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
+    _config_or_resume(config_path, resume_dir, "tune", "TUNE_DIR")
+    if resume_dir is not None and (overrides or smoke):
+        raise UserError("--resume finishes a tuning as it was configured; --set and --smoke do not apply")
+    if resume_dir is not None:
+        config_path = str(tune_to_resume(resume_dir) / "config.yaml")
+    config = configs.load_config(config_path, overrides, configs.TuneConfig)
+    if smoke:
+        config = configs.smoke(config)
+    console = _console()
+    if config.optimizer is not None and not quiet:
+        console.print(f"note: {config_path} has one 'optimizer:'; tune ignores it", style="yellow")
+    trials = plan(config)
+    left = len(trials) - (len(read_trials(Path(resume_dir), trials, trial_columns(config))) if resume_dir else 0)
+    width = max(map(len, config.optimizers))
+    runs = len(config.optimizers) * len(config.seed_list)
+    trials_shown = _tune_progress(console, config, left, quiet)
+    runs_shown = _compare_progress(console, runs, width, quiet)
+    with _naming(config_path), trials_shown as on_trial, runs_shown as on_run:
+        outcome = tune(config, runs_dir, jobs or available_cores(), dask_scheduler, on_trial, on_run, resume_dir)
+    if quiet:
+        _say(outcome.path)
+    else:
+        console.print(tuning_table(config, outcome.choices))
+        if outcome.evaluation is not None:
+            console.print(comparison_table(outcome.evaluation.comparison))
+        console.print(f"tune directory: {outcome.path}")
     if outcome.all_failed:
         sys.exit(EXIT_DIVERGED)
 

@@ -19,13 +19,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from optrun import memory
 from optrun.config import CompareConfig, Config, dump_yaml, parse_config, read_yaml
-from optrun.parallel import WorkersLost, executor
+from optrun.parallel import MapUnordered, WorkersLost, executor, in_process
 from optrun.problems import Record, TrainResult, problem_of
 from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, read_json, write
 from optrun.runs import (
@@ -38,6 +39,7 @@ from optrun.runs import (
     existing_dir,
     failed_result,
     is_run_dir,
+    make_dir,
     signal_name,
     write_json,
     write_run,
@@ -182,6 +184,9 @@ def compare(
     scheduler: str | None = None,
     on_run: Callable[[PlannedRun, RunOutcome], None] | None = None,
     resume_dir: str | Path | None = None,
+    into: Path | None = None,
+    pool: MapUnordered | None = None,
+    before_writing: Callable[[], None] | None = None,
 ) -> CompareOutcome:
     """Run every planned run (``jobs`` local processes, or the Dask cluster at ``scheduler``) and compare them.
 
@@ -193,7 +198,10 @@ def compare(
     Ctrl-C or SIGTERM stops every run in flight, which hands back its finished
     epochs (written as 'interrupted'), writes an 'interrupted' summary.json and
     raises RunInterrupted. ``resume_dir``: an interrupted compare directory (run
-    with its own config.yaml); its finished runs are kept, the others run again.
+    with its own config.yaml); its finished runs are kept, the others run again. ``into``: the folder to make for
+    the comparison (``optrun tune``'s evaluation), instead of a new one in ``runs_dir``; ``pool``: an executor
+    already open (``optrun.parallel.executor(jobs, scheduler)``, tune's), to run on instead of opening one;
+    ``before_writing``: called once the runs are done, before the comparison's files are written.
     """
     start = time.perf_counter()
     runs = plan(config)
@@ -207,11 +215,11 @@ def compare(
         # While the workers start, a core is idle: import matplotlib for the plots then, not after the runs.
         threading.Thread(target=importlib.import_module, args=("optrun.plots",), daemon=True).start()
     outcomes: list[RunOutcome] = []
-    with executor(jobs, scheduler) as map_unordered:
+    with executor(jobs, scheduler, "optrun.compare") if pool is None else nullcontext(pool) as map_unordered:
         if todo:
             prepare(todo[0].config)
         if resume_dir is None:
-            path = create_run_dir(runs_dir, config.name)
+            path = create_run_dir(runs_dir, config.name) if into is None else make_dir(into)
             (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
         else:
             path = Path(resume_dir)
@@ -226,7 +234,7 @@ def compare(
                 outcomes.append(outcome)
                 if on_run is not None:
                     on_run(planned, outcome)
-                if finished.signal is not None and jobs == 1 and scheduler is None:
+                if finished.signal is not None and in_process(map_unordered):
                     # run in this process, execute caught the signal: stop here as the workers' executors do
                     stop = signal.Signals[finished.signal]
                     raise KeyboardInterrupt() if stop == signal.SIGINT else Terminated(stop)
@@ -244,6 +252,8 @@ def compare(
     runs_seconds = time.perf_counter() - start
     where = f"Dask cluster at {scheduler}" if scheduler else ("this process" if jobs == 1 else f"{jobs} processes")
     try:
+        if before_writing is not None:
+            before_writing()
         comparison = build(collect([path]).groups, config.name, config.target_accuracy)
         write(comparison, path, {"status": "completed", "executor": where, "runs_wall_seconds": runs_seconds})
     except KeyboardInterrupt as exc:  # while the plots are drawn: every run is kept, resume writes the rest

@@ -9,6 +9,7 @@ names the file, the dotted key, what is wrong and what is allowed.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
@@ -21,9 +22,10 @@ from pydantic_core import PydanticCustomError
 from optrun.data import DatasetSpec
 from optrun.models import MLPSpec, ModelSpec
 from optrun.objectives import ObjectiveSpec, theory
-from optrun.optim import OPTIMIZERS, REFERENCE_OPTIMIZERS, OptimizerSpec
+from optrun.optim import OPTIMIZERS, REFERENCE_OPTIMIZERS, OptimizerSpec, parse_optimizer_spec
 from optrun.optim.registry import absolute
 from optrun.schema import (
+    INTERNAL,
     ConfigError,
     NonNegativeInt,
     PositiveInt,
@@ -33,6 +35,7 @@ from optrun.schema import (
     interval,
     validate,
 )
+from optrun.search import Space, TuneSpec, dimension, grid_points
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -284,7 +287,143 @@ class CompareConfig(_Experiment):
         return Config(name=label, seed=seed, **problem, train=self.train, optimizer=self.optimizers[label])
 
 
-AnyConfig = TypeVar("AnyConfig", Config, CompareConfig)
+TUNING_VALIDATION_FRACTION = 0.1  # dataset.validation_fraction where a tune config gives none
+
+
+class TuneConfig(CompareConfig):
+    """A comparison whose labels are first tuned (``optrun.tune``): the ``tune:`` section says how.
+
+    Every trial trains on the training split less a validation split (``dataset.validation_fraction``, 0.1
+    unless given) and is scored on that; the evaluation then trains each label's chosen setting on the
+    ``seeds`` of the comparison, which differ from the tuning seeds (``tuning_seeds``).
+    """
+
+    tune: TuneSpec
+
+    @classmethod
+    def fill_defaults(cls, data: Any) -> Any:
+        """A validation split where the dataset has none: the trials are scored on it."""
+        data = super().fill_defaults(data)
+        dataset = data.get("dataset") if isinstance(data, Mapping) else None
+        if isinstance(dataset, Mapping) and dataset.get("validation_fraction") is None:
+            return {**data, "dataset": {**dataset, "validation_fraction": TUNING_VALIDATION_FRACTION}}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_network(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("objective") is not None:
+            raise _problem("tune", "tunes a network on a dataset's validation split; an objective has none")
+        return data
+
+    @model_validator(mode="after")
+    def _fresh_seeds(self) -> TuneConfig:
+        if shared := sorted(set(self.tuning_seeds) & set(self.seed_list)):
+            raise _problem(
+                "tune.seeds",
+                f"seed {shared[0]} is also an evaluation seed (seeds: {self.seed_list}); the chosen settings must "
+                "be evaluated on seeds the tuning never saw",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _searchable(self) -> TuneConfig:
+        for label, space in self.spaces.items():  # resolves and checks every label's space
+            if self.tune.search == "grid":
+                try:
+                    grid_points(space, self.tune.budget)
+                except ValueError as exc:
+                    raise _problem("tune.budget", f"{label}: {exc}") from None
+        return self
+
+    @property
+    def tuning_seeds(self) -> list[int]:
+        """The seeds each setting is trained with while tuning: ``tune.seeds``, else the seed after the last
+        evaluation seed."""
+        return self.tune.seeds or [max(self.seed_list) + 1]
+
+    @functools.cached_property
+    def spaces(self) -> dict[str, Space]:
+        """Each label's search space: the ranges ``tune.space`` gives every label (a hyperparameter's name as the
+        key), then its own (its label as the key). ``_problem`` names the first entry that does not apply."""
+        space, labels = self.tune.space, self.optimizers
+        if not space:
+            raise _problem("tune.space", "is empty; give each label at least one hyperparameter to tune")
+        shared = {k: v for k, v in space.items() if k not in labels}
+        for name in shared:
+            if not (owners := [label for label, spec in labels.items() if name in _tunable(spec)]):
+                raise _problem(
+                    f"tune.space.{name}",
+                    f"is neither a label ({', '.join(labels)}) nor a hyperparameter of their optimizers",
+                )
+            if lacking := [label for label in labels if label not in owners]:
+                raise _problem(
+                    f"tune.space.{name}",
+                    f"{lacking[0]} ({labels[lacking[0]].name}) has no hyperparameter {name}; give {name} under the "
+                    f"labels that take it (tune.space.{owners[0]}.{name})",
+                )
+        spaces = {}
+        for label, spec in labels.items():
+            own = space.get(label, {})
+            if not isinstance(own, Mapping):
+                raise _problem(
+                    f"tune.space.{label}", f"must map {label}'s hyperparameters to ranges, got {describe(own)}"
+                )
+            entries = {k: (f"tune.space.{k}", v) for k, v in shared.items()}
+            entries |= {k: (f"tune.space.{label}.{k}", v) for k, v in own.items()}
+            if not entries:
+                raise _problem(
+                    "tune.space",
+                    f"gives {label} nothing to tune; give it a range (tune.space.{label}.learning_rate: "
+                    "{log: [0.0001, 0.1]}) or give one for every label",
+                )
+            spaces[label] = {
+                name: _dimension(label, spec, name, where, value) for name, (where, value) in entries.items()
+            }
+        return spaces
+
+    def trial_config(self, label: str, setting: Mapping[str, Any], seed: int) -> Config:
+        """The train config of one trial: label ``label`` with ``setting`` applied, trained with ``seed``."""
+        spec = {**self.optimizers[label].model_dump(), **setting}
+        return Config(name=label, seed=seed, dataset=self.dataset, model=self.model, train=self.train, optimizer=spec)
+
+    def evaluation(self, chosen: Mapping[str, Mapping[str, Any]]) -> CompareConfig:
+        """The comparison of each label in ``chosen`` at its chosen setting, on the evaluation seeds."""
+        data = self.to_dict()
+        del data["tune"]
+        data["optimizers"] = {label: {**data["optimizers"][label], **setting} for label, setting in chosen.items()}
+        return parse_config(data, f"{self.name}: the tuned comparison", CompareConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved tune config: the tuning seeds listed."""
+        data = super().to_dict()
+        return {**data, "tune": {**data["tune"], "seeds": self.tuning_seeds}}
+
+
+def _tunable(spec: Any) -> list[str]:
+    """The hyperparameters of an optimizer spec a tuning may set."""
+    return [k for k, f in type(spec).model_fields.items() if k != "name" and f.json_schema_extra != INTERNAL]
+
+
+def _dimension(label: str, spec: Any, name: str, where: str, value: Any) -> Any:
+    """``value`` as a Dimension of hyperparameter ``name`` of ``label`` (its optimizer spec: ``spec``), every value
+    it can take checked against the spec; ``_problem`` at ``where`` otherwise."""
+    if name not in (keys := _tunable(spec)):
+        raise _problem(where, f"{label} ({spec.name}) has no hyperparameter {name}; it takes: {', '.join(keys)}")
+    try:
+        found = dimension(value)
+    except ValueError as exc:
+        raise _problem(where, str(exc)) from None
+    ends = (found.low, found.high) if hasattr(found, "low") else found.values
+    for end in ends:
+        try:
+            parse_optimizer_spec({**spec.model_dump(), name: end})
+        except ConfigError as exc:
+            raise _problem(where, str(exc).partition(": ")[2]) from None
+    return found
+
+
+AnyConfig = TypeVar("AnyConfig", Config, CompareConfig, TuneConfig)
 
 
 class _Loader(yaml.SafeLoader):
@@ -375,6 +514,8 @@ def parse_config(data: Any, source: str = "config", schema: type[AnyConfig] = Co
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values, got {kind}")
+    if schema is not TuneConfig and "tune" in data:
+        raise ConfigError(f"{source}: tune: this is a tune config; run it with 'optrun tune {source}'")
     if schema is Config and (key := next((k for k in COMPARE_KEYS if k in data), None)):
         raise ConfigError(f"{source}: {key}: this is a compare config; run it with 'optrun compare {source}'")
     try:
@@ -423,9 +564,11 @@ def load_config(path: str | Path, overrides: Iterable[str] = (), schema: type[An
 
 
 def load_any_config(path: str | Path, overrides: Iterable[str] = ()) -> Config | CompareConfig:
-    """The config at ``path`` as a CompareConfig when it is one (``is_compare``), else as a Config."""
+    """The config at ``path`` as a TuneConfig where it has a ``tune:`` section, a CompareConfig where it is one
+    (``is_compare``), else as a Config."""
     data = _read_config(path, overrides)
-    return parse_config(data, str(path), CompareConfig if is_compare(data) else Config)
+    tunes = isinstance(data, Mapping) and "tune" in data
+    return parse_config(data, str(path), TuneConfig if tunes else CompareConfig if is_compare(data) else Config)
 
 
 def dump_yaml(data: Mapping[str, Any]) -> str:
@@ -439,10 +582,15 @@ SMOKE_STEPS = 20
 
 def smoke(config: AnyConfig) -> AnyConfig:
     """The config cut down for a smoke test: one epoch on at most 256 train and 256 test samples (as many as
-    there are classes, where there are more), or on an objective at most 20 steps."""
+    there are classes, where there are more), or on an objective at most 20 steps; a tuning tries two random
+    settings per label on one tuning seed and evaluates them on one seed."""
     if config.objective is not None:
         update = {"steps": min(config.train.steps, SMOKE_STEPS)}
     else:  # and never fewer samples than classes, so that each split keeps one of each
         samples = max(SMOKE_SAMPLES, config.dataset.size[2])
         update = {"epochs": 1, "max_samples": min(config.train.max_samples or samples, samples)}
-    return config.model_copy(update={"train": config.train.model_copy(update=update)})
+    config = config.model_copy(update={"train": config.train.model_copy(update=update)})
+    if isinstance(config, TuneConfig):  # two random settings per label, each on one seed, and one evaluation seed
+        tune = config.tune.model_copy(update={"budget": 2, "search": "random", "seeds": config.tuning_seeds[:1]})
+        config = config.model_copy(update={"tune": tune, "seeds": config.seed_list[:1]})
+    return config

@@ -232,8 +232,10 @@ def _guarded(call: Callable[[], R], on_error: OnError) -> R:
 
 
 @contextmanager
-def executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[MapUnordered]:
-    """The Dask cluster at ``scheduler``, else ``jobs`` local worker processes (1: this process)."""
+def executor(jobs: int = 1, scheduler: str | None = None, tasks_from: str | None = None) -> Iterator[MapUnordered]:
+    """The Dask cluster at ``scheduler``, else ``jobs`` local worker processes (1: this process). ``tasks_from``:
+    the module of the tasks to come, which the local workers' fork server starts importing at once, while the
+    caller prepares them (else at the first ``map_unordered``)."""
     if scheduler is not None:
         with _connect(scheduler) as client:
             yield partial(_dask_map, client)
@@ -247,6 +249,8 @@ def executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[MapUnorder
         try:
             with _starting():  # the pool's queues start the resource tracker
                 pool = ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(ignore_sigint,))
+            if tasks_from is not None:
+                _start_server(context, tasks_from)
             try:
                 yield partial(_pool_map, pool, context, held)
             except BaseException:
@@ -256,6 +260,26 @@ def executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[MapUnorder
                 pool.shutdown(wait=True, cancel_futures=True)  # drop what has not started
         finally:
             held.deliver()  # a signal the pool did not act on (the caller left it early)
+
+
+def _start_server(context: Any, module: str) -> None:
+    """Start the fork server, if it is the start method and not running yet, importing ``module`` (the tasks'):
+    workers fork from a server that imported it once."""
+    if context.get_start_method() != "forkserver":
+        return
+    with _starting():
+        context.set_forkserver_preload([module])
+        # The server starts without the current directory on its path (Python's -P): it imports the task's
+        # module before it learns this process's path, and a folder named optrun there (a clone of the
+        # repository) would stand in for the package.
+        with _environment(PYTHONSAFEPATH="1"):
+            multiprocessing.forkserver.ensure_running()
+
+
+def in_process(map_unordered: MapUnordered) -> bool:
+    """Whether ``map_unordered`` runs its tasks in this process (``executor`` with one job), where a signal
+    stops the caller as it stops the task."""
+    return map_unordered is _serial_map
 
 
 def _serial_map(fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None) -> Iterator[tuple[int, R]]:
@@ -271,14 +295,8 @@ def _pool_map(
     items: Sequence[T],
     on_error: OnError = None,
 ) -> Iterator[tuple[int, R]]:
+    _start_server(context, fn.__module__)
     with _starting():
-        if context.get_start_method() == "forkserver":
-            context.set_forkserver_preload([fn.__module__])  # workers fork from a server that imported it once
-            # The server starts without the current directory on its path (Python's -P): it imports the
-            # task's module before it learns this process's path, and a folder named optrun there (a clone
-            # of the repository) would stand in for the package.
-            with _environment(PYTHONSAFEPATH="1"):
-                multiprocessing.forkserver.ensure_running()
         # The pool starts its workers as tasks come (from the fork server once it has imported the task's
         # module: about a second).
         futures = {pool.submit(_as_task, fn, item): i for i, item in enumerate(items)}

@@ -22,10 +22,10 @@ from the others'.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib import rc_context
@@ -33,11 +33,16 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator, PercentFormatter
+from matplotlib.ticker import FixedLocator, MaxNLocator, PercentFormatter
 
 from optrun.objectives import Objective
 from optrun.problems import LandscapeStats, Record
+from optrun.search import Choices, Range
 from optrun.stats import Group, curves, optimizer_descriptions
+
+if TYPE_CHECKING:
+    from optrun.search import Space
+    from optrun.tune import Choice
 
 _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
@@ -285,6 +290,71 @@ def save_figure(fig: Figure, out_dir: Path, name: str = "curves", svg: bool = Tr
             raise
         os.replace(tmp, path)
     return paths
+
+
+# --- tuning -----------------------------------------------------------------------------------------------------
+
+
+def sensitivity_figure(
+    choices: Mapping[str, Choice], spaces: Mapping[str, Space], metric: str, at: str, title: str = ""
+) -> Figure:
+    """The tuning's metric against each tuned hyperparameter, a panel per hyperparameter and a line per label.
+
+    Every scored setting is a faint point; the line joins, at each value of the hyperparameter, the best
+    score over the label's other hyperparameters (its profile); the chosen setting is a large star; a
+    setting that diverged or failed is a cross at the panel's foot. A range's axis is on its scale (log for
+    a log range), a list's values are evenly spaced in their order."""
+    names = list(dict.fromkeys(name for space in spaces.values() for name in space))
+    fig = Figure(figsize=(2 + 4.6 * len(names), 4.6), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False, sharey=True)[0]
+    maximize = metric.endswith("accuracy")
+    labels = list(choices)
+    for ax, name in zip(axes, names, strict=True):
+        dims = [spaces[label][name] for label in labels if name in spaces[label]]
+        categorical = any(isinstance(d, Choices) for d in dims)
+        ticks = list(dict.fromkeys(v for d in dims if isinstance(d, Choices) for v in d.values))
+
+        def x_of(value: Any, ticks: list[Any] = ticks, categorical: bool = categorical) -> float:
+            return float(ticks.index(value)) if categorical else float(value)
+
+        for index, label in enumerate(labels):
+            if name not in spaces[label]:
+                continue
+            style, choice = _Style(index, len(labels)), choices[label]
+            scored = [(x_of(s.values[name]), s.score) for s in choice.settings if s.score is not None]
+            if scored:
+                xs, ys = np.array(scored).T
+                ax.scatter(xs, ys, color=style.colour, s=12, alpha=0.35, linewidths=0)
+                profile = {x: (max if maximize else min)(ys[xs == x]) for x in np.unique(xs)}
+                ax.plot(list(profile), list(profile.values()), **{**style.handle(), "markersize": 4})
+            broken = [x_of(s.values[name]) for s in choice.settings if s.score is None]
+            if broken:
+                ax.plot(broken, [0.02] * len(broken), "x", color=style.colour, transform=ax.get_xaxis_transform(),
+                        markersize=7, clip_on=False)  # fmt: skip
+            if choice.setting is not None:
+                best = (x_of(choice.setting.values[name]), choice.setting.score)
+                ax.plot(*best, marker="*", markersize=16, color=style.colour, markeredgecolor="black", zorder=5)
+        if categorical:
+            ax.xaxis.set_major_locator(FixedLocator(range(len(ticks))))
+            ax.set_xticks(range(len(ticks)), [str(v) for v in ticks])
+            ax.set_xlim(-0.5, len(ticks) - 0.5)
+        elif all(isinstance(d, Range) and d.scale == "log" for d in dims):
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        if maximize:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        else:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+    handles = [Line2D([], [], **_Style(i, len(labels)).handle(), label=label) for i, label in enumerate(labels)]
+    handles.append(Line2D([], [], linestyle="", marker="*", markersize=12, color="0.6", markeredgecolor="black",
+                          label="chosen setting"))  # fmt: skip
+    if any(choice.broken for choice in choices.values()):
+        handles.append(Line2D([], [], linestyle="", marker="x", color="0.3", label="diverged or failed"))
+    axes[0].set_ylabel(f"{metric.replace('_', ' ')}, {at} epoch (mean over the tuning seeds)")
+    _title(fig, axes, title)
+    fig.legend(handles=handles, loc="outside right center", frameon=False)
+    return fig
 
 
 # --- objectives --------------------------------------------------------------------------------------------------

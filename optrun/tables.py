@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.markup import escape
@@ -15,6 +15,10 @@ from optrun.problems import Problem, Record, problem_of
 from optrun.report import Comparison, Unfinished
 from optrun.runs import RunRecord
 from optrun.stats import optimizer_descriptions, problem_of_groups
+
+if TYPE_CHECKING:
+    from optrun.config import TuneConfig
+    from optrun.tune import Choice
 
 
 def metrics_table(problem: Problem, rows: Sequence[Record], limit: int | None = 25) -> Table:
@@ -151,3 +155,40 @@ def unfinished_notice(gap: Unfinished) -> Text:
         text.append(f"\n  {line}")
     text.append(f"\nfinish it with: {gap.resume_command}")
     return text
+
+
+def tuning_table(config: TuneConfig, choices: Mapping[str, Choice]) -> Table:
+    """Each label's chosen setting and its score on the validation split, best first; a range whose chosen value
+    is the lowest or highest tried is flagged, for the best may lie beyond it."""
+    tune = config.tune
+    metric = tune.metric.replace("_", " ")
+    caption = (
+        f"{metric}: at the {tune.at} epoch, the mean over the tuning seeds {config.tuning_seeds}; "
+        f"{tune.budget} settings per label ({tune.search} search)\n"
+        "diverged: settings that diverged or failed on a tuning seed, of all tried\n"
+        "at edge: the chosen value is the lowest or highest tried; widen the range that way"
+    )
+    table = Table(title=f"{config.name}: tuning", title_justify="left", caption=caption, caption_justify="left",
+                  box=box.SIMPLE_HEAD)  # fmt: skip
+    table.add_column("label", style="bold", no_wrap=True)
+    table.add_column("chosen setting", overflow="fold")
+    table.add_column(metric, justify="right", no_wrap=True)
+    table.add_column("diverged", justify="right", no_wrap=True)
+    table.add_column("at edge", overflow="fold")
+    sign = 1.0 if tune.maximize else -1.0
+    ranked = sorted(choices.values(), key=lambda c: -sign * c.setting.score if c.setting else math.inf)
+    for choice in ranked:
+        setting = choice.setting
+        values = setting and " ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.values.items()
+        )
+        score = "-" if setting is None else f"{setting.score:.2%}" if tune.maximize else f"{setting.score:.4f}"
+        broken = f"[red]{choice.broken}/{len(choice.settings)}[/]" if choice.broken else f"0/{len(choice.settings)}"
+        edges = ", ".join(f"{name} ({side})" for name, side in choice.edges.items())
+        table.add_row(choice.label, escape(values) if setting else "[red]none: every setting broke[/]", score,
+                      broken, f"[yellow]{edges}[/]" if edges else "")  # fmt: skip
+    return table
+
+
+def _setting_value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)

@@ -89,6 +89,14 @@ class Dataset:
                 digest.update(np.ascontiguousarray(x[:: max(1, len(x) // 256)]).tobytes())
         return digest.hexdigest()
 
+    def for_tuning(self) -> Dataset:
+        """The training split, with the validation split held out in the test split's place and no test split:
+        what a trial of a tuning trains and is scored on, so that no figure of the test split is ever computed."""
+        if self.x_val is None or self.y_val is None:
+            raise ValueError("no validation split to tune on (dataset.validation_fraction)")
+        held = (self.x_val, self.y_val)
+        return Dataset(self.name, self.x_train, self.y_train, *held, self.n_classes, sample_shape=self.sample_shape)
+
     def subsample(self, n: int) -> Dataset:
         """At most ``n`` samples of the train and test splits, and of the validation split its share of the
         training samples kept (it was carved from them); each class in proportion to its share of the split and

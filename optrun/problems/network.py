@@ -207,14 +207,20 @@ class NetworkProblem(Problem):
         activations = (batch * (3 * sum(per_sample) + sum(patches)) + evaluation) * itemsize
         return memory.Estimate(data, model, activations, memory.PER_ROW_BYTES * (config.train.epochs + 1))
 
-    def prepare(self, config: Config) -> Experiment:
-        """Load the data, initialise the network and build the optimizer."""
-        memory.check(self.estimate(config))  # before anything is allocated
-        data_rng, init_rng, order_rng = streams(config.seed)
-        data = load_dataset(config.dataset, data_rng, dtype=config.model.dtype)
+    def load(self, config: Config) -> Dataset:
+        """The config's data, as its seed splits it and ``train.max_samples`` cuts it."""
+        data = load_dataset(config.dataset, streams(config.seed)[0], dtype=config.model.dtype)
         if (n := config.train.max_samples) is not None and n < max(len(data.y_train), len(data.y_test)):
             data = data.subsample(n)
             check_every_class(data.y_train, data.y_test, data.n_classes, f"train.max_samples: {n}")
+        return data
+
+    def prepare(self, config: Config, data: Dataset | None = None) -> Experiment:
+        """Load the data (unless given: ``load``'s, as a trial of a tuning reuses it), initialise the network and
+        build the optimizer."""
+        memory.check(self.estimate(config))  # before anything is allocated
+        _, init_rng, order_rng = streams(config.seed)
+        data = self.load(config) if data is None else data
         model = build_model(config.model, grid(data.sample_shape), data.n_classes, init_rng)
         return Experiment(config, data, model, build_optimizer(config.optimizer, model.params), order_rng)
 

@@ -1,0 +1,201 @@
+"""Hyperparameter search: the ``tune:`` section of a config, its search spaces and the settings a search tries.
+
+A space gives each tuned hyperparameter of a label one dimension:
+
+- ``{log: [low, high]}``: a range searched on a log scale (0 < low < high), as learning rates are;
+- ``{linear: [low, high]}``: a range searched on a linear scale (low < high);
+- ``[v1, v2, ...]``: a list of values to choose from.
+
+``search: grid`` tries every combination of the choices with a grid of each range, the grid points evenly
+spaced on the range's scale, ends included: ``budget`` = (product of the choices' counts) × (product of the
+ranges' point counts), the point counts as equal as the budget allows (``grid_points``). ``search: random``
+draws ``budget`` settings, a range's values uniform on its scale and a choice uniform among its values, from
+a generator seeded by ``seed``: every label with as many dimensions gets the same uniform draws, mapped onto
+its own ranges. Values of a range are rounded to three significant digits, so that tables and ``tuned.yaml``
+read well; the rounded value is the one trained.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import PlainValidator
+from pydantic_core import PydanticCustomError
+
+from optrun.schema import PositiveInt, Section, describe
+
+SIGNIFICANT_DIGITS = 3
+
+
+def _rounded(x: float) -> float:
+    return float(f"{x:.{SIGNIFICANT_DIGITS}g}")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Values from ``low`` to ``high``, on a ``log`` or ``linear`` scale."""
+
+    low: float
+    high: float
+    scale: Literal["log", "linear"]
+
+    def at(self, u: np.ndarray) -> list[float]:
+        """The values at fractions ``u`` (in [0, 1]) of the way from low to high on the scale, rounded where
+        the rounded value stays in the range (0.99996 of [0.9, 0.99999] would round to 1); the ends exact."""
+        u = np.asarray(u, dtype=np.float64)
+        if self.scale == "log":
+            values = self.low * (self.high / self.low) ** u
+        else:
+            values = self.low + (self.high - self.low) * u
+        values = np.where(u <= 0, self.low, np.where(u >= 1, self.high, values))
+        return [r if self.low <= (r := _rounded(v)) <= self.high else float(v) for v in values]
+
+    def grid(self, points: int) -> list[float]:
+        """``points`` values evenly spaced on the scale, both ends included."""
+        return self.at(np.linspace(0.0, 1.0, points))
+
+    def __str__(self) -> str:
+        return f"{self.scale} [{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True)
+class Choices:
+    """A list of values to choose from."""
+
+    values: tuple[Any, ...]
+
+    def at(self, u: np.ndarray) -> list[Any]:
+        """The value whose share of [0, 1) holds each fraction of ``u``."""
+        index = np.minimum((np.asarray(u) * len(self.values)).astype(np.int64), len(self.values) - 1)
+        return [self.values[i] for i in index]
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(map(str, self.values)) + "]"
+
+
+Dimension = Range | Choices
+Space = dict[str, Dimension]  # one label's: hyperparameter -> its dimension
+
+
+def dimension(value: Any) -> Dimension:
+    """A space's entry as a Dimension; ValueError with the one-line reason where it is none."""
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("an empty list has nothing to choose from; give at least one value")
+        if any(isinstance(v, dict | list) for v in value):
+            raise ValueError(f"a list of values holds numbers, strings or booleans, got {describe(value)}")
+        if len({repr(v) for v in value}) != len(value):
+            raise ValueError(f"lists a value twice: {describe(value)}")
+        return Choices(tuple(value))
+    if isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("log", "linear"):
+        scale, ends = next(iter(value.items()))
+        numbers = isinstance(ends, list) and len(ends) == 2
+        if not numbers or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in ends):
+            raise ValueError(f"{scale}: must be [low, high], two numbers, got {describe(ends)}")
+        low, high = (float(v) for v in ends)
+        if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+            raise ValueError(f"{scale}: needs low < high, both finite, got {describe(ends)}")
+        if scale == "log" and low <= 0:
+            raise ValueError(f"log: needs 0 < low (a log scale), got {describe(ends)}; use linear for 0 and below")
+        return Range(low, high, scale)
+    raise ValueError(
+        f"must be a range ({{log: [low, high]}} or {{linear: [low, high]}}) or a list of values, got {describe(value)}"
+    )
+
+
+def _check_seeds(value: Any) -> list[int] | None:
+    if value is None:
+        return None
+    whole = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if whole and value and all(v >= 0 for v in value) and len(set(value)) == len(value):
+        return value
+    raise PydanticCustomError(
+        "seeds", "must be a non-empty list of distinct seeds (>= 0), got {got}", {"got": describe(value)}
+    )
+
+
+class TuneSpec(Section):
+    """The ``tune:`` section of a config: how ``optrun tune`` searches each label's hyperparameters."""
+
+    budget: PositiveInt = 16  # settings tried per label: the same for every label
+    search: Literal["grid", "random"] = "grid"
+    seeds: Annotated[list[int] | None, PlainValidator(_check_seeds)] = None  # None: one seed after the evaluation's
+    metric: Literal["validation_accuracy", "validation_loss"] = "validation_accuracy"
+    at: Literal["last", "best"] = "last"  # the metric at the last epoch, or at each run's best epoch
+    space: dict[str, Any]  # a label's ranges by hyperparameter, or a hyperparameter's range for every label
+
+    @property
+    def maximize(self) -> bool:
+        return self.metric.endswith("accuracy")
+
+
+def _factors(n: int) -> list[int]:
+    """The prime factors of ``n``, largest first."""
+    out, p = [], 2
+    while p * p <= n:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    return sorted([*out, *([n] if n > 1 else [])], reverse=True)
+
+
+def grid_points(space: Space, budget: int) -> dict[str, int]:
+    """How many values each dimension of a grid search takes so that the grid has ``budget`` settings: a
+    list all its values, the ranges as equal a share of the rest as its factors allow, the first range the
+    largest (16 over two ranges: 4 × 4; 12: 4 × 3). ValueError, in a line, where no grid has exactly ``budget``
+    settings with at least two points per range."""
+    choices = math.prod(len(d.values) for d in space.values() if isinstance(d, Choices))
+    ranges = [name for name, d in space.items() if isinstance(d, Range)]
+    if budget % choices or (not ranges and budget != choices):
+        need = f"{choices}" if not ranges else f"a multiple of {choices}"
+        raise ValueError(
+            f"a grid of {' × '.join(str(len(d.values)) for d in space.values() if isinstance(d, Choices))} "
+            f"choices cannot hold a budget of {budget}; make the budget {need}, or search: random"
+        )
+    points = dict.fromkeys(ranges, 1)
+    for factor in _factors(budget // choices):
+        smallest = min(ranges, key=lambda name: points[name])
+        points[smallest] *= factor
+    points = dict(zip(ranges, sorted(points.values(), reverse=True), strict=True))  # the first range the most
+    if any(p < 2 for p in points.values()):
+        raise ValueError(
+            f"a budget of {budget} leaves a range of the grid ({', '.join(ranges)}) fewer than 2 points "
+            f"({' × '.join(map(str, points.values()))}); choose a budget such as {_a_budget(len(ranges), choices)}, "
+            "or search: random"
+        )
+    return {name: (points[name] if name in points else len(d.values)) for name, d in space.items()}
+
+
+def _a_budget(ranges: int, choices: int) -> str:
+    return " or ".join(str(choices * k**ranges) for k in (3, 4))
+
+
+def settings(space: Space, budget: int, search: str, seed: int) -> list[dict[str, Any]]:
+    """The ``budget`` settings a search tries, in the order it tries them (a grid: the first dimension varies
+    slowest)."""
+    if search == "grid":
+        points = grid_points(space, budget)
+        axes = [d.grid(points[n]) if isinstance(d, Range) else list(d.values) for n, d in space.items()]
+        return [dict(zip(space, values, strict=True)) for values in itertools.product(*axes)]
+    u = np.random.default_rng(seed).random((len(space), budget))  # a dimension's draws: the same in any space
+    columns = [d.at(u[i]) for i, d in enumerate(space.values())]
+    return [dict(zip(space, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def at_edge(space: Space, tried: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any]) -> dict[str, str]:
+    """The ranges whose chosen value is the lowest or highest value tried: {hyperparameter: "low" or "high"}.
+    The best may lie beyond the range; it should be widened that way."""
+    edges = {}
+    for name, d in space.items():
+        if isinstance(d, Range) and len(values := {t[name] for t in tried}) > 1:
+            if chosen[name] == min(values):
+                edges[name] = "low"
+            elif chosen[name] == max(values):
+                edges[name] = "high"
+    return edges

@@ -1,0 +1,511 @@
+"""``optrun tune``: every label searched with the same budget on validation data, then compared on fresh seeds.
+
+The protocol (Choi et al. 2019; Schmidt et al. 2021):
+
+1. Each label tries ``tune.budget`` settings of its search space (``optrun.search``), each trained once per
+   tuning seed. A trial trains on the training split less the validation split and is scored on the
+   validation split alone: its data's test split is dropped before it trains (``Dataset.for_tuning``), so
+   no figure of the test split is computed while tuning.
+2. A setting's score is its metric (``tune.metric`` at the last epoch, or at each run's best epoch:
+   ``tune.at``) averaged over the tuning seeds; a setting that diverged or failed on any of them is a
+   result, ranked below every setting that completed. Each label's chosen setting is its best score (the
+   first tried, on a tie); a range whose chosen value is the lowest or highest tried is flagged.
+3. Each chosen setting is trained on the comparison's own ``seeds`` and the labels are compared on the test
+   split, as ``optrun compare`` does: ``tuned.yaml`` is that compare config, and reruns it exactly.
+
+A tune directory ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>/`` holds the resolved config (``config.yaml``),
+``trials.csv`` (a row per trial and tuning seed, appended as each finishes), ``tuned.yaml``,
+``sensitivity.png``/``.svg``, ``summary.json`` and the evaluation's compare directory (``evaluation/``).
+``optrun tune --resume DIR`` runs only the trials trials.csv lacks, then what is left of the evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import math
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optrun import memory
+from optrun.compare import CompareOutcome, PlannedRun, compare
+from optrun.config import CompareConfig, Config, TuneConfig, dump_yaml, parse_config
+from optrun.data import Dataset
+from optrun.parallel import MapUnordered, WorkersLost, executor, in_process
+from optrun.problems import NETWORK
+from optrun.report import build, collect, read_json
+from optrun.runs import (
+    RunDirError,
+    RunInterrupted,
+    RunOutcome,
+    Terminated,
+    create_run_dir,
+    existing_dir,
+    is_run_dir,
+    signal_name,
+    write_json,
+)
+from optrun.search import at_edge, settings
+from optrun.train import estimate, fit
+
+TRIALS = "trials.csv"
+TUNED = "tuned.yaml"
+EVALUATION = "evaluation"
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One trial of a tuning: a label's ``trial``-th setting (from 1), trained with a tuning seed."""
+
+    label: str
+    trial: int
+    seed: int
+    setting: dict[str, Any]
+    config: Config
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return self.label, self.trial, self.seed
+
+
+def plan(config: TuneConfig) -> list[PlannedTrial]:
+    """Every label's settings crossed with the tuning seeds: setting by setting, each across every label, so that
+    the first results cover every label."""
+    tried = {label: tried_settings(config, label) for label in config.optimizers}
+    return [
+        PlannedTrial(label, i + 1, seed, tried[label][i], config.trial_config(label, tried[label][i], seed))
+        for i in range(config.tune.budget)
+        for seed in config.tuning_seeds
+        for label in config.optimizers
+    ]
+
+
+def tried_settings(config: TuneConfig, label: str) -> list[dict[str, Any]]:
+    """The settings ``label`` tries, in order (a random search is seeded by the first tuning seed)."""
+    return settings(config.spaces[label], config.tune.budget, config.tune.search, config.tuning_seeds[0])
+
+
+@dataclass
+class TrialResult:
+    """What a trial hands back: its status, its score where it completed, and its wall seconds."""
+
+    status: str  # completed, diverged, failed, or interrupted (not recorded: a resume runs it again)
+    value: float | None = None  # the metric, where it completed
+    epoch: int | None = None  # the epoch it was read at
+    seconds: float = 0.0
+    reason: str | None = None
+    signal: str | None = None  # for a trial a signal stopped
+
+
+_DATA: dict[str, Dataset] = {}  # a worker's data: the last dataset its trials asked for
+
+
+def tuning_data(config: Config) -> Dataset:
+    """The data of a trial (``Dataset.for_tuning``), loaded once per process for every trial that shares it."""
+    key = json.dumps(
+        [config.dataset.model_dump(mode="json"), config.seed, config.model.dtype, config.train.max_samples]
+    )
+    if key not in _DATA:
+        _DATA.clear()
+        _DATA[key] = NETWORK.load(config).for_tuning()
+    return _DATA[key]
+
+
+def run_trial(task: tuple[Mapping[str, Any], str, str]) -> TrialResult:
+    """Train one trial (a resolved train config; the metric; ``last`` or ``best``) and score it on the validation
+    split. An exception is a failed trial; a signal hands back an interrupted one."""
+    config_data, metric, at = task
+    start = time.perf_counter()
+    try:
+        config = parse_config(dict(config_data))
+        result = fit(NETWORK.prepare(config, tuning_data(config)))
+    except KeyboardInterrupt as exc:
+        return TrialResult("interrupted", seconds=time.perf_counter() - start, signal=signal_name(exc))
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return TrialResult("failed", seconds=time.perf_counter() - start, reason=reason)
+    seconds = time.perf_counter() - start
+    if result.status != "completed":
+        return TrialResult(result.status, seconds=seconds, reason=result.reason)
+    held_out = "test_accuracy" if metric == "validation_accuracy" else "test_loss"  # the validation split's
+    rows = result.records[1:] if at == "best" and len(result.records) > 1 else result.records[-1:]
+    sign = 1.0 if metric == "validation_accuracy" else -1.0
+    row = max(rows, key=lambda r: sign * getattr(r, held_out))  # the earliest best
+    return TrialResult("completed", getattr(row, held_out), row.epoch, seconds)
+
+
+def _lost(exc: BaseException) -> TrialResult:
+    return TrialResult("failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+# --- trials.csv -------------------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def trial_columns(config: TuneConfig) -> list[str]:
+    """trials.csv's columns: who, every tuned hyperparameter (empty where a label does not tune it), the metric,
+    the epoch it was read at, and how the trial went."""
+    tuned = list(dict.fromkeys(name for space in config.spaces.values() for name in space))
+    return ["label", "trial", "seed", *tuned, config.tune.metric, "epoch", "status", "seconds", "reason"]
+
+
+def _trial_row(planned: PlannedTrial, result: TrialResult, columns: Sequence[str], metric: str) -> dict[str, str]:
+    row = {"label": planned.label, "trial": str(planned.trial), "seed": str(planned.seed)}
+    row |= {name: _cell(value) for name, value in planned.setting.items()}
+    row |= {metric: _cell(result.value), "epoch": _cell(result.epoch), "status": result.status}
+    row |= {"seconds": f"{result.seconds:.3f}", "reason": result.reason or ""}
+    return {c: row.get(c, "") for c in columns}
+
+
+def read_trials(path: Path, trials: Sequence[PlannedTrial], columns: Sequence[str]) -> dict[tuple[str, int, int], dict]:
+    """The trials of ``path`` (a tune directory) that trials.csv records whole, by key; RunDirError where one was
+    trained otherwise than the config plans it (trials.csv or config.yaml edited since)."""
+    try:
+        with (path / TRIALS).open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RunDirError(f"{path / TRIALS}: cannot read it: {exc}") from None
+    planned = {t.key: t for t in trials}
+    done = {}
+    for row in rows:
+        if None in row or any(row.get(c) is None for c in columns):  # a row torn by a crash while written
+            continue
+        try:
+            key = (row["label"], int(row["trial"]), int(row["seed"]))
+        except ValueError:
+            continue
+        if key not in planned:
+            raise RunDirError(f"{path / TRIALS}: {key[0]} trial {key[1]} seed {key[2]} is not in the tuning's plan")
+        for name, value in planned[key].setting.items():
+            if row[name] != _cell(value):
+                raise RunDirError(
+                    f"{path / TRIALS}: {key[0]} trial {key[1]} was trained with {name} {row[name]}, and config.yaml "
+                    f"now plans {_cell(value)}; put config.yaml back, or tune anew"
+                )
+        done[key] = row
+    return done
+
+
+class _TrialsWriter:
+    """Appends trials.csv's rows, each flushed as its trial finishes; rewrites the kept ones first on a resume
+    (dropping a row a crash tore)."""
+
+    def __init__(self, path: Path, columns: Sequence[str], kept: Sequence[Mapping[str, str]]) -> None:
+        self._file = path.open("w", newline="", encoding="utf-8")
+        self._csv = csv.DictWriter(self._file, columns, lineterminator="\n")
+        self._csv.writeheader()
+        self._csv.writerows(kept)
+        self._file.flush()
+
+    def write(self, row: Mapping[str, str]) -> None:
+        self._csv.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# --- choosing ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setting:
+    """A label's setting: its score over the tuning seeds (None: it diverged or failed on one)."""
+
+    label: str
+    trial: int
+    values: dict[str, Any]
+    score: float | None
+    status: str  # completed; else how its first broken seed ended
+    seeds: int  # the tuning seeds it was trained with
+
+
+@dataclass
+class Choice:
+    """A label's chosen setting (None where every setting diverged or failed), and how its search went."""
+
+    label: str
+    setting: Setting | None
+    settings: list[Setting] = field(default_factory=list)
+    edges: dict[str, str] = field(default_factory=dict)  # a range's chosen value at its lowest or highest tried
+
+    @property
+    def broken(self) -> int:
+        """Settings that diverged or failed."""
+        return sum(s.score is None for s in self.settings)
+
+
+def _number(text: str) -> float | None:
+    return float(text) if text else None
+
+
+def settings_of(config: TuneConfig, rows: Mapping[tuple[str, int, int], Mapping[str, str]]) -> list[Setting]:
+    """Every setting that trials.csv's ``rows`` hold for every tuning seed, scored."""
+    out = []
+    metric, seeds = config.tune.metric, config.tuning_seeds
+    for label in config.optimizers:
+        for i, values in enumerate(tried_settings(config, label), start=1):
+            runs = [rows.get((label, i, seed)) for seed in seeds]
+            if any(r is None for r in runs):
+                continue
+            broken = next((r["status"] for r in runs if r["status"] != "completed"), None)
+            score = None if broken else math.fsum(_number(r[metric]) for r in runs) / len(runs)
+            out.append(Setting(label, i, values, score, broken or "completed", len(runs)))
+    return out
+
+
+def choose(config: TuneConfig, tried: Sequence[Setting]) -> dict[str, Choice]:
+    """Each label's best setting by its score (the earliest, on a tie), and the ranges it sits at the edge of."""
+    sign = 1.0 if config.tune.maximize else -1.0
+    choices = {}
+    for label in config.optimizers:
+        mine = [s for s in tried if s.label == label]
+        scored = [s for s in mine if s.score is not None]
+        best = max(scored, key=lambda s: sign * s.score) if scored else None
+        edges = at_edge(config.spaces[label], [s.values for s in mine], best.values) if best else {}
+        choices[label] = Choice(label, best, mine, edges)
+    return choices
+
+
+# --- the whole tuning -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TuneOutcome:
+    path: Path
+    choices: dict[str, Choice]
+    evaluation: CompareOutcome | None  # None where no label has a setting to evaluate
+
+    @property
+    def all_failed(self) -> bool:
+        return self.evaluation is None or self.evaluation.all_failed
+
+
+def tune_to_resume(tune_dir: str | Path) -> Path:
+    """``tune_dir`` when it is a tuning that did not finish; RunDirError otherwise."""
+    path = existing_dir(tune_dir, "tune directory")
+    summary = read_json(path / "summary.json")
+    if is_run_dir(path) or (not (path / TRIALS).is_file() and summary.get("kind") != "tune"):
+        raise RunDirError(f"{path}: not a tune directory (it has no {TRIALS})")
+    if summary.get("status") == "completed":
+        raise RunDirError(f"{path}: the tuning is already completed; there is nothing to resume")
+    return path
+
+
+def _stopped(path: Path, config: TuneConfig, status: str, reason: str, extra: Mapping[str, Any] = ()) -> None:
+    summary = {"kind": "tune", "name": config.name, "status": status, "reason": reason, **dict(extra)}
+    write_json(path / "summary.json", summary)
+
+
+def tune(
+    config: TuneConfig,
+    runs_dir: str | Path = "runs",
+    jobs: int = 1,
+    scheduler: str | None = None,
+    on_trial: Callable[[PlannedTrial, TrialResult], None] | None = None,
+    on_run: Callable[[PlannedRun, RunOutcome], None] | None = None,
+    resume_dir: str | Path | None = None,
+) -> TuneOutcome:
+    """Tune every label (``jobs`` local processes, or the Dask cluster at ``scheduler``), then evaluate the
+    chosen settings (``optrun.compare``) on the same workers.
+
+    The executor is opened and the first trial's data and model built before any directory is made. Each trial
+    is written to trials.csv as it finishes. Ctrl-C or SIGTERM stops the trials in flight (they are not
+    recorded), writes an 'interrupted' summary.json and raises RunInterrupted; ``resume_dir``, an interrupted
+    tune directory (run with its own config.yaml), keeps its finished trials and runs the rest.
+    """
+    start = time.perf_counter()
+    trials = plan(config)
+    columns = trial_columns(config)
+    done = read_trials(Path(resume_dir), trials, columns) if resume_dir is not None else {}
+    todo = [t for t in trials if t.key not in done]
+    jobs = max(1, min(jobs, len(todo) or len(config.optimizers) * len(config.seed_list)))
+    if scheduler is None:
+        jobs = memory.runs_that_fit(memory.check(estimate(config)), jobs)
+    # matplotlib, for the pictures at the end, is imported meanwhile: the compiled epoch lets go of the GIL
+    threading.Thread(target=importlib.import_module, args=("optrun.plots",), daemon=True).start()
+    with executor(jobs, scheduler, __name__) as pool:
+        if todo:
+            NETWORK.prepare(todo[0].config, tuning_data(todo[0].config))  # a split that cannot be made: no folder
+        if resume_dir is None:
+            path = create_run_dir(runs_dir, config.name)
+            (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
+        else:
+            path = Path(resume_dir)
+        resume_command = f"tune --resume {path}"
+        rows = _run_trials(pool, path, config, trials, todo, done, on_trial, resume_command)
+        choices = choose(config, settings_of(config, rows))
+        summary = {
+            "kind": "tune",
+            "name": config.name,
+            "metric": config.tune.metric,
+            "at": config.tune.at,
+            "chosen": {label: _chosen_summary(c) for label, c in choices.items()},
+            "trials": len(trials),
+            "trials_wall_seconds": time.perf_counter() - start,
+        }
+        chosen = {label: c.setting.values for label, c in choices.items() if c.setting is not None}
+        if not chosen:
+            _sensitivity(path, config, choices)
+            _stopped(path, config, "completed", "every setting of every label diverged or failed", summary)
+            return TuneOutcome(path, choices, None)
+        evaluation = config.evaluation(chosen)
+        (path / TUNED).write_text(_tuned_yaml(config, evaluation.to_dict()), encoding="utf-8")
+        _stopped(path, config, "evaluating", "the chosen settings are being evaluated", summary)
+        drawing = _Drawing(path, config, choices)  # while the evaluation runs, on a core it leaves idle
+        try:
+            outcome = _evaluate(evaluation, path / EVALUATION, pool, jobs, scheduler, on_run, drawing.join)
+            drawing.join()
+        except KeyboardInterrupt as exc:  # RunInterrupted from the evaluation's runs, or while drawing
+            name = getattr(exc, "signal", None) or signal_name(exc)
+            _stopped(path, config, "interrupted", f"interrupted by {name} in the evaluation", summary)
+            raise RunInterrupted(path, name, "in the evaluation", resume_command) from None
+        except RunInterrupted as exc:
+            _stopped(path, config, "interrupted", f"interrupted by {exc.signal} in the evaluation", summary)
+            raise RunInterrupted(path, exc.signal, f"{exc.progress} of the evaluation", resume_command) from None
+        except WorkersLost as exc:
+            _stopped(path, config, "failed", str(exc), summary)
+            raise WorkersLost(str(exc).replace(f"compare --resume {path / EVALUATION}", resume_command)) from None
+    _stopped(path, config, "completed", "", {**summary, "evaluation": EVALUATION})
+    return TuneOutcome(path, choices, outcome)
+
+
+def _run_trials(
+    pool: MapUnordered,
+    path: Path,
+    config: TuneConfig,
+    trials: list[PlannedTrial],
+    todo: list[PlannedTrial],
+    done: dict[tuple[str, int, int], dict[str, str]],
+    on_trial: Callable[[PlannedTrial, TrialResult], None] | None,
+    resume_command: str,
+) -> dict[tuple[str, int, int], dict[str, str]]:
+    """Run the trials ``todo`` on ``pool``, each written to trials.csv (after those ``done``) as it finishes;
+    every trial's row by key."""
+    columns, metric = trial_columns(config), config.tune.metric
+    rows = dict(done)
+    writer = _TrialsWriter(path / TRIALS, columns, list(done.values()))
+    try:
+        tasks = [(t.config.to_dict(), metric, config.tune.at) for t in todo]
+        for i, result in pool(run_trial, tasks, on_error=_lost):
+            planned = todo[i]
+            if result.status == "interrupted":  # not recorded: a resume runs it again
+                if in_process(pool):  # the signal stops this process too
+                    raise _signal(result.signal or "SIGINT")
+                continue
+            rows[planned.key] = _trial_row(planned, result, columns, metric)
+            writer.write(rows[planned.key])
+            if on_trial is not None:
+                on_trial(planned, result)
+    except KeyboardInterrupt as exc:
+        name = signal_name(exc)
+        _stopped(path, config, "interrupted", f"interrupted by {name}", {"trials_finished": len(rows)})
+        kept = f"after {len(rows)} of {len(trials)} trials"
+        raise RunInterrupted(path, name, kept, resume_command=resume_command) from None
+    except WorkersLost as exc:
+        _stopped(path, config, "failed", str(exc), {"trials_finished": len(rows)})
+        raise WorkersLost(
+            f"{path}: {exc}; {len(rows)} of {len(trials)} trials are kept. Resume with: optrun {resume_command}"
+        ) from None
+    finally:
+        writer.close()
+    return rows
+
+
+class _Drawing(threading.Thread):
+    """``_sensitivity`` in a thread of its own, begun at once; ``join`` raises what it raised. One figure is
+    drawn at a time: the evaluation's own waits for it (``compare``'s ``before_writing``)."""
+
+    def __init__(self, path: Path, config: TuneConfig, choices: Mapping[str, Choice]) -> None:
+        super().__init__(name="optrun-sensitivity", daemon=True)
+        self.arguments, self.error = (path, config, choices), None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            _sensitivity(*self.arguments)
+        except BaseException as exc:  # raised where it is joined
+            self.error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
+def _sensitivity(path: Path, config: TuneConfig, choices: Mapping[str, Choice]) -> None:
+    from optrun import plots  # here: matplotlib takes 0.4 s to import, and workers never need it
+
+    search = f"{config.tune.budget} settings per label, {config.tune.search} search"
+    title = f"{config.name}: tuning on the validation split ({search})"
+    figure = plots.sensitivity_figure(choices, config.spaces, config.tune.metric, config.tune.at, title)
+    plots.save_figure(figure, path, "sensitivity")
+
+
+def _evaluate(
+    evaluation: CompareConfig,
+    into: Path,
+    pool: MapUnordered,
+    jobs: int,
+    scheduler: str | None,
+    on_run: Callable[[PlannedRun, RunOutcome], None] | None,
+    before_writing: Callable[[], None],
+) -> CompareOutcome:
+    """The evaluation's comparison in folder ``into``, on ``pool``: run, finished where a resume finds it begun,
+    or read where it completed; ``before_writing`` (``compare``'s) before its files are written."""
+    status = read_json(into / "summary.json").get("status")
+    if status == "completed":
+        comparison = build(collect([into]).groups, evaluation.name, evaluation.target_accuracy)
+        return CompareOutcome(into, comparison, [])
+    if status is None:  # not begun, or made without a run written: begin it again
+        shutil.rmtree(into, ignore_errors=True)
+        return compare(
+            evaluation, into.parent, jobs, scheduler, on_run, into=into, pool=pool, before_writing=before_writing
+        )
+    return compare(
+        evaluation, into.parent, jobs, scheduler, on_run, resume_dir=into, pool=pool, before_writing=before_writing
+    )
+
+
+def _signal(name: str) -> KeyboardInterrupt:
+    stop = signal.Signals[name]
+    return KeyboardInterrupt() if stop == signal.SIGINT else Terminated(stop)
+
+
+def _chosen_summary(choice: Choice) -> dict[str, Any]:
+    setting = choice.setting
+    return {
+        "setting": setting.values if setting else None,
+        "trial": setting.trial if setting else None,
+        "score": setting.score if setting else None,
+        "at_edge": choice.edges,
+        "settings": len(choice.settings),
+        "broken": choice.broken,
+    }
+
+
+def _tuned_yaml(config: TuneConfig, evaluation: Mapping[str, Any]) -> str:
+    head = (
+        f"# {config.name}: each label at the setting optrun tune chose on the validation split\n"
+        f"# ({config.tune.metric} at the {config.tune.at} epoch, {config.tune.budget} settings per label, "
+        f"{config.tune.search} search, tuning seeds {config.tuning_seeds}).\n"
+        "# optrun compare on this file reruns the evaluation exactly.\n"
+    )
+    return head + dump_yaml(evaluation)

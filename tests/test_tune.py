@@ -1,0 +1,369 @@
+"""optrun tune: the search spaces, the protocol (validation data only, equal budgets, fresh evaluation seeds),
+the choice, its files, interrupt and resume, and one-line errors for bad tune sections."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from csv_rows import metrics_without_timing, rows_without
+
+from optrun.cli import cli
+from optrun.config import TuneConfig, parse_config, smoke
+from optrun.problems import NETWORK
+from optrun.runs import RunInterrupted
+from optrun.search import Choices, Range, at_edge, grid_points, settings
+from optrun.train import train
+from optrun.tune import Setting, choose, plan, run_trial, tune, tuning_data
+
+SMALL = {
+    "name": "tn",
+    "dataset": {"name": "digits"},
+    "model": {"hidden": [16]},
+    "train": {"epochs": 2, "max_samples": 400},
+    "seeds": 2,
+    "optimizers": {"sgd": None, "adam": None},
+    "tune": {
+        "budget": 4,
+        "space": {"learning_rate": {"log": [0.001, 1.0]}, "adam": {"beta2": [0.99, 0.999]}},
+    },
+}
+
+
+def tune_config(**changes) -> TuneConfig:
+    data = {**SMALL, **changes}
+    return parse_config(data, "tn.yaml", TuneConfig)
+
+
+def write_config(tmp_path: Path, data: dict, name: str = "tn.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def trials_without_timing(tune_dir: Path) -> list[list[str]]:
+    return rows_without(tune_dir / "trials.csv", "seconds")
+
+
+# --- search spaces ---------------------------------------------------------------------------------------------------
+
+
+def test_a_log_grid_is_evenly_spaced_in_the_exponent_and_a_linear_one_in_the_value() -> None:
+    assert Range(1e-3, 1.0, "log").grid(4) == [0.001, 0.01, 0.1, 1.0]
+    assert Range(1e-4, 1e-1, "log").grid(7) == [0.0001, 0.000316, 0.001, 0.00316, 0.01, 0.0316, 0.1]
+    assert Range(0.0, 0.9, "linear").grid(4) == [0.0, 0.3, 0.6, 0.9]
+
+
+def test_rounding_never_leaves_the_range_and_the_ends_are_exact() -> None:
+    values = Range(0.9, 0.99999, "linear").grid(9)  # 3 significant digits would make 0.9875 ... 0.99999 into 1
+    assert values[0] == 0.9 and values[-1] == 0.99999
+    assert all(0.9 <= v <= 0.99999 for v in values)
+    assert values == sorted(set(values))
+
+
+@pytest.mark.parametrize(
+    "space, budget, points",
+    [
+        ({"a": Range(1e-3, 1, "log")}, 16, {"a": 16}),
+        ({"a": Range(1e-3, 1, "log"), "b": Range(0, 1, "linear")}, 16, {"a": 4, "b": 4}),
+        ({"a": Range(1e-3, 1, "log"), "b": Range(0, 1, "linear")}, 12, {"a": 4, "b": 3}),
+        ({"a": Range(1e-3, 1, "log"), "c": Choices((1, 2))}, 16, {"a": 8, "c": 2}),
+        ({"c": Choices((1, 2, 3))}, 3, {"c": 3}),
+    ],
+)
+def test_a_grid_has_exactly_the_budget(space, budget: int, points) -> None:
+    assert grid_points(space, budget) == points
+    tried = settings(space, budget, "grid", 0)
+    assert len(tried) == budget and len({tuple(s.values()) for s in tried}) == budget
+
+
+@pytest.mark.parametrize(
+    "space, budget, says",
+    [
+        ({"a": Range(1e-3, 1, "log"), "b": Range(0, 1, "linear")}, 13, "fewer than 2 points"),
+        ({"a": Range(1e-3, 1, "log"), "c": Choices((1, 2, 3))}, 16, "a multiple of 3"),
+        ({"c": Choices((1, 2))}, 4, "make the budget 2"),
+    ],
+)
+def test_a_budget_no_grid_can_hold_is_refused(space, budget: int, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        grid_points(space, budget)
+
+
+def test_random_search_is_seeded_log_uniform_and_shares_its_draws_between_labels() -> None:
+    space = {"learning_rate": Range(1e-4, 1.0, "log")}
+    tried = settings(space, 4000, "random", 7)
+    assert tried == settings(space, 4000, "random", 7) and tried != settings(space, 4000, "random", 8)
+    exponents = np.log10([s["learning_rate"] for s in tried])
+    assert exponents.min() >= -4 and exponents.max() <= 0
+    # log-uniform on [1e-4, 1]: the exponent is uniform on [-4, 0], mean -2 and variance 16/12, each quarter 1/4
+    assert abs(exponents.mean() + 2) < 0.1 and abs(exponents.var() - 16 / 12) < 0.1
+    assert np.allclose(np.histogram(exponents, bins=4, range=(-4, 0))[0] / 4000, 0.25, atol=0.03)
+    wider = settings({**space, "beta2": Choices((0.99, 0.999))}, 4000, "random", 7)
+    assert [s["learning_rate"] for s in wider] == [s["learning_rate"] for s in tried]  # the same draws
+    assert abs(np.mean([s["beta2"] == 0.99 for s in wider]) - 0.5) < 0.03
+
+
+def test_a_chosen_value_at_the_lowest_or_highest_tried_is_at_the_edge() -> None:
+    space = {"learning_rate": Range(1e-3, 1, "log"), "beta2": Choices((0.99, 0.999))}
+    tried = settings(space, 8, "grid", 0)
+    assert at_edge(space, tried, {"learning_rate": 1.0, "beta2": 0.99}) == {"learning_rate": "high"}
+    assert at_edge(space, tried, {"learning_rate": 0.001, "beta2": 0.999}) == {"learning_rate": "low"}
+    assert at_edge(space, tried, {"learning_rate": 0.01, "beta2": 0.999}) == {}  # a choice is never an edge
+
+
+# --- the config ------------------------------------------------------------------------------------------------------
+
+
+def test_spaces_combine_ranges_for_every_label_with_a_labels_own() -> None:
+    config = tune_config()
+    assert config.spaces == {
+        "sgd": {"learning_rate": Range(0.001, 1.0, "log")},
+        "adam": {"learning_rate": Range(0.001, 1.0, "log"), "beta2": Choices((0.99, 0.999))},
+    }
+    assert config.dataset.validation_fraction == 0.1  # tuning needs a validation split: 0.1 unless given
+    assert config.tuning_seeds == [2] and config.seed_list == [0, 1]  # after the evaluation seeds, disjoint
+
+
+LR = {"learning_rate": {"log": [1e-3, 1]}}
+BAD_TUNE_SECTIONS = [
+    ({"space": {"mu": {"log": [0.5, 0.9]}}}, "tune.space.mu: is neither a label (adam, sgd) nor a hyperparameter"),
+    (
+        {"space": {"beta2": [0.99]}},
+        "tune.space.beta2: sgd (sgd) has no hyperparameter beta2; give beta2 under the labels",
+    ),
+    ({"space": {"adam": {"mu": [0.9]}, **LR}}, "tune.space.adam.mu: adam (adam) has no hyperparameter mu; it takes:"),
+    ({"space": {"learning_rate": {"log": [0, 1]}}}, "tune.space.learning_rate: log: needs 0 < low"),
+    ({"space": {"learning_rate": {"log": [1, 0.1]}}}, "tune.space.learning_rate: log: needs low < high"),
+    ({"space": {"learning_rate": 0.1}}, "tune.space.learning_rate: must be a range ({log: [low, high]}"),
+    ({"space": {"learning_rate": []}}, "tune.space.learning_rate: an empty list has nothing to choose"),
+    ({"space": {**LR, "adam": {"beta2": [0.99, 1.5]}}}, "tune.space.adam.beta2: must be in [0, 1), got 1.5"),
+    ({"space": {"sgd": LR}}, "tune.space: gives adam nothing to tune"),
+    ({"budget": 5, "space": {**LR, "adam": {"beta2": [0.99, 0.999]}}}, "tune.budget: adam: a grid of 2 choices"),
+    ({"seeds": [1], "space": LR}, "tune.seeds: seed 1 is also an evaluation seed"),
+    ({"budget": 0, "space": LR}, "tune.budget: must be >= 1, got 0"),
+    ({"metric": "test_accuracy", "space": LR}, "tune.metric: must be one of validation_accuracy or validation_loss, got"),
+    ({"serach": "grid", "space": LR}, "tune.serach: unknown key (did you mean 'search'?)"),
+    ({}, "tune.space: is required"),
+    ({"space": {}}, "tune.space: is empty"),
+]
+
+
+@pytest.mark.parametrize("tune, expected", BAD_TUNE_SECTIONS)
+def test_a_bad_tune_section_is_one_line_exit_2_and_writes_nothing(tmp_path, tune: dict, expected: str) -> None:
+    path = write_config(tmp_path, {**SMALL, "tune": {"budget": 4, **tune}})
+    result = invoke("tune", path, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"Error: {path}: {expected}") and result.output.count("\n") == 1, result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_objective_cannot_be_tuned_and_other_commands_name_the_tune_command(tmp_path) -> None:
+    data = {"objective": {"name": "rosenbrock"}, "optimizers": {"sgd": None}, "tune": SMALL["tune"]}
+    result = invoke("tune", write_config(tmp_path, data, "obj.yaml"))
+    assert result.exit_code == 2 and "tune: tunes a network on a dataset's validation split" in result.output
+    path = write_config(tmp_path, SMALL)
+    for command in ("compare", "train"):
+        result = invoke(command, path)
+        assert (
+            result.exit_code == 2 and f"tune: this is a tune config; run it with 'optrun tune {path}'" in result.output
+        )
+    result = invoke("validate", path)
+    assert result.exit_code == 0 and result.output.startswith(f"ok: {path}"), result.output
+
+
+# --- the protocol ----------------------------------------------------------------------------------------------------
+
+
+def test_a_trial_is_scored_on_the_validation_split_and_never_sees_the_test_split() -> None:
+    config = tune_config()
+    trial = plan(config)[3]
+    data = tuning_data(trial.config)
+    whole = NETWORK.load(trial.config)
+    assert data.x_val is None and np.array_equal(data.x_test, whole.x_val) and np.array_equal(data.y_test, whole.y_val)
+    assert np.array_equal(data.x_train, whole.x_train)
+    # the same config trained as an ordinary run (which evaluates all three splits) has the trial's score as its
+    # validation accuracy: the trial trained the same network on the same batches and scored the validation split
+    result = run_trial((trial.config.to_dict(), "validation_accuracy", "last"))
+    reference = train(trial.config).records
+    assert result.status == "completed" and result.value == reference[-1].validation_accuracy
+    best = run_trial((trial.config.to_dict(), "validation_loss", "best"))
+    losses = [r.validation_loss for r in reference[1:]]
+    assert best.value == min(losses) and best.epoch == 1 + losses.index(min(losses))
+
+
+def settings_for(label: str, scores: list[float | None]) -> list[Setting]:
+    return [
+        Setting(label, i, {"learning_rate": 10.0**-i}, s, "completed" if s is not None else "diverged", 1)
+        for i, s in enumerate(scores, start=1)
+    ]
+
+
+def test_the_choice_is_the_best_score_the_earliest_on_a_tie_and_broken_settings_lose() -> None:
+    config = tune_config(tune={"budget": 4, "space": {"learning_rate": {"log": [1e-4, 0.1]}}})
+    tried = settings_for("sgd", [0.5, None, 0.7, 0.7]) + settings_for("adam", [None, None, None, None])
+    choices = choose(config, tried)
+    assert choices["sgd"].setting.trial == 3 and choices["sgd"].broken == 1
+    assert choices["adam"].setting is None and choices["adam"].broken == 4
+    losses = tune_config(tune={**config.tune.model_dump(), "metric": "validation_loss"})
+    assert choose(losses, settings_for("sgd", [0.5, 0.2, 0.2, None]))["sgd"].setting.trial == 2
+
+
+def test_tune_writes_its_files_trials_on_validation_only_and_tuned_yaml_reruns_the_evaluation(tmp_path) -> None:
+    path = write_config(tmp_path, SMALL)
+    result = invoke("tune", path, "--runs-dir", tmp_path / "runs", "-j", "1")
+    assert result.exit_code == 0, result.output
+    tune_dir = next((tmp_path / "runs").iterdir())
+    names = {p.name for p in tune_dir.iterdir()}
+    assert {"config.yaml", "trials.csv", "tuned.yaml", "sensitivity.png", "sensitivity.svg", "summary.json"} <= names
+    with (tune_dir / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    header = list(rows[0])
+    assert header == ["label", "trial", "seed", "learning_rate", "beta2", "validation_accuracy", "epoch", "status",
+                      "seconds", "reason"]  # fmt: skip
+    assert not any("test" in column for column in header)
+    per_label = {label: sum(r["label"] == label for r in rows) for label in ("sgd", "adam")}
+    assert per_label == {"sgd": 4, "adam": 4}  # the same budget for every label
+    assert {r["seed"] for r in rows} == {"2"}  # the tuning seed, not an evaluation seed
+    summary = json.loads((tune_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    for label, chosen in summary["chosen"].items():
+        mine = [r for r in rows if r["label"] == label and r["status"] == "completed"]
+        best = max(mine, key=lambda r: float(r["validation_accuracy"]))
+        assert chosen["score"] == float(best["validation_accuracy"])
+        assert chosen["setting"]["learning_rate"] == float(best["learning_rate"])
+    tuned = yaml.safe_load((tune_dir / "tuned.yaml").read_text())
+    assert tuned["seeds"] == [0, 1] and "tune" not in tuned
+    assert tuned["optimizers"]["adam"]["beta2"] == summary["chosen"]["adam"]["setting"]["beta2"]
+    evaluation = tune_dir / "evaluation"
+    assert sorted(p.parent.name for p in evaluation.glob("*/seed-*/metrics.csv")) == [
+        "seed-0",
+        "seed-0",
+        "seed-1",
+        "seed-1",
+    ]
+    rerun = invoke("compare", tune_dir / "tuned.yaml", "--runs-dir", tmp_path / "rerun", "-j", "1", "-q")
+    assert rerun.exit_code == 0, rerun.output
+    rerun_dir = next((tmp_path / "rerun").iterdir())
+    for run in evaluation.glob("*/seed-*"):
+        assert metrics_without_timing(run) == metrics_without_timing(rerun_dir / run.relative_to(evaluation))
+    assert "tuning" in result.output and "chosen setting" in result.output and "tune directory" in result.output
+
+
+def test_two_workers_tune_exactly_as_one(tmp_path) -> None:
+    one = tune(tune_config(), tmp_path / "one", jobs=1)
+    two = tune(tune_config(), tmp_path / "two", jobs=2)
+    assert sorted(trials_without_timing(one.path)) == sorted(trials_without_timing(two.path))
+    assert (one.path / "tuned.yaml").read_text() == (two.path / "tuned.yaml").read_text()
+
+
+def test_every_setting_diverging_is_a_result_not_a_crash(tmp_path) -> None:
+    config = tune_config(
+        optimizers={"sgd": None},
+        train={"epochs": 2, "max_samples": 400, "divergence_factor": 1.5},
+        tune={"budget": 2, "space": {"learning_rate": {"log": [1e6, 1e8]}}},
+    )
+    outcome = tune(config, tmp_path / "runs")
+    assert outcome.evaluation is None and outcome.all_failed
+    assert outcome.choices["sgd"].setting is None and outcome.choices["sgd"].broken == 2
+    with (outcome.path / "trials.csv").open() as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["diverged", "diverged"]
+    assert (outcome.path / "sensitivity.png").is_file() and not (outcome.path / "tuned.yaml").exists()
+
+
+def test_smoke_tries_two_settings_per_label_for_one_epoch() -> None:
+    config = smoke(tune_config())
+    assert config.tune.budget == 2 and config.train.epochs == 1 and config.seed_list == [0]
+    assert len(plan(config)) == 4
+
+
+# --- interrupt and resume --------------------------------------------------------------------------------------------
+
+
+def test_an_interrupted_tuning_keeps_every_finished_trial_and_resume_runs_only_the_rest(tmp_path) -> None:
+    config = tune_config()
+    whole = tune(config, tmp_path / "whole")
+    seen = []
+
+    def stop_after_three(planned, result) -> None:
+        seen.append(planned.key)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted) as stopped:
+        tune(config, tmp_path / "cut", on_trial=stop_after_three)
+    cut = stopped.value.path
+    assert len(trials_without_timing(cut)) == 1 + 3
+    assert json.loads((cut / "summary.json").read_text())["status"] == "interrupted"
+    with (cut / "trials.csv").open("a") as f:
+        f.write("adam,3,2,0.1")  # a row torn by a crash while it was written
+    rerun = []
+    outcome = tune(config, tmp_path / "unused", resume_dir=cut, on_trial=lambda p, r: rerun.append(p.key))
+    assert outcome.path == cut and len(rerun) == 8 - 3 and not set(rerun) & set(seen[:3])  # only what was missing
+    assert sorted(trials_without_timing(cut)) == sorted(trials_without_timing(whole.path))
+    assert (cut / "tuned.yaml").read_text() == (whole.path / "tuned.yaml").read_text()
+    assert json.loads((cut / "summary.json").read_text())["status"] == "completed"
+    for run in (whole.path / "evaluation").glob("*/seed-*"):
+        assert metrics_without_timing(run) == metrics_without_timing(cut / run.relative_to(whole.path))
+    again = invoke("tune", "--resume", cut)
+    assert again.exit_code == 2 and "already completed" in again.output
+
+
+def test_resume_refuses_a_trial_the_config_now_plans_otherwise(tmp_path) -> None:
+    def stop(planned, result) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted) as stopped:
+        tune(tune_config(), tmp_path / "runs", on_trial=stop)
+    cut = stopped.value.path
+    config = yaml.safe_load((cut / "config.yaml").read_text())
+    config["tune"]["space"]["learning_rate"] = {"log": [0.01, 1.0]}
+    (cut / "config.yaml").write_text(yaml.safe_dump(config))
+    result = invoke("tune", "--resume", cut)
+    assert (
+        result.exit_code == 2
+        and "was trained with learning_rate 0.001, and config.yaml now plans 0.01" in result.output
+    )
+
+
+def test_ctrl_c_on_parallel_trials_keeps_the_finished_ones_and_resume_finishes(tmp_path) -> None:
+    data = {**SMALL, "train": {"epochs": 40}, "tune": {**SMALL["tune"], "budget": 16}}
+    data["tune"]["space"] = {"learning_rate": {"log": [0.001, 1.0]}}
+    path = write_config(tmp_path, data)
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "optrun", "tune", str(path), "--runs-dir", str(runs), "-j", "2"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while (
+        time.monotonic() < deadline
+        and len(list(runs.glob("*/trials.csv")) and trials_without_timing(next(runs.iterdir()))) <= 3
+    ):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    tune_dir = next(runs.iterdir())
+    assert err.startswith("interrupted by SIGINT after") and f"optrun tune --resume {tune_dir}" in err, err
+    assert "Traceback" not in err
+    kept = trials_without_timing(tune_dir)
+    assert 3 <= len(kept) - 1 < 32
+    resumed = invoke("tune", "--resume", tune_dir, "-j", "2", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    after = trials_without_timing(tune_dir)
+    assert len(after) - 1 == 32 and all(row in after for row in kept)  # every finished trial kept as it was
