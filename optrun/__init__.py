@@ -4,7 +4,7 @@ The library a notebook imports; the ``optrun`` command is a thin layer over it.
 """
 
 from optrun import startup  # noqa: F401  first: a Ctrl-C while the command imports exits quietly
-from optrun.config import CompareConfig, Config, load_config, parse_config
+from optrun.config import CompareConfig, Config, TuneConfig, load_config, parse_config
 from optrun.optim import OPTIMIZERS, Optimizer, build_optimizer
 from optrun.problems import EpochRecord, StepRecord, TrainResult
 from optrun.runs import run
@@ -18,6 +18,7 @@ __all__ = [
     "Optimizer",
     "StepRecord",
     "TrainResult",
+    "TuneConfig",
     "build_optimizer",
     "load_config",
     "parse_config",

@@ -645,7 +645,10 @@ def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
             click.echo(f"error: {_in_file(path, exc)}", err=True)
             continue
         problem = f"on {problem_of(c).describe(c)}"
-        if isinstance(c, configs.CompareConfig):
+        if isinstance(c, configs.TuneConfig):
+            trials = f"{_count(c.tune.budget, 'setting')} x {_count(len(c.tuning_seeds), 'tuning seed')}"
+            what = f"tune {_count(len(c.optimizers), 'optimizer')} x {trials}, then {_count(len(c.seed_list), 'seed')}"
+        elif isinstance(c, configs.CompareConfig):
             what = f"compare {_count(len(c.optimizers), 'optimizer')} x {_count(len(c.seed_list), 'seed')}"
         else:
             what = short_name(c.optimizer.name)

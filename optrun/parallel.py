@@ -276,6 +276,13 @@ def _start_server(context: Any, module: str) -> None:
             multiprocessing.forkserver.ensure_running()
 
 
+def start_early(module: str) -> None:
+    """Start the local workers' fork server now, importing ``module`` (the tasks'): a command that will run its
+    tasks in worker processes calls it as it starts, so that the server imports while the command does."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        _start_server(multiprocessing.get_context("forkserver"), module)
+
+
 def in_process(map_unordered: MapUnordered) -> bool:
     """Whether ``map_unordered`` runs its tasks in this process (``executor`` with one job), where a signal
     stops the caller as it stops the task."""

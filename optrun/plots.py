@@ -305,7 +305,7 @@ def sensitivity_figure(
     setting that diverged or failed is a cross at the panel's foot. A range's axis is on its scale (log for
     a log range), a list's values are evenly spaced in their order."""
     names = list(dict.fromkeys(name for space in spaces.values() for name in space))
-    fig = Figure(figsize=(2 + 4.6 * len(names), 4.6), layout="constrained")
+    fig = Figure(figsize=(4 + 5 * len(names), 5), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False, sharey=True)[0]
     maximize = metric.endswith("accuracy")
     labels = list(choices)
@@ -351,7 +351,7 @@ def sensitivity_figure(
                           label="chosen setting"))  # fmt: skip
     if any(choice.broken for choice in choices.values()):
         handles.append(Line2D([], [], linestyle="", marker="x", color="0.3", label="diverged or failed"))
-    axes[0].set_ylabel(f"{metric.replace('_', ' ')}, {at} epoch (mean over the tuning seeds)")
+    axes[0].set_ylabel(f"{metric.replace('_', ' ')} ({at} epoch)")
     _title(fig, axes, title)
     fig.legend(handles=handles, loc="outside right center", frameon=False)
     return fig

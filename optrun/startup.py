@@ -1,6 +1,8 @@
 """A Ctrl-C while the ``optrun`` command is still importing its libraries (the first half second) ends it with
-one line and exit 130, as a Ctrl-C later does, instead of a traceback from the middle of an import; and numpy's
-OpenBLAS starts with one thread in the command, before numpy is imported.
+one line and exit 130, as a Ctrl-C later does, instead of a traceback from the middle of an import; numpy's
+OpenBLAS starts with one thread in the command, before numpy is imported; and a command that will run worker
+processes (``compare``, ``tune``, not on one job or a Dask cluster) starts their fork server at once, which
+then imports optrun while the command does (half a second sooner to the first run).
 
 Imported first by the package, it acts only in the ``optrun`` command (``optrun ...`` or ``python -m optrun
 ...``), whose own handling takes over once it runs (``taken_over``); a program that imports optrun as a library
@@ -51,3 +53,26 @@ if (
     and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 ):
     signal.signal(signal.SIGINT, _stop)
+
+
+TASKS = {"compare": "optrun.compare", "tune": "optrun.tune"}  # the module of each command's tasks
+
+
+def _workers_to_come(argv: list[str]) -> str | None:
+    """The module of the tasks a command line will run in local worker processes, or None: another command, one
+    job, a Dask cluster, or help. A guess from the words alone: a wrong one costs a fork server, no more."""
+    words = [a for a in argv if not a.startswith("-")]
+    if not words or words[0] not in TASKS or {"-h", "--help", "--dask-scheduler"} & set(argv):
+        return None
+    for i, arg in enumerate(argv):
+        if arg in ("-j1", "--jobs=1") or (arg in ("-j", "--jobs") and argv[i + 1 : i + 2] == ["1"]):
+            return None
+    from optrun.threads import available_cores
+
+    return TASKS[words[0]] if available_cores() > 1 else None
+
+
+if _is_the_command() and (module := _workers_to_come(sys.argv[1:])) is not None:
+    from optrun import parallel
+
+    parallel.start_early(module)

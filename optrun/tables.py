@@ -103,12 +103,13 @@ def comparison_table(comparison: Comparison, unfinished: Sequence[Unfinished] = 
         title=comparison.title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD
     )
     table.add_column("label", style="bold", no_wrap=True)
-    table.add_column("optimizer", min_width=9, overflow="fold")  # long settings wrap, never cut
+    optimizers, seeds = _optimizer_cells(comparison), _seeds_cells(comparison, unfinished)
+    words = max((len(word) for cell in optimizers.values() for word in cell.split()), default=9)
+    table.add_column("optimizer", min_width=min(max(words, 9), 24), overflow="fold")  # wraps between settings
     for name in spec.wrapping:  # "mean ± sd", "best (epoch)": on a narrow terminal they wrap at their space
         table.add_column(name, justify="right", min_width=7)
     for name in (*spec.whole, "diverged"):
         table.add_column(name, justify="right", no_wrap=True)
-    optimizers, seeds = _optimizer_cells(comparison), _seeds_cells(comparison, unfinished)
     for row in comparison.rows:
         table.add_row(row.label, optimizers[row.label], *spec.cells(row), seeds[row.label])
     return table

@@ -453,8 +453,11 @@ class _Drawing(threading.Thread):
 def _sensitivity(path: Path, config: TuneConfig, choices: Mapping[str, Choice]) -> None:
     from optrun import plots  # here: matplotlib takes 0.4 s to import, and workers never need it
 
+    seeds = len(config.tuning_seeds)
     search = f"{config.tune.budget} settings per label, {config.tune.search} search"
-    title = f"{config.name}: tuning on the validation split ({search})"
+    title = (
+        f"{config.name}: tuning on the validation split\n({search}; mean over {seeds} tuning seed{'s' * (seeds > 1)})"
+    )
     figure = plots.sensitivity_figure(choices, config.spaces, config.tune.metric, config.tune.at, title)
     plots.save_figure(figure, path, "sensitivity")
 

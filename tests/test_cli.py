@@ -219,7 +219,7 @@ def test_train_writes_a_complete_run_directory(runner, tmp_path) -> None:
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert resolved["optimizer"] == {
         "name": "adam",
-        "learning_rate": 0.003,
+        "learning_rate": 0.01,
         "schedule": None,
         "clip_norm": None,
         "beta1": 0.9,
@@ -310,7 +310,8 @@ def test_divergence_exits_3_and_keeps_the_rows_before_it(runner, tmp_path) -> No
 def test_every_shipped_config_validates_and_smoke_runs(runner, tmp_path, config: Path) -> None:
     result = invoke(runner, "validate", config)
     assert result.exit_code == 0 and result.output.startswith(f"ok: {config}")
-    command = "compare" if is_compare(yaml.safe_load(config.read_text())) else "train"
+    data = yaml.safe_load(config.read_text())
+    command = "tune" if "tune" in data else "compare" if is_compare(data) else "train"
     result = invoke(runner, command, config, "--smoke", "--runs-dir", tmp_path, "-q")
     assert result.exit_code == 0, result.output
 

@@ -337,7 +337,9 @@ def test_the_readmes_python_api_runs_as_a_script_without_a_main_guard(tmp_path) 
     assert "Traceback" not in done.stderr and "bootstrapping" not in done.stderr, done.stderr
     compare_dir = tmp_path / done.stdout.strip().splitlines()[-1]
     written = sorted(p.name.split("-")[0] for p in (tmp_path / "runs").iterdir())
-    assert written == ["digits", "quickstart"]  # one run and one comparison, nothing from a worker
+    assert written == ["digits", "quickstart", "tune"]  # a run, a comparison, a tuning, nothing from a worker
+    tune_dir = next((tmp_path / "runs").glob("tune-*"))
+    assert json.loads((tune_dir / "summary.json").read_text())["status"] == "completed"
     assert json.loads((compare_dir / "summary.json").read_text())["status"] == "completed"
     runs = [read_run(path) for path in compare_dir.glob("*/seed-*")]
     assert len(runs) == 12 and {run.status for run in runs} == {"completed"}
@@ -506,7 +508,7 @@ def test_show_prints_a_run_or_a_comparison(tmp_path) -> None:
     result = invoke("show", run_dir)
     assert result.exit_code == 0
     text = result.output
-    assert f"run        {run_dir}" in text and "optimizer  sgd  learning_rate=0.1" in text
+    assert f"run        {run_dir}" in text and "optimizer  sgd  learning_rate=0.316" in text
     assert "status     completed after 3 of 3 epochs" in text and "seed=1" in text
     body = [line.split("│")[1].strip() for line in text.splitlines() if line.startswith("│")]
     assert body == ["0", "1", "2", "3"]  # every epoch's row

@@ -415,7 +415,7 @@ def test_the_optimizer_column_shows_settings_away_from_their_defaults_that_no_ot
     cells = {label: row[0] for label, row in table_rows(rendered(comparison_table(comparison))).items()}
     assert cells == {
         "hb-restart": "momentum lr=0.005 restart=(every=50)",
-        "adam": "adam lr=0.003",
+        "adam": "adam lr=0.01",
         "adam-fast": "adam lr=0.01",
-        "adamw-0": "adamw lr=0.003 weight_decay=0",
+        "adamw-0": "adamw lr=0.01 weight_decay=0",
     }

@@ -26,7 +26,7 @@ class AdaGrad(Optimizer):
     state = ("cache",)
 
     class Spec(Hyperparameters):
-        learning_rate: PositiveFloat = 0.03
+        learning_rate: PositiveFloat = 0.0316
         eps: PositiveFloat = EPS
         initial_accumulator: NonNegativeFloat = 0.0
 
@@ -111,7 +111,7 @@ class Adam(Optimizer):
     state = ("m", "s", "s_max")
 
     class Spec(Hyperparameters):
-        learning_rate: PositiveFloat = 0.003
+        learning_rate: PositiveFloat = 0.01
         beta1: UnitOpenFloat = 0.9
         beta2: UnitOpenFloat = 0.999
         eps: PositiveFloat = EPS

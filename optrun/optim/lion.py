@@ -23,7 +23,7 @@ class Lion(Optimizer):
     state = ("m",)
 
     class Spec(Hyperparameters):
-        learning_rate: PositiveFloat = 1e-4
+        learning_rate: PositiveFloat = 3.16e-4
         beta1: UnitOpenFloat = 0.9
         beta2: UnitOpenFloat = 0.99
         weight_decay: NonNegativeFloat = 0.0

@@ -23,7 +23,7 @@ class SGD(Optimizer):
     """
 
     class Spec(Hyperparameters):
-        learning_rate: PositiveFloat = 0.1
+        learning_rate: PositiveFloat = 0.316
 
     def scalars(self) -> dict[str, float | bool]:
         return {"lr": self.lr}
@@ -84,7 +84,7 @@ class Momentum(Optimizer):
     state = ("velocity",)
 
     class Spec(_HeavyBall):
-        learning_rate: PositiveFloat = 0.01
+        learning_rate: PositiveFloat = 0.0316
         nesterov: bool = False
         dampening: UnitOpenFloat = 0.0
 
@@ -172,7 +172,7 @@ class Nesterov(Momentum):
     """
 
     class Spec(_HeavyBall):
-        learning_rate: PositiveFloat = 0.01
+        learning_rate: PositiveFloat = 0.0316
 
     @property
     def nesterov(self) -> bool:
