@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import signal
 import sys
@@ -267,6 +268,8 @@ def _start_server(context: Any, module: str) -> None:
     workers fork from a server that imported it once."""
     if context.get_start_method() != "forkserver":
         return
+    with _starting():  # first, alone: starting it unblocks the signals, which the fork server must start without
+        multiprocessing.resource_tracker.ensure_running()
     with _starting():
         context.set_forkserver_preload([module])
         # The server starts without the current directory on its path (Python's -P): it imports the task's

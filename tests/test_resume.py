@@ -450,23 +450,29 @@ def session_processes(session: int) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "group, sig, code, processes",
-    [(True, signal.SIGINT, 130, 5), (True, signal.SIGINT, 130, 3), (False, signal.SIGTERM, 143, 5)],
-    ids=["ctrl-c to the group", "ctrl-c while the workers start", "SIGTERM to optrun alone"],
-)
-def test_a_signal_on_parallel_workers_leaves_no_process_behind(tmp_path, group: bool, sig, code, processes) -> None:
-    """Whenever the signal comes once optrun runs (here when ``processes`` are in its session: optrun, the
-    resource tracker and the fork server, which first imports optrun; then 2 workers, training), optrun
-    ends with one line, no traceback from any process, and no process left."""
+    "group, sig, code, when",
+    [(True, signal.SIGINT, 130, "training"), (True, signal.SIGINT, 130, "starting"),
+     (True, signal.SIGINT, 130, "importing"), (False, signal.SIGTERM, 143, "training")],
+    ids=["ctrl-c to the group", "ctrl-c while the workers start", "ctrl-c while importing", "SIGTERM to optrun alone"],
+)  # fmt: skip
+def test_a_signal_on_parallel_workers_leaves_no_process_behind(tmp_path, group: bool, sig, code, when: str) -> None:
+    """Whenever the signal comes once optrun runs (while it and its fork server, started at once, import; once
+    the comparison's directory is made and the workers start; or once 2 workers train: 5 processes in its
+    session with the resource tracker), optrun ends with one line, no traceback from any process, and no process
+    left."""
     path = tmp_path / "cmp.yaml"
     path.write_text(COMPARE.replace("epochs: 3, max_samples: 300", "epochs: 400"))
-    command = [sys.executable, "-m", "optrun", "compare", str(path), "--runs-dir", str(tmp_path / "runs"), "-j", "2"]
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "optrun", "compare", str(path), "--runs-dir", str(runs), "-j", "2"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     deadline = time.monotonic() + 60
-    while len(session_processes(process.pid)) < processes and time.monotonic() < deadline:
-        time.sleep(0.02)
+    processes = {"importing": 3, "starting": 3, "training": 5}[when]
+    while time.monotonic() < deadline and (
+        len(session_processes(process.pid)) < processes or (when == "starting" and not any(runs.glob("*/config.yaml")))
+    ):
+        time.sleep(0.01)
     assert len(session_processes(process.pid)) >= processes
     if group:
         os.killpg(process.pid, sig)  # as a terminal's Ctrl-C does: the whole process group
@@ -474,10 +480,13 @@ def test_a_signal_on_parallel_workers_leaves_no_process_behind(tmp_path, group: 
         process.send_signal(sig)  # as `kill` or a batch scheduler does: optrun forwards it to its workers
     _, err = process.communicate(timeout=60)
     assert process.returncode == code, err
-    assert err.startswith(f"interrupted by {sig.name}")
-    assert "Traceback" not in err and "optrun compare --resume" in err
-    compare_dir = next((tmp_path / "runs").iterdir())
-    assert json.loads((compare_dir / "summary.json").read_text())["status"] == "interrupted"
+    assert err.startswith(f"interrupted by {sig.name}") and "Traceback" not in err, err
+    if any(runs.glob("*/config.yaml")):  # made once the command has imported and read its config
+        assert "optrun compare --resume" in err
+        compare_dir = next(runs.iterdir())
+        assert json.loads((compare_dir / "summary.json").read_text())["status"] == "interrupted"
+    else:
+        assert when == "importing", err
     deadline = time.monotonic() + 5  # the fork server notices its parent is gone within moments
     while survivors := session_processes(process.pid):
         if time.monotonic() > deadline:

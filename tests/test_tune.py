@@ -156,7 +156,10 @@ BAD_TUNE_SECTIONS = [
     ({"budget": 5, "space": {**LR, "adam": {"beta2": [0.99, 0.999]}}}, "tune.budget: adam: a grid of 2 choices"),
     ({"seeds": [1], "space": LR}, "tune.seeds: seed 1 is also an evaluation seed"),
     ({"budget": 0, "space": LR}, "tune.budget: must be >= 1, got 0"),
-    ({"metric": "test_accuracy", "space": LR}, "tune.metric: must be one of validation_accuracy or validation_loss, got"),
+    (
+        {"metric": "test_accuracy", "space": LR},
+        "tune.metric: must be one of validation_accuracy or validation_loss, got",
+    ),
     ({"serach": "grid", "space": LR}, "tune.serach: unknown key (did you mean 'search'?)"),
     ({}, "tune.space: is required"),
     ({"space": {}}, "tune.space: is empty"),
