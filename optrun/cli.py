@@ -476,22 +476,28 @@ def _metric_text(metric: str, value: float | None) -> str:
 @contextmanager
 def _tune_progress(
     console: Console, config: configs.TuneConfig, trials: int, quiet: bool
-) -> Iterator[Callable[[PlannedTrial, TrialResult], None]]:
-    """A callback for each finished trial: a line, under one overall bar on a terminal."""
-    width, budget, metric = max(map(len, config.optimizers)), config.tune.budget, config.tune.metric
+) -> Iterator[tuple[Callable[[PlannedTrial, TrialResult], None], Callable[[PlannedRun, RunOutcome], None]]]:
+    """Callbacks for each finished trial and each finished evaluation run: a line each, under a bar of the
+    trials and one of the runs on a terminal."""
     if quiet:
-        yield lambda planned, result: None
+        yield (lambda planned, result: None), (lambda planned, outcome: None)
         return
-    bar = Progress(TextColumn("trials"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), console=console,
-                   transient=True, disable=not console.is_terminal)  # fmt: skip
+    width, budget, metric = max(map(len, config.optimizers)), config.tune.budget, config.tune.metric
+    runs = len(config.optimizers) * len(config.seed_list)
+    columns = (TextColumn("{task.description:>6}"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn())
+    bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
     with bar, _library_messages(lambda message: bar.console.print(message, highlight=False, markup=False)):
-        task = bar.add_task("tune", total=trials)
+        trials_bar, runs_bar = bar.add_task("trials", total=trials), bar.add_task("runs", total=runs)
 
-        def show(planned: PlannedTrial, result: TrialResult) -> None:
+        def trial_done(planned: PlannedTrial, result: TrialResult) -> None:
             bar.console.print(_trial_line(planned, result, budget, metric, width))
-            bar.advance(task)
+            bar.advance(trials_bar)
 
-        yield show
+        def run_done(planned: PlannedRun, outcome: RunOutcome) -> None:
+            bar.console.print(_run_line(planned, outcome, width))
+            bar.advance(runs_bar)
+
+        yield trial_done, run_done
 
 
 @cli.command("tune", short_help="Tune every optimizer with the same budget on validation data, then compare.")
@@ -546,11 +552,7 @@ def tune_command(
         console.print(f"note: {config_path} has one 'optimizer:'; tune ignores it", style="yellow")
     trials = plan(config)
     left = len(trials) - (len(read_trials(Path(resume_dir), trials, trial_columns(config))) if resume_dir else 0)
-    width = max(map(len, config.optimizers))
-    runs = len(config.optimizers) * len(config.seed_list)
-    trials_shown = _tune_progress(console, config, left, quiet)
-    runs_shown = _compare_progress(console, runs, width, quiet)
-    with _naming(config_path), trials_shown as on_trial, runs_shown as on_run:
+    with _naming(config_path), _tune_progress(console, config, left, quiet) as (on_trial, on_run):
         outcome = tune(config, runs_dir, jobs or available_cores(), dask_scheduler, on_trial, on_run, resume_dir)
     if quiet:
         _say(outcome.path)

@@ -19,14 +19,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from optrun import memory
 from optrun.config import CompareConfig, Config, dump_yaml, parse_config, read_yaml
-from optrun.parallel import MapUnordered, WorkersLost, executor, in_process
+from optrun.parallel import WorkersLost, executor, in_process
 from optrun.problems import Record, TrainResult, problem_of
 from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, read_json, write
 from optrun.runs import (
@@ -39,7 +38,6 @@ from optrun.runs import (
     existing_dir,
     failed_result,
     is_run_dir,
-    make_dir,
     signal_name,
     write_json,
     write_run,
@@ -111,7 +109,7 @@ def execute(config: Config | dict[str, Any]) -> Finished:
     return Finished(result, time.perf_counter() - start)
 
 
-def _worker_lost(exc: BaseException) -> Finished:
+def worker_lost(exc: BaseException) -> Finished:
     """What the executor reports for a run whose worker died or could not run it."""
     return Finished(failed_result(exc), 0.0, "".join(traceback.format_exception(exc)))
 
@@ -128,14 +126,14 @@ class CompareOutcome:
         return not any(group.completed for group in self.comparison.groups)
 
 
-def _finished(run_dir: Path) -> bool:
+def has_result(run_dir: Path) -> bool:
     """Whether the run has a result (``RESULT_STATUSES``): resume skips it."""
     return read_json(run_dir / "summary.json").get("status") in RESULT_STATUSES
 
 
-def _stopped(path: Path, config: CompareConfig, runs: list[PlannedRun], status: str, reason: str) -> int:
+def stop_comparison(path: Path, config: CompareConfig, runs: list[PlannedRun], status: str, reason: str) -> int:
     """Write the summary.json of a comparison that stopped before its end; how many of its runs finished."""
-    done = sum(_finished(path / r.subdir) for r in runs)
+    done = sum(has_result(path / r.subdir) for r in runs)
     summary = {"kind": "comparison", "name": config.name, "status": status, "reason": reason}
     write_json(path / "summary.json", summary | {"runs_finished": done, "runs_planned": len(runs)})
     return done
@@ -154,7 +152,7 @@ def comparison_to_resume(compare_dir: str | Path) -> Path:
     return path
 
 
-def _check_kept(path: Path, runs: list[PlannedRun], todo: list[PlannedRun]) -> None:
+def check_kept(path: Path, runs: list[PlannedRun], todo: list[PlannedRun]) -> None:
     """RunDirError when a finished run of the comparison at ``path`` (of its planned ``runs``) was trained
     otherwise than its config.yaml now plans it (edited since): resuming would average runs of two problems in
     one row."""
@@ -174,7 +172,40 @@ def _check_kept(path: Path, runs: list[PlannedRun], todo: list[PlannedRun]) -> N
 def pending(config: CompareConfig, resume_dir: str | Path | None = None) -> list[PlannedRun]:
     """The runs still to do: all of them, or those of ``resume_dir`` that did not finish."""
     runs = plan(config)
-    return runs if resume_dir is None else [r for r in runs if not _finished(Path(resume_dir) / r.subdir)]
+    return runs if resume_dir is None else [r for r in runs if not has_result(Path(resume_dir) / r.subdir)]
+
+
+def record(path: Path, planned: PlannedRun, finished: Finished) -> RunOutcome:
+    """Write a finished run into its directory of the comparison at ``path`` (and its traceback, if it failed)."""
+    outcome = write_run(path / planned.subdir, planned.config, finished.result, finished.wall_seconds)
+    if finished.traceback:
+        (outcome.path / TRACEBACK).write_text(finished.traceback, encoding="utf-8")
+    return outcome
+
+
+def stop_signal(name: str | None) -> KeyboardInterrupt:
+    """The exception of the signal ``name`` that stopped a task: raised where the task ran in this process, as
+    the workers' executors raise it."""
+    stop = signal.Signals[name or "SIGINT"]
+    return KeyboardInterrupt() if stop == signal.SIGINT else Terminated(stop)
+
+
+def executor_name(jobs: int, scheduler: str | None) -> str:
+    return f"Dask cluster at {scheduler}" if scheduler else ("this process" if jobs == 1 else f"{jobs} processes")
+
+
+def conclude(path: Path, config: CompareConfig, runs: list[PlannedRun], extra: dict[str, Any]) -> Comparison:
+    """Compute the comparison at ``path`` from its written runs and write its files (``extra`` into its
+    summary.json). A Ctrl-C meanwhile keeps every run: RunInterrupted, and a resume writes the rest."""
+    try:
+        comparison = build(collect([path]).groups, config.name, config.target_accuracy)
+        write(comparison, path, {"status": "completed", **extra})
+    except KeyboardInterrupt as exc:
+        name = signal_name(exc)
+        done = stop_comparison(path, config, runs, "interrupted", f"interrupted by {name} while writing the comparison")
+        progress = f"after {done} of {len(runs)} runs, while writing the comparison"
+        raise RunInterrupted(path, name, progress, resume_command=f"compare --resume {path}") from None
+    return comparison
 
 
 def compare(
@@ -184,9 +215,6 @@ def compare(
     scheduler: str | None = None,
     on_run: Callable[[PlannedRun, RunOutcome], None] | None = None,
     resume_dir: str | Path | None = None,
-    into: Path | None = None,
-    pool: MapUnordered | None = None,
-    before_writing: Callable[[], None] | None = None,
 ) -> CompareOutcome:
     """Run every planned run (``jobs`` local processes, or the Dask cluster at ``scheduler``) and compare them.
 
@@ -198,16 +226,13 @@ def compare(
     Ctrl-C or SIGTERM stops every run in flight, which hands back its finished
     epochs (written as 'interrupted'), writes an 'interrupted' summary.json and
     raises RunInterrupted. ``resume_dir``: an interrupted compare directory (run
-    with its own config.yaml); its finished runs are kept, the others run again. ``into``: the folder to make for
-    the comparison (``optrun tune``'s evaluation), instead of a new one in ``runs_dir``; ``pool``: an executor
-    already open (``optrun.parallel.executor(jobs, scheduler)``, tune's), to run on instead of opening one;
-    ``before_writing``: called once the runs are done, before the comparison's files are written.
+    with its own config.yaml); its finished runs are kept, the others run again.
     """
     start = time.perf_counter()
     runs = plan(config)
     todo = pending(config, resume_dir)
     if resume_dir is not None:
-        _check_kept(Path(resume_dir), runs, todo)
+        check_kept(Path(resume_dir), runs, todo)
     jobs = max(1, min(jobs, len(todo) or 1))
     if todo and scheduler is None:  # a Dask worker checks its own memory when it prepares a run
         jobs = memory.runs_that_fit(memory.check(estimate(config)), jobs)
@@ -215,50 +240,33 @@ def compare(
         # While the workers start, a core is idle: import matplotlib for the plots then, not after the runs.
         threading.Thread(target=importlib.import_module, args=("optrun.plots",), daemon=True).start()
     outcomes: list[RunOutcome] = []
-    with executor(jobs, scheduler, "optrun.compare") if pool is None else nullcontext(pool) as map_unordered:
+    with executor(jobs, scheduler, __name__) as map_unordered:
         if todo:
             prepare(todo[0].config)
         if resume_dir is None:
-            path = create_run_dir(runs_dir, config.name) if into is None else make_dir(into)
+            path = create_run_dir(runs_dir, config.name)
             (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
         else:
             path = Path(resume_dir)
             for planned in todo:  # an interrupted or half-written run starts again from scratch
                 shutil.rmtree(path / planned.subdir, ignore_errors=True)
         try:
-            for i, finished in map_unordered(execute, [r.config.to_dict() for r in todo], on_error=_worker_lost):
-                planned = todo[i]
-                outcome = write_run(path / planned.subdir, planned.config, finished.result, finished.wall_seconds)
-                if finished.traceback:
-                    (outcome.path / TRACEBACK).write_text(finished.traceback, encoding="utf-8")
-                outcomes.append(outcome)
+            for i, finished in map_unordered(execute, [r.config.to_dict() for r in todo], on_error=worker_lost):
+                outcomes.append(outcome := record(path, todo[i], finished))
                 if on_run is not None:
-                    on_run(planned, outcome)
+                    on_run(todo[i], outcome)
                 if finished.signal is not None and in_process(map_unordered):
-                    # run in this process, execute caught the signal: stop here as the workers' executors do
-                    stop = signal.Signals[finished.signal]
-                    raise KeyboardInterrupt() if stop == signal.SIGINT else Terminated(stop)
+                    raise stop_signal(finished.signal)  # run in this process, execute caught the signal: stop here too
         except KeyboardInterrupt as exc:
             name = signal_name(exc)
-            done = _stopped(path, config, runs, "interrupted", f"interrupted by {name}")
+            done = stop_comparison(path, config, runs, "interrupted", f"interrupted by {name}")
             progress = f"after {done} of {len(runs)} runs"
             raise RunInterrupted(path, name, progress, resume_command=f"compare --resume {path}") from None
         except WorkersLost as exc:
-            done = _stopped(path, config, runs, "failed", str(exc))
+            done = stop_comparison(path, config, runs, "failed", str(exc))
             raise WorkersLost(
                 f"{path}: {exc}; {done} of {len(runs)} runs finished and are kept. "
                 f"Resume with: optrun compare --resume {path}"
             ) from None
-    runs_seconds = time.perf_counter() - start
-    where = f"Dask cluster at {scheduler}" if scheduler else ("this process" if jobs == 1 else f"{jobs} processes")
-    try:
-        if before_writing is not None:
-            before_writing()
-        comparison = build(collect([path]).groups, config.name, config.target_accuracy)
-        write(comparison, path, {"status": "completed", "executor": where, "runs_wall_seconds": runs_seconds})
-    except KeyboardInterrupt as exc:  # while the plots are drawn: every run is kept, resume writes the rest
-        name = signal_name(exc)
-        done = _stopped(path, config, runs, "interrupted", f"interrupted by {name} while writing the comparison")
-        progress = f"after {done} of {len(runs)} runs, while writing the comparison"
-        raise RunInterrupted(path, name, progress, resume_command=f"compare --resume {path}") from None
-    return CompareOutcome(path, comparison, outcomes)
+    extra = {"executor": executor_name(jobs, scheduler), "runs_wall_seconds": time.perf_counter() - start}
+    return CompareOutcome(path, conclude(path, config, runs, extra), outcomes)

@@ -77,7 +77,9 @@ class Terminated(KeyboardInterrupt):
 
 class MapUnordered(Protocol):
     def __call__(self, fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None) -> Iterator[tuple[int, R]]:
-        """Yield ``(i, fn(items[i]))`` for every item, in the order they finish.
+        """Yield ``(i, fn(items[i]))`` for every item, in the order they finish. ``items`` may be a list the
+        caller appends to while it reads the results (tasks that depend on earlier ones): what it appends
+        before it reads the last result runs too.
 
         ``fn`` must be a module-level function the workers can import. When a
         task raises, ``on_error(exception)`` stands in for its result (without
@@ -293,8 +295,10 @@ def in_process(map_unordered: MapUnordered) -> bool:
 
 
 def _serial_map(fn: Callable[[T], R], items: Sequence[T], on_error: OnError = None) -> Iterator[tuple[int, R]]:
-    for i, item in enumerate(items):
-        yield i, _guarded(partial(fn, item), on_error)
+    i = 0
+    while i < len(items):  # items appended meanwhile run too
+        yield i, _guarded(partial(fn, items[i]), on_error)
+        i += 1
 
 
 def _pool_map(
@@ -306,11 +310,17 @@ def _pool_map(
     on_error: OnError = None,
 ) -> Iterator[tuple[int, R]]:
     _start_server(context, fn.__module__)
-    with _starting():
-        # The pool starts its workers as tasks come (from the fork server once it has imported the task's
-        # module: about a second).
-        futures = {pool.submit(_as_task, fn, item): i for i, item in enumerate(items)}
-    pending = set(futures)
+    futures: dict[Any, int] = {}
+    pending: set[Any] = set()
+
+    def submit_new() -> None:  # the items not submitted yet: at first all, then those appended meanwhile
+        with _starting():  # the pool starts its workers as tasks come, each forked from the fork server
+            for i in range(len(futures), len(items)):
+                future = pool.submit(_as_task, fn, items[i])
+                futures[future] = i
+                pending.add(future)
+
+    submit_new()
     while pending and not held.caught:
         done, _ = wait(pending, timeout=SIGNAL_POLL_SECONDS, return_when=FIRST_COMPLETED)
         for future in done:
@@ -324,6 +334,8 @@ def _pool_map(
                 held.caught.append(signal.SIGINT)  # a worker was sent SIGINT, not this process: stop as if it were
             else:
                 yield futures[future], result
+                if not held.caught:
+                    submit_new()
     if held.caught:  # Ctrl-C or SIGTERM: let the running tasks hand back what they have, then raise
         yield from _wind_down(pool, futures, pending, held.caught[0])
         held.deliver()
@@ -386,7 +398,13 @@ def _dask_map(
 ) -> Iterator[tuple[int, R]]:
     from distributed import as_completed as dask_completed
 
-    futures = client.map(partial(_one_thread, fn), list(items), pure=False)
+    task = partial(_one_thread, fn)
+    futures = client.map(task, list(items), pure=False)
     index = {future.key: i for i, future in enumerate(futures)}
-    for future in dask_completed(futures, loop=client.loop):
+    running = dask_completed(futures, loop=client.loop)
+    for future in running:
         yield index[future.key], _guarded(future.result, on_error)
+        for i in range(len(index), len(items)):  # appended meanwhile
+            new = client.submit(task, items[i], pure=False)
+            index[new.key] = i
+            running.add(new)

@@ -66,15 +66,6 @@ def create_run_dir(runs_dir: str | Path, name: str, now: datetime | None = None)
     raise RunDirError(f"{runs_dir}: too many runs named {name}-{stamp}")
 
 
-def make_dir(path: Path) -> Path:
-    """Make the new folder ``path`` (its parent exists); RunDirError where it cannot be made."""
-    try:
-        path.mkdir()
-    except OSError as exc:
-        raise RunDirError(f"{path}: cannot create the folder: {exc.strerror or exc}") from None
-    return path
-
-
 def versions() -> dict[str, str]:
     """The versions of optrun, numpy and Python, as summaries record them."""
     try:

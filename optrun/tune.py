@@ -26,7 +26,6 @@ import importlib
 import json
 import math
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,17 +34,29 @@ from pathlib import Path
 from typing import Any
 
 from optrun import memory
-from optrun.compare import CompareOutcome, PlannedRun, compare
+from optrun.compare import (
+    CompareOutcome,
+    Finished,
+    PlannedRun,
+    check_kept,
+    conclude,
+    execute,
+    executor_name,
+    has_result,
+    record,
+    stop_comparison,
+    stop_signal,
+    worker_lost,
+)
 from optrun.config import CompareConfig, Config, TuneConfig, dump_yaml, parse_config
 from optrun.data import Dataset
-from optrun.parallel import MapUnordered, WorkersLost, executor, in_process
+from optrun.parallel import WorkersLost, executor, in_process
 from optrun.problems import NETWORK
-from optrun.report import build, collect, read_json
+from optrun.report import read_json
 from optrun.runs import (
     RunDirError,
     RunInterrupted,
     RunOutcome,
-    Terminated,
     create_run_dir,
     existing_dir,
     is_run_dir,
@@ -139,10 +150,6 @@ def run_trial(task: tuple[Mapping[str, Any], str, str]) -> TrialResult:
     sign = 1.0 if metric == "validation_accuracy" else -1.0
     row = max(rows, key=lambda r: sign * getattr(r, held_out))  # the earliest best
     return TrialResult("completed", getattr(row, held_out), row.epoch, seconds)
-
-
-def _lost(exc: BaseException) -> TrialResult:
-    return TrialResult("failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
 # --- trials.csv -------------------------------------------------------------------------------------------------
@@ -313,6 +320,98 @@ def _stopped(path: Path, config: TuneConfig, status: str, reason: str, extra: Ma
     write_json(path / "summary.json", summary)
 
 
+def task(item: tuple[str, Any]) -> TrialResult | Finished:
+    """A worker's task: a trial, ``("trial", (config, metric, at))``, or a run of the evaluation, ``("run",
+    config)`` (``optrun.compare.execute``)."""
+    kind, payload = item
+    return run_trial(payload) if kind == "trial" else execute(payload)
+
+
+@dataclass
+class _Lost:
+    """A task whose worker could not run it: its failure, made by the kind of task it was."""
+
+    exc: BaseException
+
+
+class _Tuning:
+    """A tuning while its tasks run: its trials written to trials.csv as they finish, each label chosen once
+    its last trial is in, and that label's evaluation runs queued at once (``tasks``, which the executor reads
+    as it grows), so that they fill the workers the last trials leave idle."""
+
+    def __init__(self, config: TuneConfig, path: Path, trials: list[PlannedTrial], done: dict) -> None:
+        self.config, self.path, self.trials = config, path, trials
+        self.evaluation_dir = path / EVALUATION
+        self.rows = dict(done)
+        self.writer = _TrialsWriter(path / TRIALS, trial_columns(config), list(done.values()))
+        self.missing = {label: 0 for label in config.optimizers}  # trials not in yet, by label
+        for t in trials:
+            self.missing[t.label] += t.key not in done
+        self.chosen: dict[str, Setting] = {}
+        self.runs: list[PlannedRun] = []  # the evaluation's, of the labels chosen so far
+        self.tasks: list[tuple[str, Any]] = []
+        self.planned: list[PlannedTrial | PlannedRun] = []
+        self.trials_seconds: float | None = None
+        metric, at = config.tune.metric, config.tune.at
+        for t in trials:
+            if t.key not in done:
+                self.queue(("trial", (t.config.to_dict(), metric, at)), t)
+        self.choose_ready()
+
+    def queue(self, item: tuple[str, Any], planned: PlannedTrial | PlannedRun) -> None:
+        self.tasks.append(item)
+        self.planned.append(planned)
+
+    def trial_done(self, planned: PlannedTrial, result: TrialResult) -> None:
+        self.rows[planned.key] = _trial_row(planned, result, trial_columns(self.config), self.config.tune.metric)
+        self.writer.write(self.rows[planned.key])
+        self.missing[planned.label] -= 1
+        self.choose_ready()
+
+    def choose_ready(self) -> None:
+        """Choose every label whose trials are all in and that is not chosen yet, and queue its evaluation runs
+        (those a resume does not find finished)."""
+        ready = [label for label, n in self.missing.items() if n == 0 and label not in self.chosen]
+        if not ready:
+            return
+        choices = choose(self.config, settings_of(self.config, self.rows))
+        for label in ready:
+            setting = choices[label].setting
+            self.chosen[label] = setting
+            if setting is None:  # every setting broke: nothing to evaluate
+                continue
+            alone = self.config.evaluation({label: setting.values})
+            runs = [PlannedRun(label, seed, alone.run_config(label, seed)) for seed in alone.seed_list]
+            todo = [r for r in runs if not has_result(self.evaluation_dir / r.subdir)]
+            check_kept(self.evaluation_dir, runs, todo)
+            for run in todo:  # an interrupted or half-written run starts again from scratch
+                shutil.rmtree(self.evaluation_dir / run.subdir, ignore_errors=True)
+                self.queue(("run", run.config.to_dict()), run)
+            self.runs += runs
+        if self.evaluated:
+            self.evaluation_dir.mkdir(exist_ok=True)
+            config = dump_yaml(self.evaluation().to_dict())  # the labels chosen so far, for optrun show
+            (self.evaluation_dir / "config.yaml").write_text(config, encoding="utf-8")
+
+    @property
+    def evaluated(self) -> dict[str, dict[str, Any]]:
+        """The chosen setting of each label that has one, in the config's order."""
+        return {label: s.values for label in self.config.optimizers if (s := self.chosen.get(label)) is not None}
+
+    def evaluation(self) -> CompareConfig:
+        return self.config.evaluation(self.evaluated)
+
+    def stopped(self, status: str, reason: str) -> str:
+        """Write the summaries of a tuning stopped before its end; what it kept, in words."""
+        trials, runs = len(self.trials), len(self.config.optimizers) * len(self.config.seed_list)
+        _stopped(self.path, self.config, status, reason, {"trials_finished": len(self.rows)})
+        kept = f"{len(self.rows)} of {trials} trials"
+        if self.evaluated and self.evaluation_dir.is_dir():
+            done = stop_comparison(self.evaluation_dir, self.evaluation(), self.runs, status, reason)
+            kept += f" and {done} of {runs} evaluation runs"
+        return kept
+
+
 def tune(
     config: TuneConfig,
     runs_dir: str | Path = "runs",
@@ -322,110 +421,97 @@ def tune(
     on_run: Callable[[PlannedRun, RunOutcome], None] | None = None,
     resume_dir: str | Path | None = None,
 ) -> TuneOutcome:
-    """Tune every label (``jobs`` local processes, or the Dask cluster at ``scheduler``), then evaluate the
-    chosen settings (``optrun.compare``) on the same workers.
+    """Tune every label (``jobs`` local processes, or the Dask cluster at ``scheduler``) and evaluate the chosen
+    settings (``optrun.compare``'s runs and comparison), each label's evaluation runs beginning as soon as its
+    last trial is in.
 
     The executor is opened and the first trial's data and model built before any directory is made. Each trial
-    is written to trials.csv as it finishes. Ctrl-C or SIGTERM stops the trials in flight (they are not
-    recorded), writes an 'interrupted' summary.json and raises RunInterrupted; ``resume_dir``, an interrupted
-    tune directory (run with its own config.yaml), keeps its finished trials and runs the rest.
+    is written to trials.csv as it finishes, each evaluation run to its directory. Ctrl-C or SIGTERM stops the
+    tasks in flight (trials are not recorded; runs keep their finished epochs), writes 'interrupted' summaries
+    and raises RunInterrupted; ``resume_dir``, an interrupted tune directory (run with its own config.yaml),
+    keeps its finished trials and runs and runs the rest.
     """
     start = time.perf_counter()
     trials = plan(config)
-    columns = trial_columns(config)
-    done = read_trials(Path(resume_dir), trials, columns) if resume_dir is not None else {}
-    todo = [t for t in trials if t.key not in done]
-    jobs = max(1, min(jobs, len(todo) or len(config.optimizers) * len(config.seed_list)))
+    done = read_trials(Path(resume_dir), trials, trial_columns(config)) if resume_dir is not None else {}
+    jobs = max(1, min(jobs, len(trials) - len(done) + len(config.optimizers) * len(config.seed_list)))
     if scheduler is None:
         jobs = memory.runs_that_fit(memory.check(estimate(config)), jobs)
     # matplotlib, for the pictures at the end, is imported meanwhile: the compiled epoch lets go of the GIL
     threading.Thread(target=importlib.import_module, args=("optrun.plots",), daemon=True).start()
     with executor(jobs, scheduler, __name__) as pool:
-        if todo:
-            NETWORK.prepare(todo[0].config, tuning_data(todo[0].config))  # a split that cannot be made: no folder
+        first = next((t for t in trials if t.key not in done), trials[0])
+        NETWORK.prepare(first.config, tuning_data(first.config))  # a split that cannot be made: no folder
         if resume_dir is None:
             path = create_run_dir(runs_dir, config.name)
             (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
         else:
             path = Path(resume_dir)
         resume_command = f"tune --resume {path}"
-        rows = _run_trials(pool, path, config, trials, todo, done, on_trial, resume_command)
-        choices = choose(config, settings_of(config, rows))
-        summary = {
-            "kind": "tune",
-            "name": config.name,
-            "metric": config.tune.metric,
-            "at": config.tune.at,
-            "chosen": {label: _chosen_summary(c) for label, c in choices.items()},
-            "trials": len(trials),
-            "trials_wall_seconds": time.perf_counter() - start,
-        }
-        chosen = {label: c.setting.values for label, c in choices.items() if c.setting is not None}
-        if not chosen:
-            _sensitivity(path, config, choices)
+        tuning = _Tuning(config, path, trials, done)
+        drawing = None
+        try:
+            for i, result in pool(task, tuning.tasks, on_error=_Lost):
+                planned = tuning.planned[i]
+                if isinstance(planned, PlannedTrial):
+                    result = _trial_lost(result.exc) if isinstance(result, _Lost) else result
+                    if result.status == "interrupted":  # not recorded: a resume runs it again
+                        if in_process(pool):  # the signal stops this process too
+                            raise stop_signal(result.signal)
+                        continue
+                    tuning.trial_done(planned, result)
+                    if on_trial is not None:
+                        on_trial(planned, result)
+                    if drawing is None and len(tuning.chosen) == len(config.optimizers):
+                        tuning.trials_seconds = time.perf_counter() - start
+                        drawing = _Drawing(path, config, choose(config, settings_of(config, tuning.rows)))
+                else:
+                    result = worker_lost(result.exc) if isinstance(result, _Lost) else result
+                    outcome = record(tuning.evaluation_dir, planned, result)
+                    if on_run is not None:
+                        on_run(planned, outcome)
+                    if result.signal is not None and in_process(pool):
+                        raise stop_signal(result.signal)
+        except KeyboardInterrupt as exc:
+            name = signal_name(exc)
+            kept = tuning.stopped("interrupted", f"interrupted by {name}")
+            raise RunInterrupted(path, name, f"after {kept}", resume_command=resume_command) from None
+        except WorkersLost as exc:
+            kept = tuning.stopped("failed", str(exc))
+            raise WorkersLost(f"{path}: {exc}; {kept} are kept. Resume with: optrun {resume_command}") from None
+        finally:
+            tuning.writer.close()
+    choices = choose(config, settings_of(config, tuning.rows))
+    summary = {
+        "kind": "tune",
+        "name": config.name,
+        "metric": config.tune.metric,
+        "at": config.tune.at,
+        "chosen": {label: _chosen_summary(c) for label, c in choices.items()},
+        "trials": len(trials),
+        "trials_wall_seconds": tuning.trials_seconds or time.perf_counter() - start,
+        "executor": executor_name(jobs, scheduler),
+    }
+    try:
+        drawing = drawing or _Drawing(path, config, choices)
+        drawing.join()
+        if not tuning.evaluated:
             _stopped(path, config, "completed", "every setting of every label diverged or failed", summary)
             return TuneOutcome(path, choices, None)
-        evaluation = config.evaluation(chosen)
+        evaluation = tuning.evaluation()
         (path / TUNED).write_text(_tuned_yaml(config, evaluation.to_dict()), encoding="utf-8")
-        _stopped(path, config, "evaluating", "the chosen settings are being evaluated", summary)
-        drawing = _Drawing(path, config, choices)  # while the evaluation runs, on a core it leaves idle
-        try:
-            outcome = _evaluate(evaluation, path / EVALUATION, pool, jobs, scheduler, on_run, drawing.join)
-            drawing.join()
-        except KeyboardInterrupt as exc:  # RunInterrupted from the evaluation's runs, or while drawing
-            name = getattr(exc, "signal", None) or signal_name(exc)
-            _stopped(path, config, "interrupted", f"interrupted by {name} in the evaluation", summary)
-            raise RunInterrupted(path, name, "in the evaluation", resume_command) from None
-        except RunInterrupted as exc:
-            _stopped(path, config, "interrupted", f"interrupted by {exc.signal} in the evaluation", summary)
-            raise RunInterrupted(path, exc.signal, f"{exc.progress} of the evaluation", resume_command) from None
-        except WorkersLost as exc:
-            _stopped(path, config, "failed", str(exc), summary)
-            raise WorkersLost(str(exc).replace(f"compare --resume {path / EVALUATION}", resume_command)) from None
+        extra = {"executor": executor_name(jobs, scheduler), "runs_wall_seconds": time.perf_counter() - start}
+        comparison = conclude(tuning.evaluation_dir, evaluation, tuning.runs, extra)
+    except (KeyboardInterrupt, RunInterrupted) as exc:  # while the pictures are drawn: a resume draws them
+        name = exc.signal if isinstance(exc, RunInterrupted) else signal_name(exc)
+        _stopped(path, config, "interrupted", f"interrupted by {name} while writing the results", summary)
+        raise RunInterrupted(path, name, "while writing the results", resume_command) from None
     _stopped(path, config, "completed", "", {**summary, "evaluation": EVALUATION})
-    return TuneOutcome(path, choices, outcome)
+    return TuneOutcome(path, choices, CompareOutcome(tuning.evaluation_dir, comparison, []))
 
 
-def _run_trials(
-    pool: MapUnordered,
-    path: Path,
-    config: TuneConfig,
-    trials: list[PlannedTrial],
-    todo: list[PlannedTrial],
-    done: dict[tuple[str, int, int], dict[str, str]],
-    on_trial: Callable[[PlannedTrial, TrialResult], None] | None,
-    resume_command: str,
-) -> dict[tuple[str, int, int], dict[str, str]]:
-    """Run the trials ``todo`` on ``pool``, each written to trials.csv (after those ``done``) as it finishes;
-    every trial's row by key."""
-    columns, metric = trial_columns(config), config.tune.metric
-    rows = dict(done)
-    writer = _TrialsWriter(path / TRIALS, columns, list(done.values()))
-    try:
-        tasks = [(t.config.to_dict(), metric, config.tune.at) for t in todo]
-        for i, result in pool(run_trial, tasks, on_error=_lost):
-            planned = todo[i]
-            if result.status == "interrupted":  # not recorded: a resume runs it again
-                if in_process(pool):  # the signal stops this process too
-                    raise _signal(result.signal or "SIGINT")
-                continue
-            rows[planned.key] = _trial_row(planned, result, columns, metric)
-            writer.write(rows[planned.key])
-            if on_trial is not None:
-                on_trial(planned, result)
-    except KeyboardInterrupt as exc:
-        name = signal_name(exc)
-        _stopped(path, config, "interrupted", f"interrupted by {name}", {"trials_finished": len(rows)})
-        kept = f"after {len(rows)} of {len(trials)} trials"
-        raise RunInterrupted(path, name, kept, resume_command=resume_command) from None
-    except WorkersLost as exc:
-        _stopped(path, config, "failed", str(exc), {"trials_finished": len(rows)})
-        raise WorkersLost(
-            f"{path}: {exc}; {len(rows)} of {len(trials)} trials are kept. Resume with: optrun {resume_command}"
-        ) from None
-    finally:
-        writer.close()
-    return rows
+def _trial_lost(exc: BaseException) -> TrialResult:
+    return TrialResult("failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
 class _Drawing(threading.Thread):
@@ -460,36 +546,6 @@ def _sensitivity(path: Path, config: TuneConfig, choices: Mapping[str, Choice]) 
     )
     figure = plots.sensitivity_figure(choices, config.spaces, config.tune.metric, config.tune.at, title)
     plots.save_figure(figure, path, "sensitivity")
-
-
-def _evaluate(
-    evaluation: CompareConfig,
-    into: Path,
-    pool: MapUnordered,
-    jobs: int,
-    scheduler: str | None,
-    on_run: Callable[[PlannedRun, RunOutcome], None] | None,
-    before_writing: Callable[[], None],
-) -> CompareOutcome:
-    """The evaluation's comparison in folder ``into``, on ``pool``: run, finished where a resume finds it begun,
-    or read where it completed; ``before_writing`` (``compare``'s) before its files are written."""
-    status = read_json(into / "summary.json").get("status")
-    if status == "completed":
-        comparison = build(collect([into]).groups, evaluation.name, evaluation.target_accuracy)
-        return CompareOutcome(into, comparison, [])
-    if status is None:  # not begun, or made without a run written: begin it again
-        shutil.rmtree(into, ignore_errors=True)
-        return compare(
-            evaluation, into.parent, jobs, scheduler, on_run, into=into, pool=pool, before_writing=before_writing
-        )
-    return compare(
-        evaluation, into.parent, jobs, scheduler, on_run, resume_dir=into, pool=pool, before_writing=before_writing
-    )
-
-
-def _signal(name: str) -> KeyboardInterrupt:
-    stop = signal.Signals[name]
-    return KeyboardInterrupt() if stop == signal.SIGINT else Terminated(stop)
 
 
 def _chosen_summary(choice: Choice) -> dict[str, Any]:
