@@ -472,13 +472,15 @@ def tune(
                         on_run(planned, outcome)
                     if result.signal is not None and in_process(pool):
                         raise stop_signal(result.signal)
-        except KeyboardInterrupt as exc:
+        except (KeyboardInterrupt, WorkersLost) as exc:
+            if drawing is not None:  # its picture whole or absent when tune returns (a resume draws it)
+                drawing.join(quietly=True)
+            if isinstance(exc, WorkersLost):
+                kept = tuning.stopped("failed", str(exc))
+                raise WorkersLost(f"{path}: {exc}; {kept} are kept. Resume with: optrun {resume_command}") from None
             name = signal_name(exc)
             kept = tuning.stopped("interrupted", f"interrupted by {name}")
             raise RunInterrupted(path, name, f"after {kept}", resume_command=resume_command) from None
-        except WorkersLost as exc:
-            kept = tuning.stopped("failed", str(exc))
-            raise WorkersLost(f"{path}: {exc}; {kept} are kept. Resume with: optrun {resume_command}") from None
         finally:
             tuning.writer.close()
     choices = choose(config, settings_of(config, tuning.rows))
@@ -529,9 +531,9 @@ class _Drawing(threading.Thread):
         except BaseException as exc:  # raised where it is joined
             self.error = exc
 
-    def join(self, timeout: float | None = None) -> None:
+    def join(self, timeout: float | None = None, quietly: bool = False) -> None:
         super().join(timeout)
-        if self.error is not None:
+        if self.error is not None and not quietly:
             error, self.error = self.error, None
             raise error
 

@@ -323,6 +323,29 @@ def test_executors_report_task_errors_through_on_error_and_a_dead_worker_as_work
         dict(map_unordered(os._exit, [3, 3], on_error=lambda exc: type(exc).__name__))
 
 
+def test_executors_run_the_tasks_appended_while_their_results_are_read(tmp_path, monkeypatch) -> None:
+    def squares_then_roots(map_unordered) -> dict[int, float]:
+        items, results = [4.0, 9.0], {}
+        for i, result in map_unordered(math.sqrt, items):
+            results[i] = result
+            if i < 2:  # each of the first two results asks for one more task: the square of its root
+                items.append(result**4)
+        return results
+
+    for jobs in (1, 2):
+        with executor(jobs) as map_unordered:
+            assert squares_then_roots(map_unordered) == {0: 2.0, 1: 3.0, 2: 4.0, 3: 9.0}
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None, host="127.0.0.1"
+        ) as cluster,
+        executor(scheduler=cluster.scheduler_address) as map_unordered,
+    ):
+        assert squares_then_roots(map_unordered) == {0: 2.0, 1: 3.0, 2: 4.0, 3: 9.0}
+
+
 README_API = re.search(r"## Python API\n\n```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from csv_rows import metrics_without_timing, rows_without
+from csv_rows import comparison_without_timing, metrics_without_timing, rows_without
 
 from optrun.cli import cli
 from optrun.config import TuneConfig, parse_config, smoke
@@ -324,6 +324,45 @@ def test_an_interrupted_tuning_keeps_every_finished_trial_and_resume_runs_only_t
         assert metrics_without_timing(run) == metrics_without_timing(cut / run.relative_to(whole.path))
     again = invoke("tune", "--resume", cut)
     assert again.exit_code == 2 and "already completed" in again.output
+
+
+def test_an_evaluation_interrupted_keeps_its_finished_runs_and_resume_finishes_it_as_if_never_stopped(
+    tmp_path,
+) -> None:
+    config = tune_config()
+    whole = tune(config, tmp_path / "whole")
+    runs = []
+
+    def stop_after_one(planned, outcome) -> None:
+        runs.append(planned.subdir)
+        raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted) as stopped:
+        tune(config, tmp_path / "cut", on_run=stop_after_one)
+    cut = stopped.value.path
+    assert "1 of 4 evaluation runs" in str(stopped.value)
+    assert json.loads((cut / "evaluation" / "summary.json").read_text())["status"] == "interrupted"
+    assert json.loads((cut / "summary.json").read_text())["status"] == "interrupted"
+    again = []
+    tune(config, tmp_path / "unused", resume_dir=cut, on_run=lambda planned, outcome: again.append(planned.subdir))
+    assert runs[0] not in again and len(again) == 3  # the finished run is kept, not trained again
+    assert sorted(trials_without_timing(cut)) == sorted(trials_without_timing(whole.path))
+    for run in (whole.path / "evaluation").glob("*/seed-*"):
+        assert metrics_without_timing(run) == metrics_without_timing(cut / run.relative_to(whole.path))
+    assert comparison_without_timing(cut / "evaluation") == comparison_without_timing(whole.path / "evaluation")
+    assert json.loads((cut / "summary.json").read_text())["status"] == "completed"
+
+
+def test_a_dask_cluster_tunes_exactly_as_this_process(tmp_path, monkeypatch) -> None:
+    distributed = pytest.importorskip("distributed")
+    local = tune(tune_config(), tmp_path / "local")
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # a LocalCluster sets OMP_NUM_THREADS and its like
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
+        remote = tune(tune_config(), tmp_path / "remote", scheduler=cluster.scheduler_address)
+    assert sorted(trials_without_timing(remote.path)) == sorted(trials_without_timing(local.path))
+    assert comparison_without_timing(remote.path / "evaluation") == comparison_without_timing(local.path / "evaluation")
 
 
 def test_resume_refuses_a_trial_the_config_now_plans_otherwise(tmp_path) -> None:
