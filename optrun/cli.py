@@ -51,7 +51,7 @@ from optrun.schema import ConfigError
 from optrun.tables import comparison_table, metrics_table, run_overview, tuning_table, unfinished_notice
 from optrun.threads import available_cores
 from optrun.train import check
-from optrun.tune import PlannedTrial, TrialResult, plan, read_trials, trial_columns, tune, tune_to_resume
+from optrun.tune import PlannedTrial, TrialResult, plan, read_trials, tune, tune_to_resume
 
 EXIT_DIVERGED = 3
 
@@ -551,7 +551,7 @@ def tune_command(
     if config.optimizer is not None and not quiet:
         console.print(f"note: {config_path} has one 'optimizer:'; tune ignores it", style="yellow")
     trials = plan(config)
-    left = len(trials) - (len(read_trials(Path(resume_dir), trials, trial_columns(config))) if resume_dir else 0)
+    left = len(trials) - (len(read_trials(Path(resume_dir), config, trials)) if resume_dir else 0)
     with _naming(config_path), _tune_progress(console, config, left, quiet) as (on_trial, on_run):
         outcome = tune(config, runs_dir, jobs or available_cores(), dask_scheduler, on_trial, on_run, resume_dir)
     if quiet:

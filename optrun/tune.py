@@ -118,11 +118,20 @@ class TrialResult:
 _DATA: dict[str, Dataset] = {}  # a worker's data: the last dataset its trials asked for
 
 
+def _files(spec: Any) -> list[tuple[str, int, int]]:
+    """The name, modification time and size of the file a dataset spec names, or of each file in its folder:
+    a file changed since it was loaded is loaded again (a Dask worker outlives a tuning)."""
+    path = getattr(spec, "path", None)
+    if path is None or not (folder := Path(path)).exists():
+        return []
+    files = sorted(folder.iterdir()) if folder.is_dir() else [folder]
+    return [(f.name, (st := f.stat()).st_mtime_ns, st.st_size) for f in files]
+
+
 def tuning_data(config: Config) -> Dataset:
     """The data of a trial (``Dataset.for_tuning``), loaded once per process for every trial that shares it."""
-    key = json.dumps(
-        [config.dataset.model_dump(mode="json"), config.seed, config.model.dtype, config.train.max_samples]
-    )
+    spec, train = config.dataset, config.train
+    key = json.dumps([spec.model_dump(mode="json"), _files(spec), config.seed, config.model.dtype, train.max_samples])
     if key not in _DATA:
         _DATA.clear()
         _DATA[key] = NETWORK.load(config).for_tuning()
@@ -178,9 +187,10 @@ def _trial_row(planned: PlannedTrial, result: TrialResult, columns: Sequence[str
     return {c: row.get(c, "") for c in columns}
 
 
-def read_trials(path: Path, trials: Sequence[PlannedTrial], columns: Sequence[str]) -> dict[tuple[str, int, int], dict]:
-    """The trials of ``path`` (a tune directory) that trials.csv records whole, by key; RunDirError where one was
-    trained otherwise than the config plans it (trials.csv or config.yaml edited since)."""
+def read_trials(path: Path, config: TuneConfig, trials: Sequence[PlannedTrial]) -> dict[tuple[str, int, int], dict]:
+    """The trials (``plan(config)``) of ``path``, a tune directory, that trials.csv records whole, by key;
+    RunDirError where one was trained otherwise than the config plans it (config.yaml edited since)."""
+    columns = trial_columns(config)
     try:
         with (path / TRIALS).open(newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
@@ -195,6 +205,10 @@ def read_trials(path: Path, trials: Sequence[PlannedTrial], columns: Sequence[st
             continue
         try:
             key = (row["label"], int(row["trial"]), int(row["seed"]))
+            if row["status"] == "completed":
+                float(row[config.tune.metric])  # the metric: a row damaged since it was written is run again
+            elif row["status"] not in ("diverged", "failed"):
+                continue
         except ValueError:
             continue
         if key not in planned:
@@ -432,8 +446,9 @@ def tune(
     keeps its finished trials and runs and runs the rest.
     """
     start = time.perf_counter()
+    _DATA.clear()  # a file may have changed since an earlier tuning in this process loaded it
     trials = plan(config)
-    done = read_trials(Path(resume_dir), trials, trial_columns(config)) if resume_dir is not None else {}
+    done = read_trials(Path(resume_dir), config, trials) if resume_dir is not None else {}
     jobs = max(1, min(jobs, len(trials) - len(done) + len(config.optimizers) * len(config.seed_list)))
     if scheduler is None:
         jobs = memory.runs_that_fit(memory.check(estimate(config)), jobs)
