@@ -476,8 +476,9 @@ CONFIGS = Path(__file__).parent.parent / "configs"
     [
         ["train", CONFIGS / "quickstart.yaml"],
         ["compare", CONFIGS / "compare-digits.yaml", "--seeds", "1", "--only", "sgd,adam"],
+        ["tune", CONFIGS / "tune-defaults.yaml", "--smoke"],
     ],
-    ids=["train", "compare"],
+    ids=["train", "compare", "tune"],
 )
 def test_in_a_terminal_the_live_progress_shows_and_the_command_ends(tmp_path, command) -> None:
     """On a (pseudo-)terminal the progress is a live bar, and rich stands in for stdout meanwhile: optrun's stdout,
