@@ -46,12 +46,13 @@ from optrun.runs import (
     run,
     run_to_resume,
     signal_name,
+    tuning_of,
 )
 from optrun.schema import ConfigError
 from optrun.tables import comparison_table, metrics_table, run_overview, tuning_table, unfinished_notice
 from optrun.threads import available_cores
 from optrun.train import check
-from optrun.tune import PlannedTrial, TrialResult, plan, read_trials, tune, tune_to_resume
+from optrun.tune import EVALUATION, PlannedTrial, TrialResult, plan, read_trials, read_tuning, tune, tune_to_resume
 
 EXIT_DIVERGED = 3
 
@@ -284,7 +285,7 @@ def train(
     its finished rows, and `optrun train --resume RUN_DIR` continues it.
 
     Exits 0 when training completed, 3 when it diverged, 2 for a bad config,
-    130 (Ctrl-C) or 143 (SIGTERM) when interrupted.
+    130 (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP) when interrupted.
     """
     _config_or_resume(config_path, resume_dir, "train", "RUN_DIR")
     if resume_dir is not None and (overrides or smoke):
@@ -419,7 +420,7 @@ def compare_command(
     `optrun compare --resume COMPARE_DIR` then reruns what did not finish.
 
     Exits 0 when at least one run completed, 3 when every run diverged or failed, 2 for a bad config,
-    130 (Ctrl-C) or 143 (SIGTERM) when interrupted.
+    130 (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP) when interrupted.
     """
     if jobs is not None and dask_scheduler is not None:
         raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
@@ -470,7 +471,8 @@ def _value_text(value: Any) -> str:
 def _metric_text(metric: str, value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{metric.replace('_', ' ')} {value:.2%}" if metric.endswith("accuracy") else f"{metric} {value:.4f}"
+    name = metric.replace("_", " ")
+    return f"{name} {value:.2%}" if metric.endswith("accuracy") else f"{name} {value:.4f}"
 
 
 @contextmanager
@@ -535,7 +537,7 @@ def tune_command(
     Ctrl-C or SIGTERM keeps every finished trial; `optrun tune --resume TUNE_DIR` runs only what is missing.
 
     Exits 0 when at least one evaluation run completed, 3 when none did, 2 for a bad config,
-    130 (Ctrl-C) or 143 (SIGTERM) when interrupted.
+    130 (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP) when interrupted.
     """
     if jobs is not None and dask_scheduler is not None:
         raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
@@ -619,6 +621,9 @@ def show(path: str) -> None:
     """Print a run directory's settings, outcome and every epoch's metrics; for a compare directory, its table,
     and, when it did not finish, which runs lack a result and how to finish it."""
     console = _console()
+    if tuning_of(Path(path)) == Path(path):
+        _show_tuning(console, Path(path))
+        return
     if is_run_dir(Path(path)):
         run_record = read_run(path)
         console.print(run_overview(run_record))
@@ -630,6 +635,23 @@ def show(path: str) -> None:
         console.print(comparison_table(comparison, collection.unfinished))
     for gap in collection.unfinished:
         console.print(unfinished_notice(gap))
+
+
+def _show_tuning(console: Console, path: Path) -> None:
+    """A tune directory: each label's choice from the trials it has, its evaluation's table, and, when it did not
+    finish, how far it got and how to finish it."""
+    tuning = read_tuning(path)
+    console.print(tuning_table(tuning.config, tuning.choices))
+    evaluation = path / EVALUATION
+    if reports.is_compare_dir(evaluation) and reports.compare_run_dirs(evaluation):
+        collection = reports.collect([evaluation])
+        if collection.groups:
+            console.print(comparison_table(reports.build(collection.groups, collection.name, collection.target)))
+    if tuning.status != "completed":
+        console.print(
+            f"[yellow]{path}: {tuning.status or 'not finished'}, with {tuning.trials} of {tuning.planned} trials[/]\n"
+            f"finish it with: optrun tune --resume {path}"
+        )
 
 
 @cli.command(short_help="Check configs without training.")

@@ -365,6 +365,12 @@ class TuneConfig(CompareConfig):
         spaces = {}
         for label, spec in labels.items():
             own = space.get(label, {})
+            if isinstance(own, Mapping) and own.keys() & {"log", "linear"} and label in _tunable(spec):
+                raise _problem(
+                    f"tune.space.{label}",
+                    f"{label} is a label here, so it maps that label's hyperparameters to ranges; to give "
+                    f"{label} a range for every label, name the label otherwise",
+                )
             if not isinstance(own, Mapping):
                 raise _problem(
                     f"tune.space.{label}", f"must map {label}'s hyperparameters to ranges, got {describe(own)}"
@@ -391,6 +397,7 @@ class TuneConfig(CompareConfig):
         """The comparison of each label in ``chosen`` at its chosen setting, on the evaluation seeds."""
         data = self.to_dict()
         del data["tune"]
+        data["name"] = f"{self.name[:94]}-tuned"  # its comparison, not the tuning: optrun compare tuned.yaml
         data["optimizers"] = {label: {**data["optimizers"][label], **setting} for label, setting in chosen.items()}
         return parse_config(data, f"{self.name}: the tuned comparison", CompareConfig)
 

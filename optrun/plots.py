@@ -33,7 +33,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, MaxNLocator, PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from optrun.objectives import Objective
 from optrun.problems import LandscapeStats, Record
@@ -302,50 +302,45 @@ def sensitivity_figure(
 
     Every scored setting is a faint point; the line joins, at each value of the hyperparameter, the best
     score over the label's other hyperparameters (its profile); the chosen setting is a large star; a
-    setting that diverged or failed is a cross at the panel's foot. A range's axis is on its scale (log for
-    a log range), a list's values are evenly spaced in their order."""
+    setting that diverged or failed is a cross at the panel's foot, each label's at its own height. Numbers
+    lie on a number axis, a log one where a label searches a log range (or a list of numbers spans more than
+    two decades); other values (true, false, names) are evenly spaced in the order listed."""
     names = list(dict.fromkeys(name for space in spaces.values() for name in space))
     fig = Figure(figsize=(4 + 5 * len(names), 5), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False, sharey=True)[0]
     maximize = metric.endswith("accuracy")
     labels = list(choices)
+    scored_anywhere = False
     for ax, name in zip(axes, names, strict=True):
         dims = [spaces[label][name] for label in labels if name in spaces[label]]
-        categorical = any(isinstance(d, Choices) for d in dims)
-        ticks = list(dict.fromkeys(v for d in dims if isinstance(d, Choices) for v in d.values))
-
-        def x_of(value: Any, ticks: list[Any] = ticks, categorical: bool = categorical) -> float:
-            return float(ticks.index(value)) if categorical else float(value)
-
+        x_of = _sensitivity_axis(ax, dims)
         for index, label in enumerate(labels):
             if name not in spaces[label]:
                 continue
             style, choice = _Style(index, len(labels)), choices[label]
             scored = [(x_of(s.values[name]), s.score) for s in choice.settings if s.score is not None]
             if scored:
+                scored_anywhere = True
                 xs, ys = np.array(scored).T
                 ax.scatter(xs, ys, color=style.colour, s=12, alpha=0.35, linewidths=0)
                 profile = {x: (max if maximize else min)(ys[xs == x]) for x in np.unique(xs)}
                 ax.plot(list(profile), list(profile.values()), **{**style.handle(), "markersize": 4})
-            broken = [x_of(s.values[name]) for s in choice.settings if s.score is None]
-            if broken:
-                ax.plot(broken, [0.02] * len(broken), "x", color=style.colour, transform=ax.get_xaxis_transform(),
+            if broken := [x_of(s.values[name]) for s in choice.settings if s.score is None]:
+                height = 0.02 + 0.03 * index  # labels' crosses at the same value do not hide one another
+                ax.plot(broken, [height] * len(broken), "x", color=style.colour, transform=ax.get_xaxis_transform(),
                         markersize=7, clip_on=False)  # fmt: skip
             if choice.setting is not None:
                 best = (x_of(choice.setting.values[name]), choice.setting.score)
                 ax.plot(*best, marker="*", markersize=16, color=style.colour, markeredgecolor="black", zorder=5)
-        if categorical:
-            ax.xaxis.set_major_locator(FixedLocator(range(len(ticks))))
-            ax.set_xticks(range(len(ticks)), [str(v) for v in ticks])
-            ax.set_xlim(-0.5, len(ticks) - 0.5)
-        elif all(isinstance(d, Range) and d.scale == "log" for d in dims):
-            ax.set_xscale("log")
         ax.set_xlabel(name)
-        if maximize:
-            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-        else:
-            ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
+    if maximize:
+        axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
+    elif scored_anywhere:
+        axes[0].set_yscale("log")
+    if not scored_anywhere:  # every setting broke: an empty axis, not one around nothing
+        axes[0].set_ylim(0, 1)
+        axes[0].text(0.5, 0.5, "every setting diverged or failed", transform=axes[0].transAxes, ha="center")
     handles = [Line2D([], [], **_Style(i, len(labels)).handle(), label=label) for i, label in enumerate(labels)]
     handles.append(Line2D([], [], linestyle="", marker="*", markersize=12, color="0.6", markeredgecolor="black",
                           label="chosen setting"))  # fmt: skip
@@ -355,6 +350,22 @@ def sensitivity_figure(
     _title(fig, axes, title)
     fig.legend(handles=handles, loc="outside right center", frameon=False)
     return fig
+
+
+def _sensitivity_axis(ax: Axes, dims: Sequence[Range | Choices]) -> Any:
+    """Set up ``ax``'s x axis for a hyperparameter searched over ``dims`` (one per label); where a value goes."""
+    values = [v for d in dims for v in (d.values if isinstance(d, Choices) else (d.low, d.high))]
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        positive = min(values) > 0
+        logs = any(isinstance(d, Range) and d.scale == "log" for d in dims)
+        if positive and (logs or (not any(isinstance(d, Range) for d in dims) and max(values) >= 100 * min(values))):
+            ax.set_xscale("log")
+        return float
+    ticks = list(dict.fromkeys(values))
+    ax.set_xticks(range(len(ticks)), ["none" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+                                       for v in ticks])  # fmt: skip
+    ax.set_xlim(-0.5, len(ticks) - 0.5)
+    return lambda value: float(ticks.index(value))
 
 
 # --- objectives --------------------------------------------------------------------------------------------------

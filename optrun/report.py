@@ -33,6 +33,7 @@ from optrun.runs import (
     is_run_dir,
     not_a_folder,
     read_run,
+    tuning_of,
     versions,
     write_json,
 )
@@ -70,6 +71,8 @@ class Unfinished:
 
     @property
     def resume_command(self) -> str:
+        if (tuning := tuning_of(self.path)) is not None:  # a tuning's evaluation
+            return f"optrun tune --resume {tuning}"
         return f"optrun compare --resume {self.path}"
 
     @property
@@ -222,6 +225,12 @@ def collect(paths: Iterable[str | Path]) -> Collection:
     for raw in paths:  # a folder given twice (or by two names) counts once
         given.setdefault(Path(raw).resolve(), Path(raw))
     for path in given.values():
+        if tuning_of(path) == path:  # a tuning: its evaluation is its comparison
+            if not is_compare_dir(path / "evaluation"):
+                raise RunDirError(
+                    f"{path}: a tune directory with no evaluation yet; finish it with optrun tune --resume"
+                )
+            path = path / "evaluation"
         if is_run_dir(path):
             run = read_run(path)
             out.run_dirs += 1

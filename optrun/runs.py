@@ -244,6 +244,7 @@ def run_to_resume(run_dir: str | Path) -> Path:
     """``run_dir`` when it is the directory of an ``optrun train`` run; RunDirError saying what it is instead (no
     directory, a file, a comparison, a comparison's run: those resume with ``optrun compare --resume``)."""
     path = existing_dir(run_dir, "run directory")
+    not_a_tuning(path, "a run directory")
     if is_compare_config(read_yaml(path / "config.yaml")):
         raise RunDirError(f"{path}: a compare directory, not a run directory; finish it with optrun compare --resume")
     if (comparison := _comparison_of(path)) is not None:
@@ -265,6 +266,37 @@ def _comparison_of(path: Path) -> Path | None:
 def is_compare_config(data: Any) -> bool:
     """Whether a config.yaml's contents are a resolved compare config (it lists its labels)."""
     return isinstance(data, dict) and "optimizers" in data
+
+
+def tuning_of(path: Path) -> Path | None:
+    """The tune directory (``optrun tune``'s: its config.yaml has a ``tune:`` section) that ``path`` is, or whose
+    evaluation, or run of its evaluation, it is; None for anything else."""
+    for candidate in (path, path.parent, path.parent.parent.parent):
+        config = read_yaml(candidate / "config.yaml") if (candidate / "config.yaml").is_file() else None
+        if isinstance(config, dict) and "tune" in config:
+            return candidate
+    return None
+
+
+def not_a_tuning(path: Path, what: str) -> None:
+    """RunDirError where ``path`` is a tune directory, its evaluation or one of its runs, which only ``optrun
+    tune --resume`` continues; ``what``: what the command wanted instead."""
+    if (tuning := tuning_of(path)) is not None:
+        part = "a tune directory" if tuning == path else f"part of the tuning {tuning}"
+        completed = _status(tuning) == "completed"
+        then = (
+            f"it is completed: optrun show {tuning}" if completed else f"finish it with optrun tune --resume {tuning}"
+        )
+        raise RunDirError(f"{path}: {part}, not {what}; {then}")
+
+
+def _status(path: Path) -> str | None:
+    """The status in the summary.json of the directory at ``path``, if it has one."""
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary.get("status") if isinstance(summary, dict) else None
 
 
 def existing_dir(path: str | Path, what: str) -> Path:

@@ -11,8 +11,8 @@ spaced on the range's scale, ends included: ``budget`` = (product of the choices
 ranges' point counts), the point counts as equal as the budget allows (``grid_points``). ``search: random``
 draws ``budget`` settings, a range's values uniform on its scale and a choice uniform among its values, from
 a generator seeded by ``seed``: every label with as many dimensions gets the same uniform draws, mapped onto
-its own ranges. Values of a range are rounded to three significant digits, so that tables and ``tuned.yaml``
-read well; the rounded value is the one trained.
+its own ranges. Values of a range are rounded to three significant digits (more where a narrow range's
+values would repeat), so that tables and ``tuned.yaml`` read well; the rounded value is the one trained.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from pydantic_core import PydanticCustomError
 
 from optrun.schema import PositiveInt, Section, describe
 
-SIGNIFICANT_DIGITS = 3
+SIGNIFICANT_DIGITS = 3  # at least: more where the values of a narrow range would otherwise repeat
+MIN_GRID_POINTS = 3  # a range's points in a grid: with 2, only its ends, and every choice would sit at an edge
 
 
-def _rounded(x: float) -> float:
-    return float(f"{x:.{SIGNIFICANT_DIGITS}g}")
+def _rounded(x: np.ndarray, digits: int) -> np.ndarray:
+    return np.array([float(f"{v:.{digits}g}") for v in x])
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,20 @@ class Range:
     scale: Literal["log", "linear"]
 
     def at(self, u: np.ndarray) -> list[float]:
-        """The values at fractions ``u`` (in [0, 1]) of the way from low to high on the scale, rounded where
-        the rounded value stays in the range (0.99996 of [0.9, 0.99999] would round to 1); the ends exact."""
+        """The values at fractions ``u`` (in [0, 1]) of the way from low to high on the scale, the ends exact,
+        rounded to the fewest significant digits (3 at least) that keep apart the values that differ, and only
+        where the rounded value stays in the range (0.99996 of [0.9, 0.99999] would round to 1)."""
         u = np.asarray(u, dtype=np.float64)
         if self.scale == "log":
             values = self.low * (self.high / self.low) ** u
         else:
             values = self.low + (self.high - self.low) * u
         values = np.where(u <= 0, self.low, np.where(u >= 1, self.high, values))
-        return [r if self.low <= (r := _rounded(v)) <= self.high else float(v) for v in values]
+        distinct = len(np.unique(values))
+        digits = next(d for d in range(SIGNIFICANT_DIGITS, 18) if len(np.unique(_rounded(values, d))) == distinct)
+        rounded = _rounded(values, digits)
+        inside = (rounded >= self.low) & (rounded <= self.high)
+        return [float(v) for v in np.where(inside, rounded, values)]
 
     def grid(self, points: int) -> list[float]:
         """``points`` values evenly spaced on the scale, both ends included."""
@@ -149,7 +155,7 @@ def grid_points(space: Space, budget: int) -> dict[str, int]:
     """How many values each dimension of a grid search takes so that the grid has ``budget`` settings: a
     list all its values, the ranges as equal a share of the rest as its factors allow, the first range the
     largest (16 over two ranges: 4 × 4; 12: 4 × 3). ValueError, in a line, where no grid has exactly ``budget``
-    settings with at least two points per range."""
+    settings with at least ``MIN_GRID_POINTS`` points per range."""
     choices = math.prod(len(d.values) for d in space.values() if isinstance(d, Choices))
     ranges = [name for name, d in space.items() if isinstance(d, Range)]
     if budget % choices or (not ranges and budget != choices):
@@ -163,17 +169,17 @@ def grid_points(space: Space, budget: int) -> dict[str, int]:
         smallest = min(ranges, key=lambda name: points[name])
         points[smallest] *= factor
     points = dict(zip(ranges, sorted(points.values(), reverse=True), strict=True))  # the first range the most
-    if any(p < 2 for p in points.values()):
+    if any(p < MIN_GRID_POINTS for p in points.values()):
         raise ValueError(
-            f"a budget of {budget} leaves a range of the grid ({', '.join(ranges)}) fewer than 2 points "
-            f"({' × '.join(map(str, points.values()))}); choose a budget such as {_a_budget(len(ranges), choices)}, "
-            "or search: random"
+            f"a budget of {budget} leaves a range of the grid ({', '.join(ranges)}) fewer than {MIN_GRID_POINTS} "
+            f"points ({' × '.join(map(str, points.values()))}), its ends and little else; choose a budget such as "
+            f"{_a_budget(len(ranges), choices)}, or search: random"
         )
     return {name: (points[name] if name in points else len(d.values)) for name, d in space.items()}
 
 
 def _a_budget(ranges: int, choices: int) -> str:
-    return " or ".join(str(choices * k**ranges) for k in (3, 4))
+    return " or ".join(str(choices * k**ranges) for k in (MIN_GRID_POINTS, MIN_GRID_POINTS + 1))
 
 
 def settings(space: Space, budget: int, search: str, seed: int) -> list[dict[str, Any]]:

@@ -48,11 +48,11 @@ from optrun.compare import (
     stop_signal,
     worker_lost,
 )
-from optrun.config import CompareConfig, Config, TuneConfig, dump_yaml, parse_config
+from optrun.config import CompareConfig, Config, TuneConfig, dump_yaml, load_config, parse_config
 from optrun.data import Dataset
 from optrun.parallel import WorkersLost, executor, in_process
 from optrun.problems import NETWORK
-from optrun.report import read_json
+from optrun.report import flatten, is_compare_dir, read_json
 from optrun.runs import (
     RunDirError,
     RunInterrupted,
@@ -61,8 +61,10 @@ from optrun.runs import (
     existing_dir,
     is_run_dir,
     signal_name,
+    tuning_of,
     write_json,
 )
+from optrun.schema import ConfigError
 from optrun.search import at_edge, settings
 from optrun.train import estimate, fit
 
@@ -87,13 +89,14 @@ class PlannedTrial:
 
 
 def plan(config: TuneConfig) -> list[PlannedTrial]:
-    """Every label's settings crossed with the tuning seeds: setting by setting, each across every label, so that
-    the first results cover every label."""
+    """Every label's settings crossed with the tuning seeds: seed by seed (a seed's trials share their data,
+    which a worker loads once), and within a seed setting by setting, each across every label, so that the
+    first results cover every label."""
     tried = {label: tried_settings(config, label) for label in config.optimizers}
     return [
         PlannedTrial(label, i + 1, seed, tried[label][i], config.trial_config(label, tried[label][i], seed))
-        for i in range(config.tune.budget)
         for seed in config.tuning_seeds
+        for i in range(config.tune.budget)
         for label in config.optimizers
     ]
 
@@ -189,7 +192,9 @@ def _trial_row(planned: PlannedTrial, result: TrialResult, columns: Sequence[str
 
 def read_trials(path: Path, config: TuneConfig, trials: Sequence[PlannedTrial]) -> dict[tuple[str, int, int], dict]:
     """The trials (``plan(config)``) of ``path``, a tune directory, that trials.csv records whole, by key;
-    RunDirError where one was trained otherwise than the config plans it (config.yaml edited since)."""
+    RunDirError where config.yaml was edited since the tuning began, or a trial was trained otherwise than the
+    config plans it."""
+    _check_unchanged(path, config)
     columns = trial_columns(config)
     try:
         with (path / TRIALS).open(newline="", encoding="utf-8") as f:
@@ -318,20 +323,65 @@ class TuneOutcome:
         return self.evaluation is None or self.evaluation.all_failed
 
 
+@dataclass
+class TuningRecord:
+    """A tune directory read back (``optrun show``): its config, each label's choice from the trials it has,
+    how many of its trials it has, and its status."""
+
+    config: TuneConfig
+    choices: dict[str, Choice]
+    trials: int
+    planned: int
+    status: str | None
+
+
+def read_tuning(path: Path) -> TuningRecord:
+    """The tune directory at ``path`` read back; RunDirError where its config.yaml or trials.csv cannot be."""
+    try:
+        config = load_config(path / "config.yaml", schema=TuneConfig)
+    except ConfigError as exc:
+        raise RunDirError(str(exc)) from None
+    trials = plan(config)
+    rows = read_trials(path, config, trials)
+    status = read_json(path / "summary.json").get("status")
+    return TuningRecord(config, choose(config, settings_of(config, rows)), len(rows), len(trials), status)
+
+
 def tune_to_resume(tune_dir: str | Path) -> Path:
     """``tune_dir`` when it is a tuning that did not finish; RunDirError otherwise."""
     path = existing_dir(tune_dir, "tune directory")
     summary = read_json(path / "summary.json")
-    if is_run_dir(path) or (not (path / TRIALS).is_file() and summary.get("kind") != "tune"):
-        raise RunDirError(f"{path}: not a tune directory (it has no {TRIALS})")
+    if (tuning := tuning_of(path)) is None:
+        what = "a run directory" if is_run_dir(path) else "a compare directory" if is_compare_dir(path) else "a folder"
+        command = {"a run directory": "train", "a compare directory": "compare"}.get(what)
+        hint = f"; finish it with optrun {command} --resume {path}" if command else ""
+        raise RunDirError(f"{path}: {what}, not a tune directory (no tune: section in its config.yaml){hint}")
+    if tuning != path:
+        raise RunDirError(f"{path}: part of the tuning {tuning}; give that: optrun tune --resume {tuning}")
     if summary.get("status") == "completed":
         raise RunDirError(f"{path}: the tuning is already completed; there is nothing to resume")
     return path
 
 
 def _stopped(path: Path, config: TuneConfig, status: str, reason: str, extra: Mapping[str, Any] = ()) -> None:
+    """Write the tuning's summary.json; it keeps the config the tuning began with, which a resume checks."""
     summary = {"kind": "tune", "name": config.name, "status": status, "reason": reason, **dict(extra)}
-    write_json(path / "summary.json", summary)
+    write_json(path / "summary.json", summary | {"config": config.to_dict()})
+
+
+def _check_unchanged(path: Path, config: TuneConfig) -> None:
+    """RunDirError where ``config`` (from the tuning's config.yaml) differs from what the tuning at ``path``
+    began with: its finished trials would be compared with trials of another problem or protocol."""
+    began = read_json(path / "summary.json").get("config")
+    if not isinstance(began, dict):
+        return
+    kept, now = flatten(began), flatten(config.to_dict())
+    if differ := [key for key in dict.fromkeys([*kept, *now]) if kept.get(key) != now.get(key)]:
+        key = differ[0]
+        raise RunDirError(
+            f"{path}: the tuning began with {key}: {kept.get(key)}, and its config.yaml now says {now.get(key)}; "
+            "put config.yaml back, or tune anew"
+        )
 
 
 def task(item: tuple[str, Any]) -> TrialResult | Finished:
@@ -460,6 +510,7 @@ def tune(
         if resume_dir is None:
             path = create_run_dir(runs_dir, config.name)
             (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
+            _stopped(path, config, "running", "")
         else:
             path = Path(resume_dir)
         resume_command = f"tune --resume {path}"

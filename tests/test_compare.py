@@ -324,17 +324,19 @@ def test_executors_report_task_errors_through_on_error_and_a_dead_worker_as_work
 
 
 def test_executors_run_the_tasks_appended_while_their_results_are_read(tmp_path, monkeypatch) -> None:
-    def squares_then_roots(map_unordered) -> dict[int, float]:
+    def squares_then_roots(map_unordered) -> list[tuple[float, float]]:
+        """(item, its result) of each task, in order of the items (those appended in the order results came)."""
         items, results = [4.0, 9.0], {}
         for i, result in map_unordered(math.sqrt, items):
             results[i] = result
-            if i < 2:  # each of the first two results asks for one more task: the square of its root
+            if i < 2:  # each of the first two results asks for one more task: the fourth power of its root
                 items.append(result**4)
-        return results
+        return sorted((items[i], r) for i, r in results.items())
 
+    expected = [(4.0, 2.0), (9.0, 3.0), (16.0, 4.0), (81.0, 9.0)]
     for jobs in (1, 2):
         with executor(jobs) as map_unordered:
-            assert squares_then_roots(map_unordered) == {0: 2.0, 1: 3.0, 2: 4.0, 3: 9.0}
+            assert squares_then_roots(map_unordered) == expected
     distributed = pytest.importorskip("distributed")
     monkeypatch.setattr(os, "environ", os.environ.copy())
     with (
@@ -343,7 +345,7 @@ def test_executors_run_the_tasks_appended_while_their_results_are_read(tmp_path,
         ) as cluster,
         executor(scheduler=cluster.scheduler_address) as map_unordered,
     ):
-        assert squares_then_roots(map_unordered) == {0: 2.0, 1: 3.0, 2: 4.0, 3: 9.0}
+        assert squares_then_roots(map_unordered) == expected
 
 
 README_API = re.search(r"## Python API\n\n```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)

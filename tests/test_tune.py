@@ -34,7 +34,7 @@ SMALL = {
     "seeds": 2,
     "optimizers": {"sgd": None, "adam": None},
     "tune": {
-        "budget": 4,
+        "budget": 6,
         "space": {"learning_rate": {"log": [0.001, 1.0]}, "adam": {"beta2": [0.99, 0.999]}},
     },
 }
@@ -94,7 +94,8 @@ def test_a_grid_has_exactly_the_budget(space, budget: int, points) -> None:
 @pytest.mark.parametrize(
     "space, budget, says",
     [
-        ({"a": Range(1e-3, 1, "log"), "b": Range(0, 1, "linear")}, 13, "fewer than 2 points"),
+        ({"a": Range(1e-3, 1, "log"), "b": Range(0, 1, "linear")}, 13, "fewer than 3 points"),
+        ({"a": Range(1e-3, 1, "log"), "b": Range(0, 1, "linear")}, 8, "fewer than 3 points"),  # 4 × 2: b's ends
         ({"a": Range(1e-3, 1, "log"), "c": Choices((1, 2, 3))}, 16, "a multiple of 3"),
         ({"c": Choices((1, 2))}, 4, "make the budget 2"),
     ],
@@ -168,7 +169,7 @@ BAD_TUNE_SECTIONS = [
 
 @pytest.mark.parametrize("tune, expected", BAD_TUNE_SECTIONS)
 def test_a_bad_tune_section_is_one_line_exit_2_and_writes_nothing(tmp_path, tune: dict, expected: str) -> None:
-    path = write_config(tmp_path, {**SMALL, "tune": {"budget": 4, **tune}})
+    path = write_config(tmp_path, {**SMALL, "tune": {"budget": 6, **tune}})
     result = invoke("tune", path, "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"Error: {path}: {expected}") and result.output.count("\n") == 1, result.output
@@ -240,7 +241,7 @@ def test_tune_writes_its_files_trials_on_validation_only_and_tuned_yaml_reruns_t
                       "seconds", "reason"]  # fmt: skip
     assert not any("test" in column for column in header)
     per_label = {label: sum(r["label"] == label for r in rows) for label in ("sgd", "adam")}
-    assert per_label == {"sgd": 4, "adam": 4}  # the same budget for every label
+    assert per_label == {"sgd": 6, "adam": 6}  # the same budget for every label
     assert {r["seed"] for r in rows} == {"2"}  # the tuning seed, not an evaluation seed
     summary = json.loads((tune_dir / "summary.json").read_text())
     assert summary["status"] == "completed"
@@ -278,13 +279,13 @@ def test_every_setting_diverging_is_a_result_not_a_crash(tmp_path) -> None:
     config = tune_config(
         optimizers={"sgd": None},
         train={"epochs": 2, "max_samples": 400, "divergence_factor": 1.5},
-        tune={"budget": 2, "space": {"learning_rate": {"log": [1e6, 1e8]}}},
+        tune={"budget": 3, "space": {"learning_rate": {"log": [1e6, 1e8]}}},
     )
     outcome = tune(config, tmp_path / "runs")
     assert outcome.evaluation is None and outcome.all_failed
-    assert outcome.choices["sgd"].setting is None and outcome.choices["sgd"].broken == 2
+    assert outcome.choices["sgd"].setting is None and outcome.choices["sgd"].broken == 3
     with (outcome.path / "trials.csv").open() as f:
-        assert [r["status"] for r in csv.DictReader(f)] == ["diverged", "diverged"]
+        assert [r["status"] for r in csv.DictReader(f)] == ["diverged"] * 3
     assert (outcome.path / "sensitivity.png").is_file() and not (outcome.path / "tuned.yaml").exists()
 
 
@@ -316,7 +317,7 @@ def test_an_interrupted_tuning_keeps_every_finished_trial_and_resume_runs_only_t
         f.write("adam,3,2,0.1")  # a row torn by a crash while it was written
     rerun = []
     outcome = tune(config, tmp_path / "unused", resume_dir=cut, on_trial=lambda p, r: rerun.append(p.key))
-    assert outcome.path == cut and len(rerun) == 8 - 3 and not set(rerun) & set(seen[:3])  # only what was missing
+    assert outcome.path == cut and len(rerun) == 12 - 3 and not set(rerun) & set(seen[:3])  # only what was missing
     assert sorted(trials_without_timing(cut)) == sorted(trials_without_timing(whole.path))
     assert (cut / "tuned.yaml").read_text() == (whole.path / "tuned.yaml").read_text()
     assert json.loads((cut / "summary.json").read_text())["status"] == "completed"
@@ -365,21 +366,32 @@ def test_a_dask_cluster_tunes_exactly_as_this_process(tmp_path, monkeypatch) -> 
     assert comparison_without_timing(remote.path / "evaluation") == comparison_without_timing(local.path / "evaluation")
 
 
-def test_resume_refuses_a_trial_the_config_now_plans_otherwise(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        (("tune", "space", "learning_rate"), {"log": [0.01, 1.0]}, "tune.space.learning_rate.log: [0.001, 1.0]"),
+        (("train", "epochs"), 3, "train.epochs: 2, and its config.yaml now says 3"),
+        (("tune", "metric"), "validation_loss", "tune.metric: validation_accuracy, and its config.yaml now says"),
+        (("model", "hidden"), [8], "model.hidden: [16], and its config.yaml now says [8]"),
+    ],
+)
+def test_resume_refuses_a_config_edited_since_the_tuning_began(tmp_path, key, value, says: str) -> None:
     def stop(planned, result) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(RunInterrupted) as stopped:
         tune(tune_config(), tmp_path / "runs", on_trial=stop)
     cut = stopped.value.path
+    kept = trials_without_timing(cut)
     config = yaml.safe_load((cut / "config.yaml").read_text())
-    config["tune"]["space"]["learning_rate"] = {"log": [0.01, 1.0]}
+    section = config
+    for part in key[:-1]:
+        section = section[part]
+    section[key[-1]] = value
     (cut / "config.yaml").write_text(yaml.safe_dump(config))
     result = invoke("tune", "--resume", cut)
-    assert (
-        result.exit_code == 2
-        and "was trained with learning_rate 0.001, and config.yaml now plans 0.01" in result.output
-    )
+    assert result.exit_code == 2 and f"the tuning began with {says}" in result.output, result.output
+    assert "put config.yaml back, or tune anew" in result.output and trials_without_timing(cut) == kept
 
 
 def test_ctrl_c_on_parallel_trials_keeps_the_finished_ones_and_resume_finishes(tmp_path) -> None:
@@ -409,3 +421,35 @@ def test_ctrl_c_on_parallel_trials_keeps_the_finished_ones_and_resume_finishes(t
     assert resumed.exit_code == 0, resumed.output
     after = trials_without_timing(tune_dir)
     assert len(after) - 1 == 32 and all(row in after for row in kept)  # every finished trial kept as it was
+
+
+def test_the_sensitivity_plot_puts_numbers_on_a_number_axis_whatever_each_label_searched(tmp_path) -> None:
+    from optrun.plots import save_figure, sensitivity_figure
+    from optrun.tune import Choice
+
+    spaces = {"adam": {"beta1": Choices((0.9, 0.8))}, "lion": {"beta1": Range(0.8, 0.95, "linear")},
+              "sgd": {"clip_norm": Choices((None, 1.0))}}  # fmt: skip
+    adam = [Setting("adam", i, {"beta1": b}, s, "completed", 1) for i, (b, s) in enumerate([(0.9, 0.5), (0.8, 0.6)])]
+    lion = [
+        Setting("lion", 1, {"beta1": 0.95}, None, "diverged", 1),
+        Setting("lion", 2, {"beta1": 0.8}, 0.4, "completed", 1),
+    ]
+    sgd = [
+        Setting("sgd", 1, {"clip_norm": None}, 0.3, "completed", 1),
+        Setting("sgd", 2, {"clip_norm": 1.0}, 0.2, "completed", 1),
+    ]
+    choices = {
+        "adam": Choice("adam", adam[1], adam),
+        "lion": Choice("lion", lion[1], lion),
+        "sgd": Choice("sgd", sgd[0], sgd),
+    }
+    figure = sensitivity_figure(choices, spaces, "validation_accuracy", "last", "t")
+    beta1, clip = figure.axes[:2]
+    assert beta1.get_xscale() == "linear" and beta1.get_xlabel() == "beta1"
+    star = next(line for line in beta1.get_lines() if line.get_marker() == "*")
+    assert star.get_xdata()[0] == 0.8  # adam's chosen 0.8 at 0.8 on the axis, not at the place it was listed
+    assert [t.get_text() for t in clip.get_xticklabels()] == ["none", "1.0"]
+    assert len(save_figure(figure, tmp_path, "sensitivity")) == 2
+    broken = {"sgd": Choice("sgd", None, [Setting("sgd", 1, {"clip_norm": None}, None, "diverged", 1)])}
+    empty = sensitivity_figure(broken, {"sgd": spaces["sgd"]}, "validation_loss", "last")
+    assert empty.axes[0].get_ylim() == (0, 1) and "every setting diverged" in empty.axes[0].texts[0].get_text()

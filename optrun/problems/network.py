@@ -278,7 +278,7 @@ class NetworkProblem(Problem):
 
     def describe(self, config: Config) -> str:
         epochs = config.train.epochs
-        return f"{config.dataset.name}, {config.model.type}, {epochs} epoch{'s' if epochs != 1 else ''}"
+        return f"{config.dataset.name}, {config.model.type}, {_count(epochs, 'epoch')}"
 
     def describe_parts(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
         model, train = config.get("model") or {}, config.get("train") or {}
@@ -288,7 +288,7 @@ class NetworkProblem(Problem):
         return [
             (str((config.get("dataset") or {}).get("name", "?")), "dataset"),
             (net, "model"),
-            (f"{train.get('epochs')} epochs, batch {train.get('batch_size')}", "train"),
+            (f"{_count(train.get('epochs'), 'epoch')}, batch {train.get('batch_size')}", "train"),
         ]
 
     def progress(self, row: EpochRecord) -> str:
@@ -467,3 +467,7 @@ def _final_accuracy_by_seed(group: Group) -> dict[int, float]:
 
 
 NETWORK = NetworkProblem()
+
+
+def _count(n: Any, thing: str) -> str:
+    return f"{n} {thing}{'s' if n != 1 else ''}"
