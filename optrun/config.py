@@ -35,7 +35,7 @@ from optrun.schema import (
     interval,
     validate,
 )
-from optrun.search import Space, TuneSpec, dimension, grid_points
+from optrun.search import Range, Space, TuneSpec, dimension, grid_points
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -421,7 +421,7 @@ def _dimension(label: str, spec: Any, name: str, where: str, value: Any) -> Any:
         found = dimension(value)
     except ValueError as exc:
         raise _problem(where, str(exc)) from None
-    ends = (found.low, found.high) if hasattr(found, "low") else found.values
+    ends = (found.low, found.high) if isinstance(found, Range) else found.values
     for end in ends:
         try:
             parse_optimizer_spec({**spec.model_dump(), name: end})

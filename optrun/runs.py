@@ -190,10 +190,14 @@ class RunFailed(Exception):
 TRACEBACK = "traceback.txt"
 
 
+def exception_line(exc: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
 def failed_result(exc: BaseException, rows: list[Record] | None = None) -> TrainResult:
     """A run ended by an exception: 'failed', with the exception's first line as the reason."""
-    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return TrainResult(status="failed", records=rows or [], reason=reason)
+    return TrainResult(status="failed", records=rows or [], reason=exception_line(exc))
 
 
 def signal_name(exc: BaseException) -> str:

@@ -58,6 +58,7 @@ from optrun.runs import (
     RunInterrupted,
     RunOutcome,
     create_run_dir,
+    exception_line,
     existing_dir,
     is_run_dir,
     signal_name,
@@ -152,8 +153,7 @@ def run_trial(task: tuple[Mapping[str, Any], str, str]) -> TrialResult:
     except KeyboardInterrupt as exc:
         return TrialResult("interrupted", seconds=time.perf_counter() - start, signal=signal_name(exc))
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return TrialResult("failed", seconds=time.perf_counter() - start, reason=reason)
+        return TrialResult("failed", seconds=time.perf_counter() - start, reason=exception_line(exc))
     seconds = time.perf_counter() - start
     if result.status != "completed":
         return TrialResult(result.status, seconds=seconds, reason=result.reason)
@@ -579,12 +579,12 @@ def tune(
 
 
 def _trial_lost(exc: BaseException) -> TrialResult:
-    return TrialResult("failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0])
+    return TrialResult("failed", reason=exception_line(exc))
 
 
 class _Drawing(threading.Thread):
-    """``_sensitivity`` in a thread of its own, begun at once; ``join`` raises what it raised. One figure is
-    drawn at a time: the evaluation's own waits for it (``compare``'s ``before_writing``)."""
+    """``_sensitivity`` in a thread of its own, begun at once (while the last runs train); ``join`` raises what
+    it raised. It is joined before the evaluation's comparison draws its own: one figure at a time."""
 
     def __init__(self, path: Path, config: TuneConfig, choices: Mapping[str, Choice]) -> None:
         super().__init__(name="optrun-sensitivity", daemon=True)
