@@ -546,6 +546,8 @@ def tune_command(
         raise UserError("--resume finishes a tuning as it was configured; --set and --smoke do not apply")
     if resume_dir is not None:
         config_path = str(tune_to_resume(resume_dir) / "config.yaml")
+    if smoke:  # two random settings: the grid's budget is not checked
+        overrides = (*overrides, "tune.search=random", "tune.budget=2")
     config = configs.load_config(config_path, overrides, configs.TuneConfig)
     if smoke:
         config = configs.smoke(config)
@@ -643,15 +645,21 @@ def _show_tuning(console: Console, path: Path) -> None:
     tuning = read_tuning(path)
     console.print(tuning_table(tuning.config, tuning.choices))
     evaluation = path / EVALUATION
+    unfinished = []
     if reports.is_compare_dir(evaluation) and reports.compare_run_dirs(evaluation):
         collection = reports.collect([evaluation])
+        unfinished = collection.unfinished
         if collection.groups:
-            console.print(comparison_table(reports.build(collection.groups, collection.name, collection.target)))
+            comparison = reports.build(collection.groups, collection.name, collection.target)
+            console.print(comparison_table(comparison, unfinished))
     if tuning.status != "completed":
         console.print(
-            f"[yellow]{path}: {tuning.status or 'not finished'}, with {tuning.trials} of {tuning.planned} trials[/]\n"
-            f"finish it with: optrun tune --resume {path}"
+            f"[yellow]{path}: {tuning.status or 'not finished'}, {tuning.trials} of {tuning.planned} trials[/]"
         )
+        for gap in unfinished:
+            console.print(unfinished_notice(gap))
+        if not unfinished:
+            console.print(f"finish it with: optrun tune --resume {path}")
 
 
 @cli.command(short_help="Check configs without training.")

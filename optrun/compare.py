@@ -90,17 +90,19 @@ class Finished:
     signal: str | None = None  # for a run a signal stopped: SIGINT, SIGTERM or SIGHUP
 
 
-def execute(config: Config | dict[str, Any]) -> Finished:
+def execute(config: Config | dict[str, Any], data_of: Callable[[Config], Any] | None = None) -> Finished:
     """Train one run in memory; an exception becomes a failed run, not a lost comparison. A worker is given the
     config as its resolved mapping (``Config.to_dict``) and validates it here: a config that no longer holds
     there (a user's optimizer file edited since the comparison began) fails its run, where unpickling a Config
-    would have ended the worker."""
+    would have ended the worker. ``data_of``: the network's data for a config, where the caller keeps it (a
+    tuning's worker, between runs); else the run loads its own."""
     start = time.perf_counter()
     rows: list[Record] = []
     try:
         if not isinstance(config, Config):
             config = parse_config(config)
-        result = fit(prepare(config), rows.append)
+        experiment = prepare(config) if data_of is None else problem_of(config).prepare(config, data_of(config))
+        result = fit(experiment, rows.append)
     except KeyboardInterrupt as exc:  # a stop signal: hand back the rows so far, marked interrupted
         name = signal_name(exc)
         reason = f"interrupted by {name} {problem_of(config).kept(rows)}"

@@ -35,7 +35,7 @@ from optrun.schema import (
     interval,
     validate,
 )
-from optrun.search import Range, Space, TuneSpec, dimension, grid_points
+from optrun.search import Range, Space, TuneSpec, check_budget, dimension
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -329,11 +329,11 @@ class TuneConfig(CompareConfig):
     @model_validator(mode="after")
     def _searchable(self) -> TuneConfig:
         for label, space in self.spaces.items():  # resolves and checks every label's space
-            if self.tune.search == "grid":
-                try:
-                    grid_points(space, self.tune.budget)
-                except ValueError as exc:
-                    raise _problem("tune.budget", f"{label}: {exc}") from None
+            try:
+                check_budget(space, self.tune.budget, self.tune.search)
+            except ValueError as exc:
+                also = " (every label's search has the same budget)" if len(self.spaces) > 1 else ""
+                raise _problem("tune.budget", f"{label}: {exc}{also}") from None
         return self
 
     @property

@@ -302,7 +302,8 @@ def sensitivity_figure(
 
     Every scored setting is a faint point; the line joins, at each value of the hyperparameter, the best
     score over the label's other hyperparameters (its profile); the chosen setting is a large star; a
-    setting that diverged or failed is a cross at the panel's foot, each label's at its own height. Numbers
+    setting that diverged or failed is a cross at the panel's worst edge (the foot for an accuracy, the top
+    for a loss), each label's at its own height. Numbers
     lie on a number axis, a log one where a label searches a log range (or a list of numbers spans more than
     two decades); other values (true, false, names) are evenly spaced in the order listed."""
     names = list(dict.fromkeys(name for space in spaces.values() for name in space))
@@ -313,7 +314,8 @@ def sensitivity_figure(
     scored_anywhere = False
     for ax, name in zip(axes, names, strict=True):
         dims = [spaces[label][name] for label in labels if name in spaces[label]]
-        x_of = _sensitivity_axis(ax, dims)
+        tried = [s.values[name] for label in labels if name in spaces[label] for s in choices[label].settings]
+        x_of = _sensitivity_axis(ax, dims, tried)
         for index, label in enumerate(labels):
             if name not in spaces[label]:
                 continue
@@ -326,7 +328,8 @@ def sensitivity_figure(
                 profile = {x: (max if maximize else min)(ys[xs == x]) for x in np.unique(xs)}
                 ax.plot(list(profile), list(profile.values()), **{**style.handle(), "markersize": 4})
             if broken := [x_of(s.values[name]) for s in choice.settings if s.score is None]:
-                height = 0.02 + 0.03 * index  # labels' crosses at the same value do not hide one another
+                # at the worst end of the axis, each label's at its own height (crosses at one value stay apart)
+                height = 0.02 + 0.03 * index if maximize else 0.98 - 0.03 * index
                 ax.plot(broken, [height] * len(broken), "x", color=style.colour, transform=ax.get_xaxis_transform(),
                         markersize=7, clip_on=False)  # fmt: skip
             if choice.setting is not None:
@@ -352,20 +355,32 @@ def sensitivity_figure(
     return fig
 
 
-def _sensitivity_axis(ax: Axes, dims: Sequence[Range | Choices]) -> Any:
-    """Set up ``ax``'s x axis for a hyperparameter searched over ``dims`` (one per label); where a value goes."""
-    values = [v for d in dims for v in (d.values if isinstance(d, Choices) else (d.low, d.high))]
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        positive = min(values) > 0
+def _sensitivity_axis(ax: Axes, dims: Sequence[Range | Choices], tried: Sequence[Any]) -> Any:
+    """Set up ``ax``'s x axis for a hyperparameter searched over ``dims`` (one per label), ``tried`` its values
+    tried; where a value goes. Numbers alone lie on a number axis; with other values (none, true, a name) every
+    value tried is a tick of its own, those others first, then the numbers in order."""
+    ends = [v for d in dims for v in (d.values if isinstance(d, Choices) else (d.low, d.high))]
+    if all(_number(v) for v in ends):
+        positive = min(ends) > 0
         logs = any(isinstance(d, Range) and d.scale == "log" for d in dims)
-        if positive and (logs or (not any(isinstance(d, Range) for d in dims) and max(values) >= 100 * min(values))):
+        if positive and (logs or (not any(isinstance(d, Range) for d in dims) and max(ends) >= 100 * min(ends))):
             ax.set_xscale("log")
         return float
-    ticks = list(dict.fromkeys(values))
-    ax.set_xticks(range(len(ticks)), ["none" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
-                                       for v in ticks])  # fmt: skip
+    values = list(dict.fromkeys([*ends, *tried]))
+    ticks = [v for v in values if not _number(v)] + sorted(v for v in values if _number(v))
+    ax.set_xticks(range(len(ticks)), [_tick(v) for v in ticks])
     ax.set_xlim(-0.5, len(ticks) - 0.5)
     return lambda value: float(ticks.index(value))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _tick(value: Any) -> str:
+    if value is None:
+        return "null"
+    return f"{value:g}" if _number(value) else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 # --- objectives --------------------------------------------------------------------------------------------------

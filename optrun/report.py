@@ -228,7 +228,7 @@ def collect(paths: Iterable[str | Path]) -> Collection:
         if tuning_of(path) == path:  # a tuning: its evaluation is its comparison
             if not is_compare_dir(path / "evaluation"):
                 raise RunDirError(
-                    f"{path}: a tune directory with no evaluation yet; finish it with optrun tune --resume"
+                    f"{path}: a tune directory with no evaluation yet; finish it with optrun tune --resume {path}"
                 )
             path = path / "evaluation"
         if is_run_dir(path):
@@ -250,8 +250,9 @@ def collect(paths: Iterable[str | Path]) -> Collection:
             raise RunDirError(f"{path}: no such directory")
     clashes = Counter(g.label for g in out.groups)
     for g in out.groups:
-        if clashes[g.label] > 1:
-            g.label = g.source.name if is_run_dir(g.source) else f"{g.source.name}/{g.label}"
+        if clashes[g.label] > 1:  # a tuning's evaluation is named by its tuning
+            source = tuning_of(g.source) or g.source
+            g.label = g.source.name if is_run_dir(g.source) else f"{source.name}/{g.label}"
     return out
 
 

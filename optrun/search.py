@@ -182,14 +182,34 @@ def _a_budget(ranges: int, choices: int) -> str:
     return " or ".join(str(choices * k**ranges) for k in (MIN_GRID_POINTS, MIN_GRID_POINTS + 1))
 
 
+def check_budget(space: Space, budget: int, search: str) -> None:
+    """ValueError, in a line, where ``space`` cannot give ``budget`` distinct settings by ``search``: a grid
+    that cannot hold it (``grid_points``), or a random search over lists alone that has fewer settings."""
+    total = math.prod(len(d.values) if isinstance(d, Choices) else budget + 1 for d in space.values())  # a range:
+    # more values than any budget asks
+    if search == "grid":
+        grid_points(space, budget)
+    elif budget > total:  # lists alone
+        raise ValueError(
+            f"its lists make {total} settings, and a random search of {budget} would repeat them; "
+            f"make the budget at most {total}, or add a range"
+        )
+
+
 def settings(space: Space, budget: int, search: str, seed: int) -> list[dict[str, Any]]:
     """The ``budget`` settings a search tries, in the order it tries them (a grid: the first dimension varies
-    slowest)."""
+    slowest). A random search over lists alone draws distinct settings."""
+    check_budget(space, budget, search)
     if search == "grid":
         points = grid_points(space, budget)
         axes = [d.grid(points[n]) if isinstance(d, Range) else list(d.values) for n, d in space.items()]
         return [dict(zip(space, values, strict=True)) for values in itertools.product(*axes)]
-    u = np.random.default_rng(seed).random((len(space), budget))  # a dimension's draws: the same in any space
+    rng = np.random.default_rng(seed)
+    if all(isinstance(d, Choices) for d in space.values()):  # without replacement: each setting at most once
+        combinations = list(itertools.product(*(d.values for d in space.values())))
+        picked = rng.choice(len(combinations), size=budget, replace=False)
+        return [dict(zip(space, combinations[i], strict=True)) for i in picked]
+    u = rng.random((len(space), budget))  # a dimension's draws: the same in any space
     columns = [d.at(u[i]) for i, d in enumerate(space.values())]
     return [dict(zip(space, values, strict=True)) for values in zip(*columns, strict=True)]
 

@@ -186,10 +186,17 @@ def tuning_table(config: TuneConfig, choices: Mapping[str, Choice]) -> Table:
         score = "-" if setting is None else f"{setting.score:.2%}" if tune.maximize else f"{setting.score:.4f}"
         broken = f"[red]{choice.broken}/{len(choice.settings)}[/]" if choice.broken else f"0/{len(choice.settings)}"
         edges = ", ".join(f"{name} ({side})" for name, side in choice.edges.items())
-        table.add_row(choice.label, escape(values) if setting else "[red]none: every setting broke[/]", score,
-                      broken, f"[yellow]{edges}[/]" if edges else "")  # fmt: skip
+        if len(choice.settings) < tune.budget:  # an unfinished tuning's
+            chosen, score = f"[yellow]not chosen yet: {len(choice.settings)} of {tune.budget} settings tried[/]", "-"
+        elif setting is not None:
+            chosen = escape(values)
+        else:
+            chosen = "[red]none: every setting broke[/]"
+        table.add_row(choice.label, chosen, score, broken, f"[yellow]{edges}[/]" if edges else "")
     return table
 
 
 def _setting_value(value: Any) -> str:
+    if value is None:
+        return "null"
     return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)

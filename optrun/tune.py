@@ -24,8 +24,11 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import logging
 import math
+import os
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,7 +55,7 @@ from optrun.config import CompareConfig, Config, TuneConfig, dump_yaml, load_con
 from optrun.data import Dataset
 from optrun.parallel import WorkersLost, executor, in_process
 from optrun.problems import NETWORK
-from optrun.report import flatten, is_compare_dir, read_json
+from optrun.report import flatten, read_json
 from optrun.runs import (
     RunDirError,
     RunInterrupted,
@@ -60,7 +63,6 @@ from optrun.runs import (
     create_run_dir,
     exception_line,
     existing_dir,
-    is_run_dir,
     signal_name,
     tuning_of,
     write_json,
@@ -68,6 +70,8 @@ from optrun.runs import (
 from optrun.schema import ConfigError
 from optrun.search import at_edge, settings
 from optrun.train import estimate, fit
+
+log = logging.getLogger("optrun")
 
 TRIALS = "trials.csv"
 TUNED = "tuned.yaml"
@@ -119,7 +123,8 @@ class TrialResult:
     signal: str | None = None  # for a trial a signal stopped
 
 
-_DATA: dict[str, Dataset] = {}  # a worker's data: the last dataset its trials asked for
+_DATA: dict[str, Dataset] = {}  # a process's data: the last datasets its trials and runs asked for
+_KEEP = 2  # datasets kept: a seed's, and the next seed's while runs of both are in flight
 
 
 def _files(spec: Any) -> list[tuple[str, int, int]]:
@@ -132,14 +137,21 @@ def _files(spec: Any) -> list[tuple[str, int, int]]:
     return [(f.name, (st := f.stat()).st_mtime_ns, st.st_size) for f in files]
 
 
-def tuning_data(config: Config) -> Dataset:
-    """The data of a trial (``Dataset.for_tuning``), loaded once per process for every trial that shares it."""
+def data_of(config: Config) -> Dataset:
+    """A network config's data (``NetworkProblem.load``), loaded once per process for every trial and run that
+    shares it (the same dataset, seed, dtype and samples)."""
     spec, train = config.dataset, config.train
     key = json.dumps([spec.model_dump(mode="json"), _files(spec), config.seed, config.model.dtype, train.max_samples])
     if key not in _DATA:
-        _DATA.clear()
-        _DATA[key] = NETWORK.load(config).for_tuning()
+        while len(_DATA) >= _KEEP:
+            del _DATA[next(iter(_DATA))]  # the oldest
+        _DATA[key] = NETWORK.load(config)
     return _DATA[key]
+
+
+def tuning_data(config: Config) -> Dataset:
+    """The data of a trial: ``data_of``'s, its validation split held out instead of its test split."""
+    return data_of(config).for_tuning()
 
 
 def run_trial(task: tuple[Mapping[str, Any], str, str]) -> TrialResult:
@@ -149,7 +161,9 @@ def run_trial(task: tuple[Mapping[str, Any], str, str]) -> TrialResult:
     start = time.perf_counter()
     try:
         config = parse_config(dict(config_data))
-        result = fit(NETWORK.prepare(config, tuning_data(config)))
+        data = tuning_data(config)
+        start = time.perf_counter()  # a trial's seconds: its own, not the loading of the data it shares
+        result = fit(NETWORK.prepare(config, data))
     except KeyboardInterrupt as exc:
         return TrialResult("interrupted", seconds=time.perf_counter() - start, signal=signal_name(exc))
     except Exception as exc:
@@ -168,11 +182,16 @@ def run_trial(task: tuple[Mapping[str, Any], str, str]) -> TrialResult:
 
 
 def _cell(value: Any) -> str:
+    """A metric's cell (empty for none) or a hyperparameter's value (``null`` for none, as YAML writes it)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return str(value).lower()
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def _value_cell(value: Any) -> str:
+    return "null" if value is None else _cell(value)
 
 
 def trial_columns(config: TuneConfig) -> list[str]:
@@ -184,7 +203,7 @@ def trial_columns(config: TuneConfig) -> list[str]:
 
 def _trial_row(planned: PlannedTrial, result: TrialResult, columns: Sequence[str], metric: str) -> dict[str, str]:
     row = {"label": planned.label, "trial": str(planned.trial), "seed": str(planned.seed)}
-    row |= {name: _cell(value) for name, value in planned.setting.items()}
+    row |= {name: _value_cell(value) for name, value in planned.setting.items()}
     row |= {metric: _cell(result.value), "epoch": _cell(result.epoch), "status": result.status}
     row |= {"seconds": f"{result.seconds:.3f}", "reason": result.reason or ""}
     return {c: row.get(c, "") for c in columns}
@@ -194,6 +213,7 @@ def read_trials(path: Path, config: TuneConfig, trials: Sequence[PlannedTrial]) 
     """The trials (``plan(config)``) of ``path``, a tune directory, that trials.csv records whole, by key;
     RunDirError where config.yaml was edited since the tuning began, or a trial was trained otherwise than the
     config plans it."""
+    _check_idle(path)
     _check_unchanged(path, config)
     columns = trial_columns(config)
     try:
@@ -219,10 +239,10 @@ def read_trials(path: Path, config: TuneConfig, trials: Sequence[PlannedTrial]) 
         if key not in planned:
             raise RunDirError(f"{path / TRIALS}: {key[0]} trial {key[1]} seed {key[2]} is not in the tuning's plan")
         for name, value in planned[key].setting.items():
-            if row[name] != _cell(value):
+            if row[name] != _value_cell(value):
                 raise RunDirError(
                     f"{path / TRIALS}: {key[0]} trial {key[1]} was trained with {name} {row[name]}, and config.yaml "
-                    f"now plans {_cell(value)}; put config.yaml back, or tune anew"
+                    f"now plans {_value_cell(value)}; put config.yaml back, or tune anew"
                 )
         done[key] = row
     return done
@@ -352,10 +372,7 @@ def tune_to_resume(tune_dir: str | Path) -> Path:
     path = existing_dir(tune_dir, "tune directory")
     summary = read_json(path / "summary.json")
     if (tuning := tuning_of(path)) is None:
-        what = "a run directory" if is_run_dir(path) else "a compare directory" if is_compare_dir(path) else "a folder"
-        command = {"a run directory": "train", "a compare directory": "compare"}.get(what)
-        hint = f"; finish it with optrun {command} --resume {path}" if command else ""
-        raise RunDirError(f"{path}: {what}, not a tune directory (no tune: section in its config.yaml){hint}")
+        raise RunDirError(f"{path}: not a tune directory (its config.yaml has no tune: section)")
     if tuning != path:
         raise RunDirError(f"{path}: part of the tuning {tuning}; give that: optrun tune --resume {tuning}")
     if summary.get("status") == "completed":
@@ -367,6 +384,22 @@ def _stopped(path: Path, config: TuneConfig, status: str, reason: str, extra: Ma
     """Write the tuning's summary.json; it keeps the config the tuning began with, which a resume checks."""
     summary = {"kind": "tune", "name": config.name, "status": status, "reason": reason, **dict(extra)}
     write_json(path / "summary.json", summary | {"config": config.to_dict()})
+
+
+def _check_idle(path: Path) -> None:
+    """RunDirError where the tuning at ``path`` is running now, in a process of this machine: a second would
+    train its trials again and write over its files."""
+    summary = read_json(path / "summary.json")
+    pid = summary.get("pid")
+    if summary.get("status") != "running" or summary.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # ended without a word (killed): resume it
+    except PermissionError:
+        pass  # another user's process
+    raise RunDirError(f"{path}: the tuning is running (process {pid}); wait for it, or stop it first")
 
 
 def _check_unchanged(path: Path, config: TuneConfig) -> None:
@@ -388,7 +421,7 @@ def task(item: tuple[str, Any]) -> TrialResult | Finished:
     """A worker's task: a trial, ``("trial", (config, metric, at))``, or a run of the evaluation, ``("run",
     config)`` (``optrun.compare.execute``)."""
     kind, payload = item
-    return run_trial(payload) if kind == "trial" else execute(payload)
+    return run_trial(payload) if kind == "trial" else execute(payload, data_of)
 
 
 @dataclass
@@ -465,6 +498,12 @@ class _Tuning:
     def evaluation(self) -> CompareConfig:
         return self.config.evaluation(self.evaluated)
 
+    def write_tuned(self) -> CompareConfig:
+        """Write tuned.yaml, once every label is chosen; the evaluation's config."""
+        evaluation = self.evaluation()
+        (self.path / TUNED).write_text(_tuned_yaml(self.config, evaluation.to_dict()), encoding="utf-8")
+        return evaluation
+
     def stopped(self, status: str, reason: str) -> str:
         """Write the summaries of a tuning stopped before its end; what it kept, in words."""
         trials, runs = len(self.trials), len(self.config.optimizers) * len(self.config.seed_list)
@@ -510,9 +549,9 @@ def tune(
         if resume_dir is None:
             path = create_run_dir(runs_dir, config.name)
             (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
-            _stopped(path, config, "running", "")
         else:
             path = Path(resume_dir)
+        _stopped(path, config, "running", "", {"pid": os.getpid(), "host": socket.gethostname()})
         resume_command = f"tune --resume {path}"
         tuning = _Tuning(config, path, trials, done)
         drawing = None
@@ -530,6 +569,8 @@ def tune(
                         on_trial(planned, result)
                     if drawing is None and len(tuning.chosen) == len(config.optimizers):
                         tuning.trials_seconds = time.perf_counter() - start
+                        if tuning.evaluated:
+                            tuning.write_tuned()
                         drawing = _Drawing(path, config, choose(config, settings_of(config, tuning.rows)))
                 else:
                     result = worker_lost(result.exc) if isinstance(result, _Lost) else result
@@ -566,8 +607,7 @@ def tune(
         if not tuning.evaluated:
             _stopped(path, config, "completed", "every setting of every label diverged or failed", summary)
             return TuneOutcome(path, choices, None)
-        evaluation = tuning.evaluation()
-        (path / TUNED).write_text(_tuned_yaml(config, evaluation.to_dict()), encoding="utf-8")
+        evaluation = tuning.write_tuned()
         extra = {"executor": executor_name(jobs, scheduler), "runs_wall_seconds": time.perf_counter() - start}
         comparison = conclude(tuning.evaluation_dir, evaluation, tuning.runs, extra)
     except (KeyboardInterrupt, RunInterrupted) as exc:  # while the pictures are drawn: a resume draws them
@@ -583,8 +623,8 @@ def _trial_lost(exc: BaseException) -> TrialResult:
 
 
 class _Drawing(threading.Thread):
-    """``_sensitivity`` in a thread of its own, begun at once (while the last runs train); ``join`` raises what
-    it raised. It is joined before the evaluation's comparison draws its own: one figure at a time."""
+    """``_sensitivity`` in a thread of its own, begun at once (while the last runs train). It is joined before
+    the evaluation's comparison draws its own: one figure at a time."""
 
     def __init__(self, path: Path, config: TuneConfig, choices: Mapping[str, Choice]) -> None:
         super().__init__(name="optrun-sensitivity", daemon=True)
@@ -598,10 +638,13 @@ class _Drawing(threading.Thread):
             self.error = exc
 
     def join(self, timeout: float | None = None, quietly: bool = False) -> None:
+        """Wait for the picture; a failure to draw it is told (at level WARNING), and loses nothing else."""
         super().join(timeout)
         if self.error is not None and not quietly:
             error, self.error = self.error, None
-            raise error
+            if isinstance(error, KeyboardInterrupt):
+                raise error
+            log.warning(f"sensitivity.png was not drawn: {exception_line(error)}")
 
 
 def _sensitivity(path: Path, config: TuneConfig, choices: Mapping[str, Choice]) -> None:

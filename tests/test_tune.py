@@ -448,8 +448,77 @@ def test_the_sensitivity_plot_puts_numbers_on_a_number_axis_whatever_each_label_
     assert beta1.get_xscale() == "linear" and beta1.get_xlabel() == "beta1"
     star = next(line for line in beta1.get_lines() if line.get_marker() == "*")
     assert star.get_xdata()[0] == 0.8  # adam's chosen 0.8 at 0.8 on the axis, not at the place it was listed
-    assert [t.get_text() for t in clip.get_xticklabels()] == ["none", "1.0"]
+    assert [t.get_text() for t in clip.get_xticklabels()] == ["null", "1"]
     assert len(save_figure(figure, tmp_path, "sensitivity")) == 2
+    # a range for one label and a list with null for another: each value tried a tick, null first, then in order
+    mixed = {"sgd": {"clip_norm": Range(0.1, 10.0, "log")}, "adam": {"clip_norm": Choices((None, 5.0, 0.1))}}
+    tried = {"sgd": [0.1, 1.0, 10.0], "adam": [None, 5.0, 0.1]}
+    mixed_choices = {
+        label: Choice(label, None, [Setting(label, i, {"clip_norm": v}, 0.5, "completed", 1) for i, v in enumerate(vs)])
+        for label, vs in tried.items()
+    }
+    panel = sensitivity_figure(mixed_choices, mixed, "validation_loss", "last").axes[0]
+    assert [t.get_text() for t in panel.get_xticklabels()] == ["null", "0.1", "1", "5", "10"]
     broken = {"sgd": Choice("sgd", None, [Setting("sgd", 1, {"clip_norm": None}, None, "diverged", 1)])}
     empty = sensitivity_figure(broken, {"sgd": spaces["sgd"]}, "validation_loss", "last")
     assert empty.axes[0].get_ylim() == (0, 1) and "every setting diverged" in empty.axes[0].texts[0].get_text()
+
+
+def test_a_random_search_over_lists_alone_draws_distinct_settings_and_refuses_more_than_there_are() -> None:
+    space = {"beta2": Choices((0.99, 0.999)), "amsgrad": Choices((True, False)), "clip_norm": Choices((None, 1.0))}
+    tried = settings(space, 8, "random", 3)
+    assert len({tuple(s.values()) for s in tried}) == 8  # every one of the 8 settings, each once
+    with pytest.raises(ValueError, match="its lists make 8 settings, and a random search of 9 would repeat them"):
+        settings(space, 9, "random", 3)
+
+
+def test_a_tuning_running_now_is_not_resumed_a_second_time_and_one_killed_is(tmp_path) -> None:
+    import socket
+
+    def stop(planned, result) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted) as stopped:
+        tune(tune_config(), tmp_path / "runs", on_trial=stop)
+    cut = stopped.value.path
+    summary = json.loads((cut / "summary.json").read_text())
+    running = {**summary, "status": "running", "host": socket.gethostname()}
+    (cut / "summary.json").write_text(json.dumps({**running, "pid": os.getpid()}))
+    result = invoke("tune", "--resume", cut)
+    assert result.exit_code == 2 and f"the tuning is running (process {os.getpid()})" in result.output
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (cut / "summary.json").write_text(json.dumps({**running, "pid": int(dead.stdout)}))  # killed: no summary after
+    assert invoke("tune", "--resume", cut, "-j", "1", "-q").exit_code == 0
+
+
+def test_show_and_report_read_a_tune_directory_and_its_parts_point_to_tune(tmp_path) -> None:
+    data = {**SMALL, "optimizers": {"sgd": None, "momentum": {"clip_norm": 1.0}}}
+    data["tune"] = {"budget": 3, "space": {"learning_rate": {"log": [0.01, 1.0]}, "momentum": {"clip_norm": [None]}}}
+    config = parse_config(data, "tn", TuneConfig)
+
+    def stop_after_two(planned, result, seen=[]) -> None:  # noqa: B006 (counts across calls)
+        seen.append(planned)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted) as stopped:
+        tune(config, tmp_path / "cut", on_trial=stop_after_two)
+    shown = invoke("show", stopped.value.path)
+    assert shown.exit_code == 0 and "not chosen yet: 1 of 3 settings tried" in shown.output, shown.output
+    assert f"finish it with: optrun tune --resume {stopped.value.path}" in shown.output
+    with (stopped.value.path / "trials.csv").open() as f:
+        assert {r["clip_norm"] for r in csv.DictReader(f)} >= {"null"}  # tried as null: not an empty cell
+    one, two = (tune(config, tmp_path / name).path for name in ("one", "two"))
+    reported = invoke("report", one, two, "--out", tmp_path / "report")
+    assert reported.exit_code == 0, reported.output
+    assert f"{one.name}/sgd" in reported.output and f"{two.name}/sgd" in reported.output
+    for command, where in (("compare", one), ("train", one / "evaluation" / "sgd" / "seed-0")):
+        result = invoke(command, "--resume", where)
+        assert result.exit_code == 2 and f"it is completed: optrun show {one}" in result.output, result.output
+
+
+def test_smoke_draws_two_random_settings_where_the_grid_could_not_hold_two(tmp_path) -> None:
+    path = write_config(tmp_path, SMALL)  # adam's grid needs a multiple of 2 with 3 rates at least
+    result = invoke("tune", path, "--smoke", "--runs-dir", tmp_path / "runs", "-j", "1", "-q")
+    assert result.exit_code == 0, result.output
+    assert len(trials_without_timing(next((tmp_path / "runs").iterdir()))) == 1 + 4
