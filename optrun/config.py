@@ -523,6 +523,11 @@ def parse_config(data: Any, source: str = "config", schema: type[AnyConfig] = Co
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values, got {kind}")
     if schema is not TuneConfig and "tune" in data:
         raise ConfigError(f"{source}: tune: this is a tune config; run it with 'optrun tune {source}'")
+    if schema is TuneConfig and "tune" not in data:
+        raise ConfigError(
+            f"{source}: tune: is required: optrun tune needs a tune: section, at least its space: (the ranges to "
+            "search); see docs/comparing.md, 'Tuning'"
+        )
     if schema is Config and (key := next((k for k in COMPARE_KEYS if k in data), None)):
         raise ConfigError(f"{source}: {key}: this is a compare config; run it with 'optrun compare {source}'")
     try:

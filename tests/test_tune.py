@@ -188,6 +188,9 @@ def test_an_objective_cannot_be_tuned_and_other_commands_name_the_tune_command(t
         )
     result = invoke("validate", path)
     assert result.exit_code == 0 and result.output.startswith(f"ok: {path}"), result.output
+    plain = write_config(tmp_path, {k: v for k, v in SMALL.items() if k != "tune"}, "plain.yaml")
+    result = invoke("tune", plain)
+    assert result.exit_code == 2 and "tune: is required: optrun tune needs a tune: section" in result.output
 
 
 # --- the protocol ----------------------------------------------------------------------------------------------------
