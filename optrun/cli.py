@@ -32,7 +32,7 @@ from optrun.compare import PlannedRun, compare, comparison_to_resume, pending, s
 from optrun.optim import COMMON_KEYS, OPTIMIZERS, optimizer_entry, optimizers_markdown
 from optrun.optim.registry import NotAnOptimizer, classes_in, short_name
 from optrun.parallel import ExecutorError
-from optrun.problems import Record, problem_of
+from optrun.problems import Record, count_text, problem_of
 from optrun.runs import (
     RunDirError,
     RunFailed,
@@ -49,6 +49,7 @@ from optrun.runs import (
     tuning_of,
 )
 from optrun.schema import ConfigError
+from optrun.search import value_text
 from optrun.tables import comparison_table, metrics_table, run_overview, tuning_table, unfinished_notice
 from optrun.threads import available_cores
 from optrun.train import check
@@ -457,15 +458,11 @@ def compare_command(
 
 
 def _trial_line(planned: PlannedTrial, result: TrialResult, budget: int, metric: str, width: int) -> str:
-    setting = "  ".join(f"{name} {_value_text(value)}" for name, value in planned.setting.items())
+    setting = "  ".join(f"{name} {value_text(value)}" for name, value in planned.setting.items())
     head = f"{planned.label:<{width}} trial {planned.trial:>{len(str(budget))}}/{budget} seed {planned.seed}  {setting}"
     if result.status == "completed":
         return f"[green]completed[/] {head}  {_metric_text(metric, result.value)}  ({result.seconds:.1f} s)"
     return f"[red]{result.status:<9}[/] {head}  {escape(result.reason or '')}"
-
-
-def _value_text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _metric_text(metric: str, value: float | None) -> str:
@@ -678,10 +675,11 @@ def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
             continue
         problem = f"on {problem_of(c).describe(c)}"
         if isinstance(c, configs.TuneConfig):
-            trials = f"{_count(c.tune.budget, 'setting')} x {_count(len(c.tuning_seeds), 'tuning seed')}"
-            what = f"tune {_count(len(c.optimizers), 'optimizer')} x {trials}, then {_count(len(c.seed_list), 'seed')}"
+            trials = f"{count_text(c.tune.budget, 'setting')} x {count_text(len(c.tuning_seeds), 'tuning seed')}"
+            seeds = count_text(len(c.seed_list), "seed")
+            what = f"tune {count_text(len(c.optimizers), 'optimizer')} x {trials}, then {seeds}"
         elif isinstance(c, configs.CompareConfig):
-            what = f"compare {_count(len(c.optimizers), 'optimizer')} x {_count(len(c.seed_list), 'seed')}"
+            what = f"compare {count_text(len(c.optimizers), 'optimizer')} x {count_text(len(c.seed_list), 'seed')}"
         else:
             what = short_name(c.optimizer.name)
         click.echo(f"ok: {path} ({what} {problem}; about {memory.size(need.total)} of memory a run)")
@@ -715,10 +713,6 @@ def _a_number(param: click.Parameter, value: float | None) -> float | None:
     if value is not None and math.isnan(value):
         raise click.BadParameter("nan is not a number in (0, 1]", param=param)
     return value
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}{'s' if n != 1 else ''}"
 
 
 @cli.group(short_help="Datasets: fetch the files of one.")

@@ -27,7 +27,7 @@ from optrun import memory
 from optrun.config import CompareConfig, Config, dump_yaml, parse_config, read_yaml
 from optrun.parallel import WorkersLost, executor, in_process
 from optrun.problems import Record, TrainResult, problem_of
-from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, read_json, write
+from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, write
 from optrun.runs import (
     TRACEBACK,
     RunDirError,
@@ -39,6 +39,7 @@ from optrun.runs import (
     failed_result,
     is_run_dir,
     not_a_tuning,
+    read_json,
     signal_name,
     write_json,
     write_run,

@@ -37,7 +37,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from optrun.objectives import Objective
 from optrun.problems import LandscapeStats, Record
-from optrun.search import Choices, Range
+from optrun.search import Choices, Range, value_text
 from optrun.stats import Group, curves, optimizer_descriptions
 
 if TYPE_CHECKING:
@@ -368,19 +368,13 @@ def _sensitivity_axis(ax: Axes, dims: Sequence[Range | Choices], tried: Sequence
         return float
     values = list(dict.fromkeys([*ends, *tried]))
     ticks = [v for v in values if not _number(v)] + sorted(v for v in values if _number(v))
-    ax.set_xticks(range(len(ticks)), [_tick(v) for v in ticks])
+    ax.set_xticks(range(len(ticks)), [value_text(v) for v in ticks])
     ax.set_xlim(-0.5, len(ticks) - 0.5)
     return lambda value: float(ticks.index(value))
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _tick(value: Any) -> str:
-    if value is None:
-        return "null"
-    return f"{value:g}" if _number(value) else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 # --- objectives --------------------------------------------------------------------------------------------------

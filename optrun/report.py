@@ -32,6 +32,7 @@ from optrun.runs import (
     is_compare_config,
     is_run_dir,
     not_a_folder,
+    read_json,
     read_run,
     tuning_of,
     versions,
@@ -132,15 +133,6 @@ class Collection:
 def _seed_of(run_dir: Path) -> int:
     suffix = run_dir.name.removeprefix("seed-")
     return int(suffix) if suffix.isdigit() else -1
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; empty when the file is missing or is not one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def is_compare_dir(path: Path) -> bool:

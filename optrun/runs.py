@@ -272,6 +272,15 @@ def is_compare_config(data: Any) -> bool:
     return isinstance(data, dict) and "optimizers" in data
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; empty when the file is missing or is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def tuning_of(path: Path) -> Path | None:
     """The tune directory (``optrun tune``'s: its config.yaml has a ``tune:`` section) that ``path`` is, or whose
     evaluation, or run of its evaluation, it is; None for anything else."""
@@ -287,20 +296,11 @@ def not_a_tuning(path: Path, what: str) -> None:
     tune --resume`` continues; ``what``: what the command wanted instead."""
     if (tuning := tuning_of(path)) is not None:
         part = "a tune directory" if tuning == path else f"part of the tuning {tuning}"
-        completed = _status(tuning) == "completed"
+        completed = read_json(tuning / "summary.json").get("status") == "completed"
         then = (
             f"it is completed: optrun show {tuning}" if completed else f"finish it with optrun tune --resume {tuning}"
         )
         raise RunDirError(f"{path}: {part}, not {what}; {then}")
-
-
-def _status(path: Path) -> str | None:
-    """The status in the summary.json of the directory at ``path``, if it has one."""
-    try:
-        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return summary.get("status") if isinstance(summary, dict) else None
 
 
 def existing_dir(path: str | Path, what: str) -> Path:

@@ -88,6 +88,15 @@ Dimension = Range | Choices
 Space = dict[str, Dimension]  # one label's: hyperparameter -> its dimension
 
 
+def value_text(value: Any) -> str:
+    """A hyperparameter's value as tables, lines and pictures write it: ``null``, ``true``, ``0.00316``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
 def dimension(value: Any) -> Dimension:
     """A space's entry as a Dimension; ValueError with the one-line reason where it is none."""
     if isinstance(value, list):

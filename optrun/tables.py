@@ -194,9 +194,3 @@ def tuning_table(config: TuneConfig, choices: Mapping[str, Choice]) -> Table:
             chosen = "[red]none: every setting broke[/]"
         table.add_row(choice.label, chosen, score, broken, f"[yellow]{edges}[/]" if edges else "")
     return table
-
-
-def _setting_value(value: Any) -> str:
-    if value is None:
-        return "null"
-    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)

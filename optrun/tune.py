@@ -55,7 +55,7 @@ from optrun.config import CompareConfig, Config, TuneConfig, dump_yaml, load_con
 from optrun.data import Dataset
 from optrun.parallel import WorkersLost, executor, in_process
 from optrun.problems import NETWORK
-from optrun.report import flatten, read_json
+from optrun.report import flatten
 from optrun.runs import (
     RunDirError,
     RunInterrupted,
@@ -63,6 +63,7 @@ from optrun.runs import (
     create_run_dir,
     exception_line,
     existing_dir,
+    read_json,
     signal_name,
     tuning_of,
     write_json,
@@ -440,7 +441,8 @@ class _Tuning:
         self.config, self.path, self.trials = config, path, trials
         self.evaluation_dir = path / EVALUATION
         self.rows = dict(done)
-        self.writer = _TrialsWriter(path / TRIALS, trial_columns(config), list(done.values()))
+        self.columns = trial_columns(config)
+        self.writer = _TrialsWriter(path / TRIALS, self.columns, list(done.values()))
         self.missing = {label: 0 for label in config.optimizers}  # trials not in yet, by label
         for t in trials:
             self.missing[t.label] += t.key not in done
@@ -460,7 +462,7 @@ class _Tuning:
         self.planned.append(planned)
 
     def trial_done(self, planned: PlannedTrial, result: TrialResult) -> None:
-        self.rows[planned.key] = _trial_row(planned, result, trial_columns(self.config), self.config.tune.metric)
+        self.rows[planned.key] = _trial_row(planned, result, self.columns, self.config.tune.metric)
         self.writer.write(self.rows[planned.key])
         self.missing[planned.label] -= 1
         self.choose_ready()

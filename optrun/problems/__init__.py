@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optrun.config import CompareConfig, Config
-from optrun.problems.base import OPTIONAL_COLUMNS, Problem, Row, StatsRow, TrainResult
+from optrun.problems.base import OPTIONAL_COLUMNS, Problem, Row, StatsRow, TrainResult, count_text
 from optrun.problems.landscape import OBJECTIVE, Landscape, LandscapeStats, StepRecord
 from optrun.problems.network import NETWORK, EpochRecord, Experiment, LabelStats
 
@@ -53,6 +53,7 @@ __all__ = [
     "StatsRow",
     "StepRecord",
     "TrainResult",
+    "count_text",
     "problem_of",
     "problem_of_columns",
 ]

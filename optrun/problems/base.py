@@ -194,6 +194,11 @@ def blown_up(config: Config, loss: float, initial: float | None, when: str) -> s
     return f"loss {loss:.4g} after {when} exceeds divergence_factor {factor:g} × the initial loss {initial:.4g}"
 
 
+def count_text(n: Any, thing: str) -> str:
+    """``1 epoch``, ``3 seeds``."""
+    return f"{n} {thing}{'s' if n != 1 else ''}"
+
+
 def mean_std(values: np.ndarray) -> tuple[float, float | None]:
     """The mean and the sample standard deviation (ddof = 1; None for one value)."""
     return float(values.mean()), (float(values.std(ddof=1)) if len(values) > 1 else None)

@@ -37,6 +37,7 @@ from optrun.problems.base import (
     TableSpec,
     TrainResult,
     blown_up,
+    count_text,
     mean_sd_text,
     mean_std,
     streams,
@@ -278,7 +279,7 @@ class NetworkProblem(Problem):
 
     def describe(self, config: Config) -> str:
         epochs = config.train.epochs
-        return f"{config.dataset.name}, {config.model.type}, {_count(epochs, 'epoch')}"
+        return f"{config.dataset.name}, {config.model.type}, {count_text(epochs, 'epoch')}"
 
     def describe_parts(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
         model, train = config.get("model") or {}, config.get("train") or {}
@@ -288,7 +289,7 @@ class NetworkProblem(Problem):
         return [
             (str((config.get("dataset") or {}).get("name", "?")), "dataset"),
             (net, "model"),
-            (f"{_count(train.get('epochs'), 'epoch')}, batch {train.get('batch_size')}", "train"),
+            (f"{count_text(train.get('epochs'), 'epoch')}, batch {train.get('batch_size')}", "train"),
         ]
 
     def progress(self, row: EpochRecord) -> str:
@@ -467,7 +468,3 @@ def _final_accuracy_by_seed(group: Group) -> dict[int, float]:
 
 
 NETWORK = NetworkProblem()
-
-
-def _count(n: Any, thing: str) -> str:
-    return f"{n} {thing}{'s' if n != 1 else ''}"
