@@ -29,6 +29,7 @@ import math
 import os
 import shutil
 import socket
+import statistics
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -434,10 +435,18 @@ class _Lost:
 
 class _Tuning:
     """A tuning while its tasks run: its trials written to trials.csv as they finish, each label chosen once
-    its last trial is in, and that label's evaluation runs queued at once (``tasks``, which the executor reads
-    as it grows), so that they fill the workers the last trials leave idle."""
+    its last trial is in, and that label's evaluation runs queued at once, so that they fill the workers the
+    last trials leave idle.
 
-    def __init__(self, config: TuneConfig, path: Path, trials: list[PlannedTrial], done: dict) -> None:
+    The executor reads ``tasks`` as it grows. With ``in_flight`` workers (local ones), no more tasks than that
+    are given to it at a time, and a freed worker is given the next task of the label with the most work left
+    (its trials and evaluation runs to come, timed by its trials so far): the critical path first, so that the
+    labels end their trials together and their evaluation runs fill every worker, not one while the others
+    idle. The order changes no result: each task's numbers depend on its own config alone."""
+
+    def __init__(
+        self, config: TuneConfig, path: Path, trials: list[PlannedTrial], done: dict, in_flight: int | None = None
+    ) -> None:
         self.config, self.path, self.trials = config, path, trials
         self.evaluation_dir = path / EVALUATION
         self.rows = dict(done)
@@ -448,23 +457,49 @@ class _Tuning:
             self.missing[t.label] += t.key not in done
         self.chosen: dict[str, Setting] = {}
         self.runs: list[PlannedRun] = []  # the evaluation's, of the labels chosen so far
-        self.tasks: list[tuple[str, Any]] = []
+        self.trial_seconds: dict[str, list[float]] = {label: [] for label in config.optimizers}
+        self.tasks: list[tuple[str, Any]] = []  # given to the executor
         self.planned: list[PlannedTrial | PlannedRun] = []
+        self.waiting: list[tuple[tuple[str, Any], PlannedTrial | PlannedRun]] = []  # not given yet, in plan order
+        self.in_flight, self.finished = in_flight, 0
         self.trials_seconds: float | None = None
         metric, at = config.tune.metric, config.tune.at
         for t in trials:
             if t.key not in done:
-                self.queue(("trial", (t.config.to_dict(), metric, at)), t)
+                self.waiting.append((("trial", (t.config.to_dict(), metric, at)), t))
         self.choose_ready()
+        self.dispatch()
 
-    def queue(self, item: tuple[str, Any], planned: PlannedTrial | PlannedRun) -> None:
-        self.tasks.append(item)
-        self.planned.append(planned)
+    def dispatch(self) -> None:
+        """Give the executor waiting tasks while it has fewer than ``in_flight`` running: each the first waiting
+        task of the label with the most work left."""
+        while self.waiting and (self.in_flight is None or len(self.tasks) - self.finished < self.in_flight):
+            left = self.work_left()
+            i = max(range(len(self.waiting)), key=lambda i: (left[self.waiting[i][1].label], -i))
+            item, planned = self.waiting.pop(i)
+            self.tasks.append(item)
+            self.planned.append(planned)
+
+    def work_left(self) -> dict[str, float]:
+        """By label, the seconds its tasks not begun would take (its waiting trials, and its evaluation runs,
+        to come or waiting), at the mean time of its trials so far (of every label's, before its first; an
+        evaluation run counted as a trial)."""
+        every = [s for times in self.trial_seconds.values() for s in times] or [1.0]
+        tasks = {label: 0 if label in self.chosen else len(self.config.seed_list) for label in self.config.optimizers}
+        for _, planned in self.waiting:
+            tasks[planned.label] += 1
+        return {label: n * statistics.fmean(self.trial_seconds[label] or every) for label, n in tasks.items()}
+
+    def task_done(self) -> None:
+        """A task the executor was given has finished (after its trial_done or record): give it the next."""
+        self.finished += 1
+        self.dispatch()
 
     def trial_done(self, planned: PlannedTrial, result: TrialResult) -> None:
         self.rows[planned.key] = _trial_row(planned, result, self.columns, self.config.tune.metric)
         self.writer.write(self.rows[planned.key])
         self.missing[planned.label] -= 1
+        self.trial_seconds[planned.label].append(result.seconds)
         self.choose_ready()
 
     def choose_ready(self) -> None:
@@ -485,7 +520,7 @@ class _Tuning:
             check_kept(self.evaluation_dir, runs, todo)
             for run in todo:  # an interrupted or half-written run starts again from scratch
                 shutil.rmtree(self.evaluation_dir / run.subdir, ignore_errors=True)
-                self.queue(("run", run.config.to_dict()), run)
+                self.waiting.append((("run", run.config.to_dict()), run))
             self.runs += runs
         if self.evaluated:
             self.evaluation_dir.mkdir(exist_ok=True)
@@ -555,7 +590,7 @@ def tune(
             path = Path(resume_dir)
         _stopped(path, config, "running", "", {"pid": os.getpid(), "host": socket.gethostname()})
         resume_command = f"tune --resume {path}"
-        tuning = _Tuning(config, path, trials, done)
+        tuning = _Tuning(config, path, trials, done, in_flight=jobs if scheduler is None else None)
         drawing = None
         try:
             for i, result in pool(task, tuning.tasks, on_error=_Lost):
@@ -565,10 +600,10 @@ def tune(
                     if result.status == "interrupted":  # not recorded: a resume runs it again
                         if in_process(pool):  # the signal stops this process too
                             raise stop_signal(result.signal)
-                        continue
-                    tuning.trial_done(planned, result)
-                    if on_trial is not None:
-                        on_trial(planned, result)
+                    else:
+                        tuning.trial_done(planned, result)
+                        if on_trial is not None:
+                            on_trial(planned, result)
                     if drawing is None and len(tuning.chosen) == len(config.optimizers):
                         tuning.trials_seconds = time.perf_counter() - start
                         if tuning.evaluated:
@@ -581,6 +616,7 @@ def tune(
                         on_run(planned, outcome)
                     if result.signal is not None and in_process(pool):
                         raise stop_signal(result.signal)
+                tuning.task_done()
         except (KeyboardInterrupt, WorkersLost) as exc:
             if drawing is not None:  # its picture whole or absent when tune returns (a resume draws it)
                 drawing.join(quietly=True)

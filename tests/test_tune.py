@@ -24,7 +24,7 @@ from optrun.problems import NETWORK
 from optrun.runs import RunInterrupted
 from optrun.search import Choices, Range, at_edge, grid_points, settings
 from optrun.train import train
-from optrun.tune import Setting, choose, plan, run_trial, tune, tuning_data
+from optrun.tune import Setting, TrialResult, _Tuning, choose, plan, run_trial, tune, tuning_data
 
 SMALL = {
     "name": "tn",
@@ -276,6 +276,39 @@ def test_two_workers_tune_exactly_as_one(tmp_path) -> None:
     two = tune(tune_config(), tmp_path / "two", jobs=2)
     assert sorted(trials_without_timing(one.path)) == sorted(trials_without_timing(two.path))
     assert (one.path / "tuned.yaml").read_text() == (two.path / "tuned.yaml").read_text()
+
+
+def test_a_freed_worker_takes_the_next_task_of_the_label_with_the_most_work_left(tmp_path) -> None:
+    """Hand-worked: with 3 trials and 1 evaluation run a label, a label whose trials take 4 s has 4 times the
+    work left of one whose take 1 s, and is given the freed workers until the two are even."""
+    config = tune_config(seeds=1, tune={"budget": 3, "space": {"learning_rate": {"log": [0.001, 1.0]}}})
+    tuning = _Tuning(config, tmp_path, plan(config), {}, in_flight=2)
+
+    def given() -> list[tuple[str, int | str]]:  # the tasks given to the executor so far
+        return [(p.label, getattr(p, "trial", "run")) for p in tuning.planned]
+
+    def finish(label: str, trial: int, seconds: float) -> None:
+        planned = next(p for p in tuning.planned if (p.label, getattr(p, "trial", None)) == (label, trial))
+        tuning.trial_done(planned, TrialResult("completed", 0.5, 2, seconds))
+        tuning.task_done()
+        assert len(tuning.tasks) - tuning.finished <= 2  # never more than a task a worker
+
+    try:
+        assert given() == [("sgd", 1), ("adam", 1)]  # nothing timed: the plan's order
+        finish("sgd", 1, 1.0)  # left: sgd 2 trials + 1 run at 1 s; adam's untimed, at every label's mean: a tie
+        assert given()[-1] == ("sgd", 2)
+        finish("adam", 1, 4.0)  # adam 3 x 4 s against sgd 2 x 1 s
+        assert given()[-1] == ("adam", 2)
+        finish("sgd", 2, 1.0)  # adam 2 x 4 s against sgd 2 x 1 s: adam again, where the plan's order is sgd's
+        assert given()[-1] == ("adam", 3)
+        finish("adam", 2, 4.0)  # adam has no waiting task, its run is to come
+        assert given()[-1] == ("sgd", 3)
+        finish("adam", 3, 4.0)  # adam chosen: its evaluation run waits, and a worker is free
+        assert given()[-1] == ("adam", "run")
+        finish("sgd", 3, 1.0)
+        assert given()[-1] == ("sgd", "run") and not tuning.waiting
+    finally:
+        tuning.writer.close()
 
 
 def test_every_setting_diverging_is_a_result_not_a_crash(tmp_path) -> None:
