@@ -15,14 +15,14 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import wraps
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from optrun import config as configs
@@ -47,14 +47,23 @@ from optrun.runs import (
     run,
     run_to_resume,
     signal_name,
+    suite_of,
     tuning_of,
 )
 from optrun.schema import ConfigError
 from optrun.search import value_text
-from optrun.tables import comparison_table, metrics_table, run_overview, tuning_table, unfinished_notice
+from optrun.suite import read_suite, run_suite, suite_to_resume, tasks, tasks_done
+from optrun.tables import (
+    comparison_table,
+    metrics_table,
+    run_overview,
+    suite_tables,
+    tuning_table,
+    unfinished_notice,
+)
 from optrun.threads import available_cores
 from optrun.train import check
-from optrun.tune import EVALUATION, PlannedTrial, TrialResult, plan, read_trials, read_tuning, tune, tune_to_resume
+from optrun.tune import EVALUATION, PlannedTrial, TrialResult, read_tuning, tune, tune_to_resume
 
 EXIT_DIVERGED = 3
 
@@ -473,31 +482,68 @@ def _metric_text(metric: str, value: float | None) -> str:
     return f"{name} {value:.2%}" if metric.endswith("accuracy") else f"{name} {value:.4f}"
 
 
+class _TaskBar:
+    """One overall bar of a tuning's or a suite's tasks (trials and runs): done of all, how many are running and
+    how many diverged or failed, the time taken and the time left; each task's line above it (or, where
+    ``lines`` is off, only those of the tasks that broke). Plain lines where the output is not a terminal."""
+
+    def __init__(self, console: Console, total: int, jobs: int | None, lines: bool = True) -> None:
+        self.console, self.jobs, self.lines = console, jobs, lines
+        self.left = total  # of the work at hand (a suite's problem), for the count running
+        columns = (
+            TextColumn("tasks"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[state]}"),
+            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+        )  # fmt: skip
+        self.bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+        self.task = self.bar.add_task("tasks", total=total, state="")
+        self.failed = 0
+        self._show()
+
+    def _show(self) -> None:
+        running = "" if self.jobs is None else f"{min(self.jobs, self.left)} running, "
+        broken = f"[red]{self.failed} diverged or failed[/]" if self.failed else "0 diverged or failed"
+        self.bar.update(self.task, state=f"{running}{broken}")
+
+    def print(self, line: str) -> None:
+        self.bar.console.print(line)
+
+    def work(self, left: int) -> None:
+        """The tasks of the work now at hand (a suite's next problem)."""
+        self.left = left
+        self._show()
+
+    def done(self, line: str, broken: bool) -> None:
+        if self.lines or broken:
+            self.print(line)
+        self.failed += broken
+        self.left -= 1
+        self.bar.advance(self.task)
+        self._show()
+
+
 @contextmanager
-def _tune_progress(
-    console: Console, config: configs.TuneConfig, trials: int, quiet: bool
-) -> Iterator[tuple[Callable[[PlannedTrial, TrialResult], None], Callable[[PlannedRun, RunOutcome], None]]]:
-    """Callbacks for each finished trial and each finished evaluation run: a line each, under a bar of the
-    trials and one of the runs on a terminal."""
+def _task_bar(
+    console: Console, total: int, jobs: int | None, quiet: bool, lines: bool = True
+) -> Iterator[_TaskBar | None]:
+    """A ``_TaskBar`` while the block runs (None when ``quiet``); what the library logs meanwhile shows above it."""
     if quiet:
-        yield (lambda planned, result: None), (lambda planned, outcome: None)
+        yield None
         return
-    width, budget, metric = max(map(len, config.optimizers)), config.tune.budget, config.tune.metric
-    runs = len(config.optimizers) * len(config.seed_list)
-    columns = (TextColumn("{task.description:>6}"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn())
-    bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
-    with bar, _library_messages(lambda message: bar.console.print(message, highlight=False, markup=False)):
-        trials_bar, runs_bar = bar.add_task("trials", total=trials), bar.add_task("runs", total=runs)
+    bar = _TaskBar(console, total, jobs, lines)
+    with bar.bar, _library_messages(lambda message: bar.bar.console.print(message, highlight=False, markup=False)):
+        yield bar
 
-        def trial_done(planned: PlannedTrial, result: TrialResult) -> None:
-            bar.console.print(_trial_line(planned, result, budget, metric, width))
-            bar.advance(trials_bar)
 
-        def run_done(planned: PlannedRun, outcome: RunOutcome) -> None:
-            bar.console.print(_run_line(planned, outcome, width))
-            bar.advance(runs_bar)
-
-        yield trial_done, run_done
+def _tell_task(
+    bar: _TaskBar | None, width: int, budget: int, metric: str, planned: PlannedTrial | PlannedRun, result: Any
+) -> None:
+    """A finished trial or run on ``bar``: its line, and whether it broke."""
+    if bar is None:
+        return
+    if isinstance(planned, PlannedTrial):
+        bar.done(_trial_line(planned, result, budget, metric, width), result.status != "completed")
+    else:
+        bar.done(_run_line(planned, result, width), result.result.status != "completed")
 
 
 @cli.command("tune", short_help="Tune every optimizer with the same budget on validation data, then compare.")
@@ -552,10 +598,12 @@ def tune_command(
     console = _console()
     if config.optimizer is not None and not quiet:
         console.print(f"note: {config_path} has one 'optimizer:'; tune ignores it", style="yellow")
-    trials = plan(config)
-    left = len(trials) - (len(read_trials(Path(resume_dir), config, trials)) if resume_dir else 0)
-    with _naming(config_path), _tune_progress(console, config, left, quiet) as (on_trial, on_run):
-        outcome = tune(config, runs_dir, jobs or available_cores(), dask_scheduler, on_trial, on_run, resume_dir)
+    left = tasks(config) - (tasks_done(config, Path(resume_dir)) if resume_dir else 0)
+    jobs = None if dask_scheduler else jobs or available_cores()
+    width, budget, metric = max(map(len, config.optimizers)), config.tune.budget, config.tune.metric
+    with _naming(config_path), _task_bar(console, left, jobs, quiet) as bar:
+        told = partial(_tell_task, bar, width, budget, metric)
+        outcome = tune(config, runs_dir, jobs or 1, dask_scheduler, told, told, resume_dir)
     if quiet:
         _say(outcome.path)
     else:
@@ -565,6 +613,83 @@ def tune_command(
         console.print(f"tune directory: {outcome.path}")
     if outcome.all_failed:
         sys.exit(EXIT_DIVERGED)
+
+
+@cli.command("suite", short_help="Run the same optimizers on several problems; score them by performance profiles.")
+@click.argument("config_path", metavar="SUITE", required=False)
+@set_option
+@click.option("--resume", "resume_dir", metavar="SUITE_DIR", help="Finish an interrupted suite: run what is missing.")
+@click.option(
+    "--jobs", "-j", type=click.IntRange(min=1), metavar="N", help="Worker processes [default: the number of cores]."
+)
+@click.option("--dask-scheduler", metavar="ADDRESS", help="Run on the Dask cluster at ADDRESS, e.g. tcp://host:8786.")
+@runs_dir_option
+@click.option(
+    "--smoke", is_flag=True, help="Every problem for one epoch on at most 256 samples, one seed (tuned: two settings)."
+)
+@quiet_option
+@user_errors
+def suite_command(
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    resume_dir: str | None,
+    jobs: int | None,
+    dask_scheduler: str | None,
+    runs_dir: str,
+    smoke: bool,
+    quiet: bool,
+) -> None:
+    """Run every problem of SUITE with the same optimizers, as compare (or tune, then compare) would, and score
+    the optimizers across the problems by performance profiles of their time to each problem's target.
+
+    SUITE maps `problems:` (each a compare or tune config: a path to its file, or the config itself) and
+    gives the `optimizers:` to run on all of them; `seeds:` and `tune:` apply to every problem that lacks
+    its own; `profile:` says what time is measured in (`measure: epochs` or `seconds`) and the largest ratio
+    to the best counted (`tau_max`, 4). Writes each problem's directory, times.csv, profiles.csv,
+    profiles.png/svg and summary.json.
+
+    Ctrl-C or SIGTERM keeps every finished run and trial; `optrun suite --resume SUITE_DIR` runs only what is
+    missing.
+
+    Exits 0 when the suite completed, 2 for a bad config, 130 (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP) when
+    interrupted.
+    """
+    if jobs is not None and dask_scheduler is not None:
+        raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
+    _config_or_resume(config_path, resume_dir, "suite", "SUITE_DIR")
+    if resume_dir is not None and (overrides or smoke):
+        raise UserError("--resume finishes a suite as it was configured; --set and --smoke do not apply")
+    if resume_dir is not None:
+        config_path = str(suite_to_resume(resume_dir) / "config.yaml")
+    config = configs.load_config(config_path, overrides, configs.SuiteConfig)
+    if smoke:
+        config = configs.smoke(config)
+    console = _console()
+    where = {name: Path(resume_dir) / name if resume_dir else None for name in config.configs}
+    left = {name: tasks(c) - (tasks_done(c, where[name]) if where[name] else 0) for name, c in config.configs.items()}
+    jobs = None if dask_scheduler else jobs or available_cores()
+    width = max(map(len, config.optimizers))
+    with _naming(config_path), _task_bar(console, sum(left.values()), jobs, quiet, lines=False) as bar:
+
+        def problem_begins(name: str) -> None:
+            if bar is not None:
+                problem, k = config.configs[name], list(config.configs).index(name) + 1
+                what = "tune, then compare" if isinstance(problem, configs.TuneConfig) else "compare"
+                bar.print(f"problem {k} of {len(config.configs)}: [bold]{escape(name)}[/] ({what}, "
+                          f"{count_text(left[name], 'task')} to run)")  # fmt: skip
+                bar.work(left[name])
+
+        def task_done(name: str, planned: PlannedTrial | PlannedRun, result: Any) -> None:
+            tune = getattr(config.configs[name], "tune", None)
+            _tell_task(bar, width, tune and tune.budget, tune and tune.metric, planned, result)
+
+        outcome = run_suite(config, runs_dir, jobs or 1, dask_scheduler, task_done, problem_begins, resume_dir)
+    if quiet:
+        _say(outcome.path)
+    else:
+        for table in suite_tables(config.name, outcome.scores):
+            console.print(table)
+        console.print(f"suite directory: {outcome.path}")
 
 
 @cli.command(short_help="Rebuild a comparison's table and plots from run directories.")
@@ -621,6 +746,9 @@ def show(path: str) -> None:
     """Print a run directory's settings, outcome and every epoch's metrics; for a compare directory, its table,
     and, when it did not finish, which runs lack a result and how to finish it."""
     console = _console()
+    if suite_of(Path(path)) == Path(path):
+        _show_suite(console, Path(path))
+        return
     if tuning_of(Path(path)) == Path(path):
         _show_tuning(console, Path(path))
         return
@@ -635,6 +763,22 @@ def show(path: str) -> None:
         console.print(comparison_table(comparison, collection.unfinished))
     for gap in collection.unfinished:
         console.print(unfinished_notice(gap))
+
+
+def _show_suite(console: Console, path: Path) -> None:
+    """A suite directory: its tables over the problems completed, and, when it did not finish, which are not
+    and how to finish it."""
+    record = read_suite(path)
+    if record.scores is not None:
+        for table in suite_tables(record.config.name, record.scores):
+            console.print(table)
+    if record.status != "completed":
+        missing = [name for name in record.config.configs if name not in record.completed]
+        console.print(
+            f"[yellow]{path}: {record.status or 'not finished'}, {len(record.completed)} of "
+            f"{len(record.config.configs)} problems completed (not: {', '.join(missing)})[/]"
+        )
+        console.print(f"finish it with: optrun suite --resume {path}")
 
 
 def _show_tuning(console: Console, path: Path) -> None:
@@ -673,6 +817,14 @@ def validate(config_paths: tuple[str, ...], overrides: tuple[str, ...]) -> None:
         except ConfigError as exc:
             bad += 1
             click.echo(f"error: {_in_file(path, exc)}", err=True)
+            continue
+        if isinstance(c, configs.SuiteConfig):
+            kinds = [
+                f"{name} ({'tuned' if isinstance(p, configs.TuneConfig) else 'compared'})"
+                for name, p in c.configs.items()
+            ]
+            what = f"suite of {count_text(len(c.optimizers), 'optimizer')} on {count_text(len(kinds), 'problem')}"
+            click.echo(f"ok: {path} ({what}: {', '.join(kinds)}; about {memory.size(need.total)} of memory a run)")
             continue
         problem = f"on {problem_of(c).describe(c)}"
         if isinstance(c, configs.TuneConfig):

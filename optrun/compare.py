@@ -38,6 +38,7 @@ from optrun.runs import (
     existing_dir,
     failed_result,
     is_run_dir,
+    not_a_suite_part,
     not_a_tuning,
     read_json,
     signal_name,
@@ -147,6 +148,7 @@ def comparison_to_resume(compare_dir: str | Path) -> Path:
     """``compare_dir`` when it is a comparison that did not finish: RunDirError when it is no directory, a
     run directory of ``optrun train``, or a comparison already completed."""
     path = existing_dir(compare_dir, "compare directory")
+    not_a_suite_part(path, "optrun compare --resume")
     not_a_tuning(path, "a compare directory")
     status = read_json(path / "summary.json").get("status")  # none yet, or damaged: resume rewrites it
     if is_run_dir(path):

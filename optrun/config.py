@@ -24,6 +24,7 @@ from optrun.models import MLPSpec, ModelSpec
 from optrun.objectives import ObjectiveSpec, theory
 from optrun.optim import OPTIMIZERS, REFERENCE_OPTIMIZERS, OptimizerSpec, parse_optimizer_spec
 from optrun.optim.registry import absolute
+from optrun.profiles import ProfileSpec
 from optrun.schema import (
     INTERNAL,
     ConfigError,
@@ -407,6 +408,59 @@ class TuneConfig(CompareConfig):
         return {**data, "tune": {**data["tune"], "seeds": self.tuning_seeds}}
 
 
+class SuiteConfig(Section):
+    """A benchmark suite (``optrun.suite``): the same labels on several problems, each compared (or tuned, then
+    compared) as ``optrun compare`` (``optrun tune``) would, then scored across the problems by performance
+    profiles (``optrun.profiles``).
+
+    ``problems`` maps a problem's name (its folder in the suite directory) to a compare or tune config: a path
+    to its file, or the config itself. Each problem keeps its dataset, model, training, seeds and target; the
+    suite's ``optimizers`` replace its own, ``seeds`` (when given) its seeds, and ``tune`` (when given) tunes
+    every problem that has no ``tune:`` section of its own.
+    """
+
+    name: Name = "suite"
+    optimizers: Annotated[dict[Label, OptimizerSpec], Field(min_length=1, default_factory=_reference_optimizers)]
+    seeds: Seeds | None = None
+    tune: TuneSpec | None = None
+    profile: ProfileSpec = ProfileSpec()
+    problems: Annotated[dict[Label, str | dict[str, Any]], Field(min_length=1)]
+
+    @classmethod
+    def fill_defaults(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and isinstance(data.get("optimizers"), Mapping):
+            return {**data, "optimizers": {k: _named_by_label(k, v) for k, v in data["optimizers"].items()}}
+        return data
+
+    @functools.cached_property
+    def configs(self) -> dict[str, CompareConfig | TuneConfig]:
+        """Each problem's config as the suite runs it: a TuneConfig where it is tuned. ConfigError names the
+        problem's key (``problems.<name>.<key>: ...``)."""
+        configs: dict[str, CompareConfig | TuneConfig] = {}
+        for name, given in self.problems.items():
+            try:
+                data = _read_config(given, ()) if isinstance(given, str) else given
+            except ConfigError as exc:
+                raise ConfigError(f"problems.{name}: {exc}") from None
+            if not isinstance(data, dict):
+                raise ConfigError(
+                    f"problems.{name}: must be a compare or tune config (a mapping), got {describe(data)}"
+                )
+            data = {k: v for k, v in data.items() if k not in ("name", "optimizer", "optimizers")}
+            data |= {"name": name, "optimizers": {k: v.model_dump(mode="json") for k, v in self.optimizers.items()}}
+            if self.seeds is not None:
+                data["seeds"] = self.seeds
+            if "tune" not in data and self.tune is not None:
+                data["tune"] = self.tune.model_dump(mode="json", exclude_none=True)
+            configs[name] = validate(TuneConfig if "tune" in data else CompareConfig, data, f"problems.{name}")
+        return configs
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved suite: every problem's resolved config in place of its file."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        return {**data, "problems": {name: config.to_dict() for name, config in self.configs.items()}}
+
+
 def _tunable(spec: Any) -> list[str]:
     """The hyperparameters of an optimizer spec a tuning may set."""
     return [k for k, f in type(spec).model_fields.items() if k != "name" and f.json_schema_extra != INTERNAL]
@@ -430,7 +484,7 @@ def _dimension(label: str, spec: Any, name: str, where: str, value: Any) -> Any:
     return found
 
 
-AnyConfig = TypeVar("AnyConfig", Config, CompareConfig, TuneConfig)
+AnyConfig = TypeVar("AnyConfig", Config, CompareConfig, TuneConfig, SuiteConfig)
 
 
 class _Loader(yaml.SafeLoader):
@@ -521,7 +575,14 @@ def parse_config(data: Any, source: str = "config", schema: type[AnyConfig] = Co
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values, got {kind}")
-    if schema is not TuneConfig and "tune" in data:
+    if schema is not SuiteConfig and "problems" in data:
+        raise ConfigError(f"{source}: problems: this is a suite config; run it with 'optrun suite {source}'")
+    if schema is SuiteConfig and "problems" not in data:
+        raise ConfigError(
+            f"{source}: problems: is required: a suite names its problems, each a compare or tune config (a path to "
+            "its file, or the config itself); see docs/comparing.md, 'Suites'"
+        )
+    if schema not in (TuneConfig, SuiteConfig) and "tune" in data:
         raise ConfigError(f"{source}: tune: this is a tune config; run it with 'optrun tune {source}'")
     if schema is TuneConfig and "tune" not in data:
         raise ConfigError(
@@ -531,7 +592,10 @@ def parse_config(data: Any, source: str = "config", schema: type[AnyConfig] = Co
     if schema is Config and (key := next((k for k in COMPARE_KEYS if k in data), None)):
         raise ConfigError(f"{source}: {key}: this is a compare config; run it with 'optrun compare {source}'")
     try:
-        return validate(schema, data)
+        config = validate(schema, data)
+        if isinstance(config, SuiteConfig):
+            config.configs  # noqa: B018 (every problem resolved and checked now, its errors named by this source)
+        return config
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
@@ -567,6 +631,16 @@ def with_absolute_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     dataset = data.get("dataset")
     if isinstance(dataset, Mapping) and isinstance(dataset.get("path"), str):
         data = {**data, "dataset": {**dataset, "path": str(base / Path(dataset["path"]).expanduser())}}
+    if isinstance(data.get("problems"), Mapping):  # a suite's: its problems' files, and theirs
+        problems = {
+            name: str(base / Path(p).expanduser())
+            if isinstance(p, str)
+            else with_absolute_paths(p, base)
+            if isinstance(p, dict)
+            else p
+            for name, p in data["problems"].items()
+        }
+        data = {**data, "problems": problems}
     return data
 
 
@@ -575,12 +649,21 @@ def load_config(path: str | Path, overrides: Iterable[str] = (), schema: type[An
     return parse_config(_read_config(path, overrides), str(path), schema)
 
 
-def load_any_config(path: str | Path, overrides: Iterable[str] = ()) -> Config | CompareConfig:
-    """The config at ``path`` as a TuneConfig where it has a ``tune:`` section, a CompareConfig where it is one
-    (``is_compare``), else as a Config."""
+def load_any_config(path: str | Path, overrides: Iterable[str] = ()) -> Config | CompareConfig | SuiteConfig:
+    """The config at ``path`` as a SuiteConfig where it has ``problems:``, a TuneConfig where it has a ``tune:``
+    section, a CompareConfig where it is one (``is_compare``), else as a Config."""
     data = _read_config(path, overrides)
-    tunes = isinstance(data, Mapping) and "tune" in data
-    return parse_config(data, str(path), TuneConfig if tunes else CompareConfig if is_compare(data) else Config)
+    return parse_config(data, str(path), schema_of(data))
+
+
+def schema_of(data: Any) -> type[Config] | type[CompareConfig] | type[SuiteConfig]:
+    """The kind of config a mapping is: a suite's (``problems:``), a tuning's (``tune:``), a comparison's
+    (``is_compare``) or a run's."""
+    if isinstance(data, Mapping) and "problems" in data:
+        return SuiteConfig
+    if isinstance(data, Mapping) and "tune" in data:
+        return TuneConfig
+    return CompareConfig if is_compare(data) else Config
 
 
 def dump_yaml(data: Mapping[str, Any]) -> str:
@@ -595,7 +678,14 @@ SMOKE_STEPS = 20
 def smoke(config: AnyConfig) -> AnyConfig:
     """The config cut down for a smoke test: one epoch on at most 256 train and 256 test samples (as many as
     there are classes, where there are more), or on an objective at most 20 steps; a tuning tries two random
-    settings per label on one tuning seed and evaluates them on one seed."""
+    settings per label on one tuning seed and evaluates them on one seed; a suite runs each problem's smoke
+    test on one seed."""
+    if isinstance(config, SuiteConfig):  # every problem's smoke test, in place of the problem
+        problems = {
+            name: smoke(p).model_copy(update={"seeds": p.seed_list[:1]}).to_dict() for name, p in config.configs.items()
+        }
+        data = config.model_dump(mode="json", exclude_none=True, exclude={"seeds", "tune"})
+        return parse_config({**data, "problems": problems}, config.name, SuiteConfig)
     if config.objective is not None:
         update = {"steps": min(config.train.steps, SMOKE_STEPS)}
     else:  # and never fewer samples than classes, so that each split keeps one of each

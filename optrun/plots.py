@@ -37,11 +37,13 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from optrun.objectives import Objective
 from optrun.problems import LandscapeStats, Record
+from optrun.profiles import profile
 from optrun.search import Choices, Range, value_text
 from optrun.stats import Group, curves, optimizer_descriptions
 
 if TYPE_CHECKING:
     from optrun.search import Space
+    from optrun.suite import Scores
     from optrun.tune import Choice
 
 _LINESTYLES = ("-", "--", "-.", ":")
@@ -375,6 +377,40 @@ def _sensitivity_axis(ax: Axes, dims: Sequence[Range | Choices], tried: Sequence
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --- suites ------------------------------------------------------------------------------------------------------
+
+
+def profiles_figure(found: Scores, title: str = "") -> Figure:
+    """Each label's performance profile (``optrun.profiles``): the share of the suite's problems on which its time
+    to the target is within a factor tau of the best label's, a step line from tau = 1 to ``tau_max``, its
+    score in the legend; labels best first."""
+    fig = Figure(figsize=(9, 5), layout="constrained")
+    ax = fig.subplots()
+    ratios, order, n = found.ratios, found.order(), len(found.problems)
+    steps = np.unique(np.concatenate([[1.0, found.tau_max], ratios[np.isfinite(ratios) & (ratios <= found.tau_max)]]))
+    rho = profile(ratios, steps)
+    handles = []
+    for rank, s in enumerate(order):
+        style = _Style(rank, len(order))
+        ax.step(steps, rho[s], where="post", **{**style.handle(), "marker": None})
+        jumps = np.unique(np.concatenate([[1.0], ratios[:, s][ratios[:, s] <= found.tau_max]]))  # its own steps
+        ax.plot(jumps, profile(ratios[:, s : s + 1], jumps)[0], **{**style.handle(), "linestyle": ""})
+        handles.append(Line2D([], [], **style.handle(), label=f"{found.labels[s]} (score {found.scores[s]:.3f})"))
+    ax.set_xlim(1.0, found.tau_max)
+    ax.set_ylim(-0.02, 1.02)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    unit = {"epochs": "epochs", "seconds": "seconds"}[found.measure]
+    ax.set_xlabel(f"τ: {unit} to the target within τ × the best label's")
+    ax.set_ylabel(f"share of the {n} problem{'s' * (n > 1)}")
+    ax.grid(True, alpha=0.3)
+    if unreached := [p for p, row in zip(found.problems, found.times, strict=True) if not np.isfinite(row).any()]:
+        ax.text(0.99, 0.02, f"no label reached the target on: {', '.join(unreached)}", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=9, color="0.3")  # fmt: skip
+    ax.set_title(title or f"Performance profiles ({unit} to each problem's target)")
+    fig.legend(handles=handles, loc="outside right center", frameon=False)
+    return fig
 
 
 # --- objectives --------------------------------------------------------------------------------------------------

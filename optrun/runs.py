@@ -248,6 +248,7 @@ def run_to_resume(run_dir: str | Path) -> Path:
     """``run_dir`` when it is the directory of an ``optrun train`` run; RunDirError saying what it is instead (no
     directory, a file, a comparison, a comparison's run: those resume with ``optrun compare --resume``)."""
     path = existing_dir(run_dir, "run directory")
+    not_a_suite_part(path, "optrun train --resume")
     not_a_tuning(path, "a run directory")
     if is_compare_config(read_yaml(path / "config.yaml")):
         raise RunDirError(f"{path}: a compare directory, not a run directory; finish it with optrun compare --resume")
@@ -281,14 +282,35 @@ def read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _config_at(folder: Path) -> Any:
+    return read_yaml(folder / "config.yaml") if (folder / "config.yaml").is_file() else None
+
+
 def tuning_of(path: Path) -> Path | None:
     """The tune directory (``optrun tune``'s: its config.yaml has a ``tune:`` section) that ``path`` is, or whose
     evaluation, or run of its evaluation, it is; None for anything else."""
     for candidate in (path, path.parent, path.parent.parent.parent):
-        config = read_yaml(candidate / "config.yaml") if (candidate / "config.yaml").is_file() else None
-        if isinstance(config, dict) and "tune" in config:
+        config = _config_at(candidate)
+        if isinstance(config, dict) and "tune" in config and "problems" not in config:
             return candidate
     return None
+
+
+def suite_of(path: Path) -> Path | None:
+    """The suite directory (``optrun suite``'s: its summary.json says so) that ``path`` is or lies in (a problem,
+    a tuned problem's evaluation, a run of either); None for anything else."""
+    for candidate in (path, *list(path.parents)[:4]):
+        if read_json(candidate / "summary.json").get("kind") == "suite":
+            return candidate
+    return None
+
+
+def not_a_suite_part(path: Path, command: str) -> None:
+    """RunDirError where ``path`` is a suite directory or part of one, which only ``optrun suite --resume``
+    continues (``command``: the command that was asked to)."""
+    if (suite := suite_of(path)) is not None:
+        part = "a suite directory" if suite == path else f"part of the suite {suite}"
+        raise RunDirError(f"{path}: {part}; {command} does not continue it: optrun suite --resume {suite}")
 
 
 def not_a_tuning(path: Path, what: str) -> None:

@@ -18,6 +18,7 @@ from optrun.stats import optimizer_descriptions, problem_of_groups
 
 if TYPE_CHECKING:
     from optrun.config import TuneConfig
+    from optrun.suite import Scores
     from optrun.tune import Choice
 
 
@@ -194,3 +195,39 @@ def tuning_table(config: TuneConfig, choices: Mapping[str, Choice]) -> Table:
             chosen = "[red]none: every setting broke[/]"
         table.add_row(choice.label, chosen, score, broken, f"[yellow]{edges}[/]" if edges else "")
     return table
+
+
+def suite_tables(name: str, found: Scores) -> list[Table]:
+    """A suite's labels on each problem (time to its target, and rank), and their profile scores, best first."""
+    order, unit = found.order(), "epochs" if found.measure == "epochs" else "s"
+    times = Table(title=f"{name}: {found.measure} to each problem's target (rank)", title_justify="left",
+                  caption="-: never reached the target (the mean test-accuracy curve); tied times share their mean "
+                  "rank", caption_justify="left", box=box.SIMPLE_HEAD)  # fmt: skip
+    times.add_column("problem", style="bold", no_wrap=True)
+    times.add_column("target", justify="right", no_wrap=True)
+    for s in order:
+        times.add_column(escape(found.labels[s]), justify="right", no_wrap=True)
+    ranks = found.ranks
+    for p, problem in enumerate(found.problems):
+        target = found.targets[p]
+        cells = []
+        for s in order:
+            t = found.times[p, s]
+            text = "-" if not math.isfinite(t) else f"{t:.0f}" if unit == "epochs" else f"{t:.3g} s"
+            best = math.isfinite(t) and ranks[p, s] == ranks[p].min()
+            cells.append(f"{'[green]' if best else ''}{text} ({ranks[p, s]:g}){'[/]' if best else ''}")
+        times.add_row(escape(problem), "-" if target is None else f"{target:.2%}", *cells)
+    caption = (
+        f"score: the area under the label's performance profile for tau from 1 to {found.tau_max:g}, normalised "
+        "(1: the fastest on every problem)\nreached: the problems on which it reached the target"
+    )
+    scores = Table(title=f"{name}: performance profiles", title_justify="left", caption=caption,
+                   caption_justify="left", box=box.SIMPLE_HEAD)  # fmt: skip
+    scores.add_column("label", style="bold", no_wrap=True)
+    for header in ("score", "mean rank", "reached"):
+        scores.add_column(header, justify="right", no_wrap=True)
+    mean_rank = ranks.mean(axis=0)
+    for s in order:
+        scores.add_row(escape(found.labels[s]), f"{found.scores[s]:.3f}", f"{mean_rank[s]:.2f}",
+                       f"{found.reached[s]} of {len(found.problems)}")  # fmt: skip
+    return [times, scores]

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from optrun import memory, threads
-from optrun.config import CompareConfig, Config
+from optrun.config import CompareConfig, Config, SuiteConfig
 from optrun.problems import Record, TrainResult, problem_of
+from optrun.schema import ConfigError
 
 
 def prepare(config: Config) -> Any:
@@ -46,10 +47,19 @@ CHECK_DATA_BELOW = 1 << 30
 """``check`` makes and splits a config's data where it takes less than this (1 GiB), as a run would."""
 
 
-def check(config: Config | CompareConfig) -> memory.Estimate:
+def check(config: Config | CompareConfig | SuiteConfig) -> memory.Estimate:
     """What would refuse a run of ``config`` before it trains, checked without training: its memory (each label's,
-    in a comparison) and, where its data takes less than ``CHECK_DATA_BELOW``, its data and split (the first
-    run's: a split's counts do not depend on the seed). The largest run's estimate; ConfigError otherwise."""
+    in a comparison; each problem's, in a suite) and, where its data takes less than ``CHECK_DATA_BELOW``, its
+    data and split (the first run's: a split's counts do not depend on the seed). The largest run's estimate;
+    ConfigError otherwise (a suite's names the problem)."""
+    if isinstance(config, SuiteConfig):
+        needs = []
+        for name, problem in config.configs.items():
+            try:
+                needs.append(check(problem))
+            except ConfigError as exc:
+                raise ConfigError(f"problems.{name}: {exc}") from None
+        return max(needs, key=lambda need: need.total)
     need = memory.check(estimate(config))
     if need.data < CHECK_DATA_BELOW:
         compared = isinstance(config, CompareConfig)

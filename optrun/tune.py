@@ -64,6 +64,7 @@ from optrun.runs import (
     create_run_dir,
     exception_line,
     existing_dir,
+    not_a_suite_part,
     read_json,
     signal_name,
     tuning_of,
@@ -372,6 +373,7 @@ def read_tuning(path: Path) -> TuningRecord:
 def tune_to_resume(tune_dir: str | Path) -> Path:
     """``tune_dir`` when it is a tuning that did not finish; RunDirError otherwise."""
     path = existing_dir(tune_dir, "tune directory")
+    not_a_suite_part(path, "optrun tune --resume")
     summary = read_json(path / "summary.json")
     if (tuning := tuning_of(path)) is None:
         raise RunDirError(f"{path}: not a tune directory (its config.yaml has no tune: section)")

@@ -311,7 +311,9 @@ def test_every_shipped_config_validates_and_smoke_runs(runner, tmp_path, config:
     result = invoke(runner, "validate", config)
     assert result.exit_code == 0 and result.output.startswith(f"ok: {config}")
     data = yaml.safe_load(config.read_text())
-    command = "tune" if "tune" in data else "compare" if is_compare(data) else "train"
+    command = (
+        "suite" if "problems" in data else "tune" if "tune" in data else "compare" if is_compare(data) else "train"
+    )
     result = invoke(runner, command, config, "--smoke", "--runs-dir", tmp_path, "-q")
     assert result.exit_code == 0, result.output
 
