@@ -4,7 +4,7 @@ The library a notebook imports; the ``optrun`` command is a thin layer over it.
 """
 
 from optrun import startup  # noqa: F401  first: a Ctrl-C while the command imports exits quietly
-from optrun.config import CompareConfig, Config, TuneConfig, load_config, parse_config
+from optrun.config import CompareConfig, Config, SuiteConfig, TuneConfig, load_config, parse_config
 from optrun.optim import OPTIMIZERS, Optimizer, build_optimizer
 from optrun.problems import EpochRecord, StepRecord, TrainResult
 from optrun.runs import run
@@ -17,6 +17,7 @@ __all__ = [
     "EpochRecord",
     "Optimizer",
     "StepRecord",
+    "SuiteConfig",
     "TrainResult",
     "TuneConfig",
     "build_optimizer",

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from optrun import config as configs
-from optrun import memory, startup
+from optrun import memory, startup, webpage
 from optrun import report as reports
 from optrun.checkpoints import CheckpointError
 from optrun.compare import PlannedRun, compare, comparison_to_resume, pending, select
@@ -41,6 +41,7 @@ from optrun.runs import (
     RunOutcome,
     Terminated,
     create_run_dir,
+    existing_dir,
     is_run_dir,
     read_run,
     resume,
@@ -52,7 +53,7 @@ from optrun.runs import (
 )
 from optrun.schema import ConfigError
 from optrun.search import value_text
-from optrun.suite import read_suite, run_suite, suite_to_resume, tasks, tasks_done
+from optrun.suite import read_suite, suite, suite_to_resume, tasks, tasks_done
 from optrun.tables import (
     comparison_table,
     metrics_table,
@@ -323,8 +324,7 @@ def _tell_outcome(console: Console, config: configs.Config, outcome: RunOutcome,
     on an objective, the path and the rate are the point)."""
     pictures, problem = [], problem_of(config)
     if problem.draws_each_run:
-        collection = reports.collect([outcome.path])
-        pictures = reports.draw(reports.build(collection.groups, config.name), outcome.path)
+        pictures = reports.draw_run(outcome.path)
     if quiet:
         _say(outcome.path)
     else:
@@ -683,7 +683,7 @@ def suite_command(
             tune = getattr(config.configs[name], "tune", None)
             _tell_task(bar, width, tune and tune.budget, tune and tune.metric, planned, result)
 
-        outcome = run_suite(config, runs_dir, jobs or 1, dask_scheduler, task_done, problem_begins, resume_dir)
+        outcome = suite(config, runs_dir, jobs or 1, dask_scheduler, task_done, problem_begins, resume_dir)
     if quiet:
         _say(outcome.path)
     else:
@@ -706,15 +706,22 @@ def suite_command(
     metavar="X",
     help="Accuracy for 'epochs to target' [default: the compare config's, else 95% of the best final accuracy].",
 )
+@click.option("--html", is_flag=True, help="Rebuild the report.html of one compare, tune or suite directory, in place.")
 @runs_dir_option
 @quiet_option
 @user_errors
-def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | None, runs_dir: str, quiet: bool) -> None:
+def report(
+    paths: tuple[str, ...], out: str | None, target_accuracy: float | None, html: bool, runs_dir: str, quiet: bool
+) -> None:
     """Compare finished runs: any mix of compare directories and single train run directories.
 
     Runs of one label in a compare directory are aggregated over their seeds;
-    each train run directory is a row of its own.
+    each train run directory is a row of its own. With --html, rebuild the self-contained report.html of one
+    compare, tune or suite directory instead.
     """
+    if html:
+        _rebuild_page(paths, out, target_accuracy, quiet)
+        return
     collection = reports.collect(paths)
     comparison = reports.build(collection.groups, collection.name, target_accuracy or collection.target)
     for warning in collection.warnings:
@@ -729,6 +736,7 @@ def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | Non
             with contextlib.suppress(OSError):
                 out_dir.rmdir()
         raise
+    reports.write_page(out_dir)
     if quiet:
         _say(out_dir)
     else:
@@ -737,6 +745,24 @@ def report(paths: tuple[str, ...], out: str | None, target_accuracy: float | Non
         for gap in collection.unfinished:
             console.print(unfinished_notice(gap))
         console.print(f"report directory: {out_dir}")
+
+
+def _rebuild_page(paths: tuple[str, ...], out: str | None, target_accuracy: float | None, quiet: bool) -> None:
+    """``optrun report DIR --html``: DIR's report.html written again from what DIR holds."""
+    if len(paths) != 1 or out or target_accuracy is not None:
+        raise UserError("--html rebuilds the report.html of one directory in place; give one, without --out or "
+                        "--target-accuracy")  # fmt: skip
+    path = existing_dir(paths[0], "compare, tune or suite directory")
+    pages = (suite_of(path) == path or tuning_of(path) == path or reports.is_compare_dir(path)
+             or reports.report_sources(path))  # fmt: skip
+    if not pages:
+        what = "a run directory" if is_run_dir(path) else "not a compare, tune or suite directory"
+        raise UserError(f"{path}: {what}; report.html is written for compare, tune and suite directories")
+    written = webpage.write_page(path)
+    if quiet:
+        _say(written)
+    else:
+        _console().print(f"report page: {written}")
 
 
 @cli.command(short_help="Print a run's settings and per-epoch table, or a comparison's table.")

@@ -27,7 +27,7 @@ from optrun import memory
 from optrun.config import CompareConfig, Config, dump_yaml, parse_config, read_yaml
 from optrun.parallel import WorkersLost, executor, in_process
 from optrun.problems import Record, TrainResult, problem_of
-from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, write
+from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, write, write_page
 from optrun.runs import (
     TRACEBACK,
     RunDirError,
@@ -207,6 +207,7 @@ def conclude(path: Path, config: CompareConfig, runs: list[PlannedRun], extra: d
     try:
         comparison = build(collect([path]).groups, config.name, config.target_accuracy)
         write(comparison, path, {"status": "completed", **extra})
+        write_page(path)
     except KeyboardInterrupt as exc:
         name = signal_name(exc)
         done = stop_comparison(path, config, runs, "interrupted", f"interrupted by {name} while writing the comparison")

@@ -169,6 +169,30 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
     return _finish(fig, (loss_ax, acc_ax, zoom_ax), "epoch", title, handles)
 
 
+def run_curves_figure(records: Sequence[Record], title: str = "") -> Figure:
+    """One network run (``optrun train``'s): the loss (log scale) and the accuracy against epoch on the training
+    split, the validation split where one is held out, and the test split. A run that diverged ends where its
+    values stop being numbers."""
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    loss_ax, accuracy_ax = fig.subplots(1, 2)
+    epochs = np.array([r.epoch for r in records], dtype=np.float64)
+    splits = [s for s in ("train", "validation", "test") if getattr(records[0], f"{s}_loss", None) is not None]
+    handles = []
+    for index, split in enumerate(splits):
+        style = _Style(index, len(splits))
+        for ax, metric in ((loss_ax, "loss"), (accuracy_ax, "accuracy")):
+            values = np.array([getattr(r, f"{split}_{metric}") for r in records], dtype=np.float64)
+            shown = np.isfinite(values) & (np.abs(values) < _PLOTTABLE) & ((values > 0) if metric == "loss" else True)
+            ax.plot(epochs[shown], values[shown], **style.line(int(shown.sum())))
+        handles.append(Line2D([], [], **style.handle(), label=split))
+    if any(line.get_xdata().size for line in loss_ax.get_lines()):
+        loss_ax.set_yscale("log")
+    loss_ax.set(title="Loss", ylabel="cross-entropy (log scale)")
+    accuracy_ax.set(title="Accuracy", ylabel="accuracy")
+    accuracy_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    return _finish(fig, [loss_ax, accuracy_ax], "epoch", title, handles)
+
+
 def _finish(fig: Figure, axes: Sequence[Axes], x: str, title: str, handles: list[Line2D]) -> Figure:
     """What every figure has: integer ``x`` ticks, a light grid, the title above, the legend at the right."""
     for ax in axes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 from collections import Counter
@@ -29,8 +30,10 @@ from optrun.problems import StatsRow, problem_of
 from optrun.runs import (
     RunDirError,
     RunRecord,
+    exception_line,
     is_compare_config,
     is_run_dir,
+    machine,
     not_a_folder,
     read_json,
     read_run,
@@ -40,6 +43,8 @@ from optrun.runs import (
 )
 from optrun.schema import ConfigError
 from optrun.stats import Group, comparison_target, problem_of_groups, ranked
+
+log = logging.getLogger("optrun")
 
 SEED_DIR = "seed-{}"
 RESULT_STATUSES = ("completed", "diverged", "failed")  # a run in one of these has a result; resume skips it
@@ -229,7 +234,7 @@ def collect(paths: Iterable[str | Path]) -> Collection:
             out.groups.append(Group(str(run.config.get("name") or path.name), [run], path))
         elif is_compare_dir(path):
             _read_compare_dir(path, out)
-        elif path.is_dir() and (sources := _report_sources(path)) is not None:
+        elif path.is_dir() and (sources := report_sources(path)) is not None:
             made = f"{', '.join(sources[:3])}{', ...' if len(sources) > 3 else ''}"
             raise RunDirError(
                 f"{path}: a report (its table is comparison.csv); give the directories it was made from: {made}"
@@ -320,6 +325,13 @@ def draw(comparison: Comparison, out_dir: Path) -> list[Path]:
     return _save(_figures(comparison), out_dir)
 
 
+def draw_run(path: Path) -> list[Path]:
+    """Write the pictures ``optrun train`` draws of the run directory ``path`` (``Problem.run_figures``)."""
+    groups = collect([path]).groups
+    comparison = build(groups, groups[0].label)  # a run directory's group: named by its run
+    return _save(problem_of_groups(comparison.groups).run_figures(comparison), path)
+
+
 def _save(figures: Mapping[str, Any], out_dir: Path) -> list[Path]:
     from optrun.plots import save_figure
 
@@ -379,11 +391,24 @@ def write(
         "labels": labels,
         **(extra or {}),
         "versions": versions(),
+        "machine": machine(),
     }
     write_json(out_dir / "summary.json", summary)
 
 
-def _report_sources(path: Path) -> list[str] | None:
+def write_page(path: Path) -> None:
+    """Write report.html into the compare, tune or suite directory ``path`` (``optrun.webpage``, imported here:
+    it presents the tables of the terminal, a layer above); a page that cannot be written is a warning, and
+    loses nothing else."""
+    from optrun import webpage
+
+    try:
+        webpage.write_page(path)
+    except Exception as exc:
+        log.warning(f"{path / webpage.PAGE} was not written: {exception_line(exc)}")
+
+
+def report_sources(path: Path) -> list[str] | None:
     """The directories a report folder (``write_report``'s) was made from; None for any other folder."""
     try:
         summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))

@@ -75,6 +75,26 @@ def versions() -> dict[str, str]:
     return {"optrun": optrun_version, "numpy": np.__version__, "python": platform.python_version()}
 
 
+def machine() -> dict[str, Any]:
+    """The machine a comparison, tuning or suite ran on, as their summaries record it: the processor, its cores,
+    the memory and the system (None where this system does not tell)."""
+
+    def first(path: str, key: str) -> str | None:
+        try:
+            lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return None
+        return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
+
+    memory = first("/proc/meminfo", "MemTotal")
+    return {
+        "processor": first("/proc/cpuinfo", "model name") or platform.processor() or None,
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(memory.split()[0]) / 2**20, 1) if memory else None,
+        "system": platform.platform(terse=True),
+    }
+
+
 def _number(x: float) -> str:
     return repr(float(x))  # the shortest text that reads back as the same float
 

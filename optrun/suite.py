@@ -36,13 +36,14 @@ from optrun import profiles
 from optrun.compare import PlannedRun, compare, has_result, pending
 from optrun.config import CompareConfig, SuiteConfig, TuneConfig, dump_yaml, load_config
 from optrun.parallel import WorkersLost
-from optrun.report import Comparison, build, collect
+from optrun.report import Comparison, build, collect, write_page
 from optrun.runs import (
     RunDirError,
     RunInterrupted,
     RunOutcome,
     create_run_dir,
     existing_dir,
+    machine,
     read_json,
     versions,
     write_json,
@@ -184,7 +185,7 @@ def suite_to_resume(suite_dir: str | Path) -> Path:
     return path
 
 
-def run_suite(
+def suite(
     config: SuiteConfig,
     runs_dir: str | Path = "runs",
     jobs: int = 1,
@@ -238,7 +239,8 @@ def run_suite(
     comparisons = {name: _comparison(path / name, problem) for name, problem in config.configs.items()}
     found = scores(config, comparisons)
     write(found, path)
-    _summary(path, config, "completed", extra=_figures_summary(found) | {"versions": versions()})
+    _summary(path, config, "completed", extra=_figures_summary(found) | {"versions": versions(), "machine": machine()})
+    write_page(path)
     return SuiteOutcome(path, found, comparisons)
 
 

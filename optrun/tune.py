@@ -56,7 +56,7 @@ from optrun.config import CompareConfig, Config, TuneConfig, dump_yaml, load_con
 from optrun.data import Dataset
 from optrun.parallel import WorkersLost, executor, in_process
 from optrun.problems import NETWORK
-from optrun.report import flatten
+from optrun.report import flatten, write_page
 from optrun.runs import (
     RunDirError,
     RunInterrupted,
@@ -64,10 +64,12 @@ from optrun.runs import (
     create_run_dir,
     exception_line,
     existing_dir,
+    machine,
     not_a_suite_part,
     read_json,
     signal_name,
     tuning_of,
+    versions,
     write_json,
 )
 from optrun.schema import ConfigError
@@ -640,12 +642,15 @@ def tune(
         "trials": len(trials),
         "trials_wall_seconds": tuning.trials_seconds or time.perf_counter() - start,
         "executor": executor_name(jobs, scheduler),
+        "versions": versions(),
+        "machine": machine(),
     }
     try:
         drawing = drawing or _Drawing(path, config, choices)
         drawing.join()
         if not tuning.evaluated:
             _stopped(path, config, "completed", "every setting of every label diverged or failed", summary)
+            write_page(path)
             return TuneOutcome(path, choices, None)
         evaluation = tuning.write_tuned()
         extra = {"executor": executor_name(jobs, scheduler), "runs_wall_seconds": time.perf_counter() - start}
@@ -655,6 +660,7 @@ def tune(
         _stopped(path, config, "interrupted", f"interrupted by {name} while writing the results", summary)
         raise RunInterrupted(path, name, "while writing the results", resume_command) from None
     _stopped(path, config, "completed", "", {**summary, "evaluation": EVALUATION})
+    write_page(path)
     return TuneOutcome(path, choices, CompareOutcome(tuning.evaluation_dir, comparison, []))
 
 

@@ -362,9 +362,10 @@ def test_the_readmes_python_api_runs_as_a_script_without_a_main_guard(tmp_path) 
     assert "Traceback" not in done.stderr and "bootstrapping" not in done.stderr, done.stderr
     compare_dir = tmp_path / done.stdout.strip().splitlines()[-1]
     written = sorted(p.name.split("-")[0] for p in (tmp_path / "runs").iterdir())
-    assert written == ["digits", "quickstart", "tune"]  # a run, a comparison, a tuning, nothing from a worker
-    tune_dir = next((tmp_path / "runs").glob("tune-*"))
-    assert json.loads((tune_dir / "summary.json").read_text())["status"] == "completed"
+    assert written == ["digits", "quickstart", "suite", "tune"]  # a run, comparison, suite, tuning; none from a worker
+    for made in ("tune-*", "suite-*"):
+        folder = next((tmp_path / "runs").glob(made))
+        assert json.loads((folder / "summary.json").read_text())["status"] == "completed"
     assert json.loads((compare_dir / "summary.json").read_text())["status"] == "completed"
     runs = [read_run(path) for path in compare_dir.glob("*/seed-*")]
     assert len(runs) == 12 and {run.status for run in runs} == {"completed"}

@@ -21,6 +21,7 @@ from csv_rows import comparison_without_timing, metrics_without_timing, rows_wit
 from optrun.cli import cli
 from optrun.config import CompareConfig, SuiteConfig, TuneConfig, load_config, parse_config, smoke
 from optrun.schema import ConfigError
+from optrun.suite import suite
 
 PROBLEM = {"dataset": {"name": "digits"}, "model": {"hidden": [8]}, "train": {"epochs": 3, "max_samples": 300}}
 SUITE = {
@@ -198,3 +199,21 @@ def test_validate_describes_a_suite_and_names_a_bad_problem(tmp_path) -> None:
 def test_a_config_error_names_the_problem(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"^s: problems\.b\.model\.hidden"):
         parse_config({**SUITE, "problems": {"b": {**PROBLEM, "model": {"hidden": [0]}}}}, "s", SuiteConfig)
+
+
+def test_a_dask_cluster_runs_a_suite_exactly_as_this_process(tmp_path, monkeypatch) -> None:
+    distributed = pytest.importorskip("distributed")
+    tuned = {**PROBLEM, "tune": {"budget": 3, "space": {"learning_rate": {"log": [0.001, 0.1]}}}}
+    config = parse_config({**SUITE, "problems": {"plain": PROBLEM, "tuned": tuned}}, "s", SuiteConfig)
+    local = suite(config, tmp_path / "local")
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # a LocalCluster sets OMP_NUM_THREADS and its like
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
+        remote = suite(config, tmp_path / "remote", scheduler=cluster.scheduler_address)
+    assert comparison_without_timing(remote.path / "plain") == comparison_without_timing(local.path / "plain")
+    evaluation = Path("tuned") / "evaluation"
+    assert comparison_without_timing(remote.path / evaluation) == comparison_without_timing(local.path / evaluation)
+    assert rows_without(remote.path / "times.csv", "seconds_to_target") == rows_without(
+        local.path / "times.csv", "seconds_to_target"
+    )

@@ -174,6 +174,11 @@ class Problem(ABC):
     def figures(self, comparison: Comparison) -> dict[str, Figure]:
         """A comparison's pictures by file name (``curves`` first)."""
 
+    def run_figures(self, comparison: Comparison) -> dict[str, Figure]:
+        """The pictures ``optrun train`` draws of its run (``comparison``: of that run alone), by file name: a
+        comparison's, unless the kind draws a run otherwise."""
+        return self.figures(comparison)
+
     def __repr__(self) -> str:
         return f"<problem {self.name}>"
 

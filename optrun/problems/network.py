@@ -181,7 +181,7 @@ class NetworkProblem(Problem):
     """A network on a dataset (the config's ``dataset`` and ``model``), trained for ``train.epochs`` epochs."""
 
     name, unit, record = "network", "epoch", EpochRecord
-    keeps_checkpoints, draws_each_run = True, False
+    keeps_checkpoints, draws_each_run = True, True
     sections = (("dataset", "name"), ("model", "type"))
 
     def planned(self, config: Config) -> int:
@@ -446,6 +446,12 @@ class NetworkProblem(Problem):
         from optrun import plots  # here: matplotlib takes 0.4 s to import, and workers never need it
 
         return {"curves": plots.curves_figure(comparison.groups, comparison.target, comparison.title)}
+
+    def run_figures(self, comparison: Comparison) -> dict[str, Figure]:
+        """One run's loss and accuracy on each of its splits (``plots.run_curves_figure``)."""
+        from optrun import plots
+
+        return {"curves": plots.run_curves_figure(comparison.groups[0].runs[0].records, comparison.title)}
 
 
 def _interval_text(low: float | None, high: float | None) -> str:
