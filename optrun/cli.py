@@ -827,7 +827,8 @@ def _show_tuning(console: Console, path: Path) -> None:
         for gap in unfinished:
             console.print(unfinished_notice(gap))
         if not unfinished:
-            console.print(f"finish it with: optrun tune --resume {path}")
+            suite = suite_of(path)  # a suite's tuned problem resumes with its suite
+            console.print(f"finish it with: optrun {f'suite --resume {suite}' if suite else f'tune --resume {path}'}")
 
 
 @cli.command(short_help="Check configs without training.")

@@ -37,6 +37,7 @@ from optrun.runs import (
     not_a_folder,
     read_json,
     read_run,
+    suite_of,
     tuning_of,
     versions,
     write_json,
@@ -77,6 +78,8 @@ class Unfinished:
 
     @property
     def resume_command(self) -> str:
+        if (suite := suite_of(self.path)) is not None:  # a suite's problem, or a tuned problem's evaluation
+            return f"optrun suite --resume {suite}"
         if (tuning := tuning_of(self.path)) is not None:  # a tuning's evaluation
             return f"optrun tune --resume {tuning}"
         return f"optrun compare --resume {self.path}"

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import signal
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -314,6 +315,23 @@ def tuning_of(path: Path) -> Path | None:
         if isinstance(config, dict) and "tune" in config and "problems" not in config:
             return candidate
     return None
+
+
+def check_idle(path: Path, what: str) -> None:
+    """RunDirError where the work at ``path`` (``what``: "the tuning", "the suite") is running now, in a process
+    of this machine, as its summary.json's ``pid`` and ``host`` say: a second would run its tasks again and
+    write over its files."""
+    summary = read_json(path / "summary.json")
+    pid = summary.get("pid")
+    if summary.get("status") != "running" or summary.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # ended without a word (killed): resume it
+    except PermissionError:
+        pass  # another user's process
+    raise RunDirError(f"{path}: {what} is running (process {pid}); wait for it, or stop it first")
 
 
 def suite_of(path: Path) -> Path | None:

@@ -41,6 +41,7 @@ from optrun.runs import (
     RunDirError,
     RunInterrupted,
     RunOutcome,
+    check_idle,
     create_run_dir,
     existing_dir,
     machine,
@@ -158,21 +159,6 @@ def _summary(path: Path, config: SuiteConfig, status: str, reason: str = "", ext
     write_json(path / "summary.json", summary)
 
 
-def check_idle(path: Path) -> None:
-    """RunDirError where the suite at ``path`` is running now, in a process of this machine."""
-    summary = read_json(path / "summary.json")
-    pid = summary.get("pid")
-    if summary.get("status") != "running" or summary.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return
-    except PermissionError:
-        pass
-    raise RunDirError(f"{path}: the suite is running (process {pid}); wait for it, or stop it first")
-
-
 def suite_to_resume(suite_dir: str | Path) -> Path:
     """``suite_dir`` when it is a suite that did not finish; RunDirError otherwise."""
     path = existing_dir(suite_dir, "suite directory")
@@ -181,7 +167,7 @@ def suite_to_resume(suite_dir: str | Path) -> Path:
         raise RunDirError(f"{path}: not a suite directory (its summary.json is not a suite's)")
     if summary.get("status") == "completed":
         raise RunDirError(f"{path}: the suite is completed; nothing to resume (optrun show {path} prints it)")
-    check_idle(path)
+    check_idle(path, "the suite")
     return path
 
 

@@ -61,6 +61,7 @@ from optrun.runs import (
     RunDirError,
     RunInterrupted,
     RunOutcome,
+    check_idle,
     create_run_dir,
     exception_line,
     existing_dir,
@@ -218,7 +219,7 @@ def read_trials(path: Path, config: TuneConfig, trials: Sequence[PlannedTrial]) 
     """The trials (``plan(config)``) of ``path``, a tune directory, that trials.csv records whole, by key;
     RunDirError where config.yaml was edited since the tuning began, or a trial was trained otherwise than the
     config plans it."""
-    _check_idle(path)
+    check_idle(path, "the tuning")
     _check_unchanged(path, config)
     columns = trial_columns(config)
     try:
@@ -390,22 +391,6 @@ def _stopped(path: Path, config: TuneConfig, status: str, reason: str, extra: Ma
     """Write the tuning's summary.json; it keeps the config the tuning began with, which a resume checks."""
     summary = {"kind": "tune", "name": config.name, "status": status, "reason": reason, **dict(extra)}
     write_json(path / "summary.json", summary | {"config": config.to_dict()})
-
-
-def _check_idle(path: Path) -> None:
-    """RunDirError where the tuning at ``path`` is running now, in a process of this machine: a second would
-    train its trials again and write over its files."""
-    summary = read_json(path / "summary.json")
-    pid = summary.get("pid")
-    if summary.get("status") != "running" or summary.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return  # ended without a word (killed): resume it
-    except PermissionError:
-        pass  # another user's process
-    raise RunDirError(f"{path}: the tuning is running (process {pid}); wait for it, or stop it first")
 
 
 def _check_unchanged(path: Path, config: TuneConfig) -> None:

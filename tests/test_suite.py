@@ -153,6 +153,8 @@ def test_an_interrupted_suite_keeps_its_finished_problems_and_resume_finishes_it
     assert refused.exit_code == 2 and f"optrun suite --resume {suite_dir}" in refused.output
     shown = invoke("show", suite_dir)
     assert "1 of 2 problems completed (not: second)" in shown.output
+    part = invoke("show", suite_dir / "second")  # the problem stopped: finished through its suite
+    assert f"optrun suite --resume {suite_dir}" in part.output and "compare --resume" not in part.output, part.output
     resumed = invoke("suite", "--resume", suite_dir, "-q")
     assert resumed.exit_code == 0, resumed.output
     assert comparison_without_timing(suite_dir / "first") == first  # kept, not run again
