@@ -491,8 +491,8 @@ class _TaskBar:
         self.console, self.jobs, self.lines = console, jobs, lines
         self.left = total  # of the work at hand (a suite's problem), for the count running
         columns = (
-            TextColumn("tasks"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[state]}"),
-            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+            TextColumn("tasks"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[state]} ·"),
+            TimeElapsedColumn(), TextColumn("elapsed ·"), TimeRemainingColumn(), TextColumn("left"),
         )  # fmt: skip
         self.bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
         self.task = self.bar.add_task("tasks", total=total, state="")
@@ -535,7 +535,12 @@ def _task_bar(
 
 
 def _tell_task(
-    bar: _TaskBar | None, width: int, budget: int, metric: str, planned: PlannedTrial | PlannedRun, result: Any
+    bar: _TaskBar | None,
+    width: int,
+    budget: int | None,
+    metric: str | None,
+    planned: PlannedTrial | PlannedRun,
+    result: Any,
 ) -> None:
     """A finished trial or run on ``bar``: its line, and whether it broke."""
     if bar is None:
@@ -643,16 +648,16 @@ def suite_command(
     the optimizers across the problems by performance profiles of their time to each problem's target.
 
     SUITE maps `problems:` (each a compare or tune config: a path to its file, or the config itself) and
-    gives the `optimizers:` to run on all of them; `seeds:` and `tune:` apply to every problem that lacks
-    its own; `profile:` says what time is measured in (`measure: epochs` or `seconds`) and the largest ratio
-    to the best counted (`tau_max`, 4). Writes each problem's directory, times.csv, profiles.csv,
-    profiles.png/svg and summary.json.
+    gives the `optimizers:` to run on all of them; `seeds:`, when given, replaces every problem's seeds;
+    `tune:` tunes every network problem that has no tune: section of its own; `profile:` says what time is
+    measured in (`measure: epochs` or `seconds`) and the largest ratio to the best counted (`tau_max`, 4).
+    Writes each problem's directory, times.csv, profiles.csv, profiles.png/svg, summary.json and report.html.
 
     Ctrl-C or SIGTERM keeps every finished run and trial; `optrun suite --resume SUITE_DIR` runs only what is
     missing.
 
-    Exits 0 when the suite completed, 2 for a bad config, 130 (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP) when
-    interrupted.
+    Exits 0 when the suite completed, 3 when no run of any problem completed, 2 for a bad config, 130
+    (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP) when interrupted.
     """
     if jobs is not None and dask_scheduler is not None:
         raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
@@ -690,6 +695,8 @@ def suite_command(
         for table in suite_tables(config.name, outcome.scores):
             console.print(table)
         console.print(f"suite directory: {outcome.path}")
+    if outcome.all_failed:
+        sys.exit(EXIT_DIVERGED)
 
 
 @cli.command(short_help="Rebuild a comparison's table and plots from run directories.")

@@ -13,6 +13,7 @@ compare config (``config.yaml``), one ordinary run directory per label and seed
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 import signal
 import threading
@@ -25,8 +26,9 @@ from typing import Any
 
 from optrun import memory
 from optrun.config import CompareConfig, Config, dump_yaml, parse_config, read_yaml
+from optrun.data import Dataset
 from optrun.parallel import WorkersLost, executor, in_process
-from optrun.problems import Record, TrainResult, problem_of
+from optrun.problems import NETWORK, Record, TrainResult, problem_of
 from optrun.report import RESULT_STATUSES, SEED_DIR, Comparison, build, collect, flatten, write, write_page
 from optrun.runs import (
     TRACEBACK,
@@ -90,6 +92,44 @@ class Finished:
     wall_seconds: float
     traceback: str | None = None  # for a run that failed with an exception
     signal: str | None = None  # for a run a signal stopped: SIGINT, SIGTERM or SIGHUP
+
+
+_DATA: dict[str, Dataset] = {}  # a process's data: the last datasets its runs (and trials) asked for
+_KEEP = 2  # datasets kept: a seed's, and the next seed's while runs of both are in flight
+
+
+def _files(spec: Any) -> list[tuple[str, int, int]]:
+    """The name, modification time and size of the file a dataset spec names, or of each file in its folder:
+    a file changed since it was loaded is loaded again (a Dask worker outlives a tuning)."""
+    path = getattr(spec, "path", None)
+    if path is None or not (folder := Path(path)).exists():
+        return []
+    files = sorted(folder.iterdir()) if folder.is_dir() else [folder]
+    return [(f.name, (st := f.stat()).st_mtime_ns, st.st_size) for f in files]
+
+
+def data_of(config: Config) -> Dataset:
+    """A network config's data (``NetworkProblem.load``), loaded once per process for every run and trial that
+    shares it (the same dataset, seed, dtype and samples; files unchanged)."""
+    spec, train = config.dataset, config.train
+    key = json.dumps([spec.model_dump(mode="json"), _files(spec), config.seed, config.model.dtype, train.max_samples])
+    if key not in _DATA:
+        while len(_DATA) >= _KEEP:
+            del _DATA[next(iter(_DATA))]  # the oldest
+        _DATA[key] = NETWORK.load(config)
+    return _DATA[key]
+
+
+def forget_data() -> None:
+    """Empty this process's data cache (``data_of``): a file may have changed since it was loaded."""
+    _DATA.clear()
+
+
+def run_task(config: dict[str, Any]) -> Finished:
+    """A worker's run of a comparison (``execute``), a network's data taken from the process's cache
+    (``data_of``): the runs are planned seed by seed, so that a worker loads each seed's data once, not once a
+    label."""
+    return execute(config, data_of if config.get("dataset") is not None else None)
 
 
 def execute(config: Config | dict[str, Any], data_of: Callable[[Config], Any] | None = None) -> Finished:
@@ -237,6 +277,7 @@ def compare(
     with its own config.yaml); its finished runs are kept, the others run again.
     """
     start = time.perf_counter()
+    forget_data()  # a file may have changed since an earlier comparison in this process loaded it
     runs = plan(config)
     todo = pending(config, resume_dir)
     if resume_dir is not None:
@@ -259,7 +300,7 @@ def compare(
             for planned in todo:  # an interrupted or half-written run starts again from scratch
                 shutil.rmtree(path / planned.subdir, ignore_errors=True)
         try:
-            for i, finished in map_unordered(execute, [r.config.to_dict() for r in todo], on_error=worker_lost):
+            for i, finished in map_unordered(run_task, [r.config.to_dict() for r in todo], on_error=worker_lost):
                 outcomes.append(outcome := record(path, todo[i], finished))
                 if on_run is not None:
                     on_run(todo[i], outcome)

@@ -9,6 +9,7 @@ names the file, the dotted key, what is wrong and what is allowed.
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import re
 from collections.abc import Hashable, Iterable, Mapping
@@ -424,7 +425,7 @@ class SuiteConfig(Section):
     seeds: Seeds | None = None
     tune: TuneSpec | None = None
     profile: ProfileSpec = ProfileSpec()
-    problems: Annotated[dict[Label, str | dict[str, Any]], Field(min_length=1)]
+    problems: Annotated[dict[Label, Any], Field(min_length=1)]  # a path, or a config: checked by ``configs``
 
     @classmethod
     def fill_defaults(cls, data: Any) -> Any:
@@ -444,15 +445,32 @@ class SuiteConfig(Section):
                 raise ConfigError(f"problems.{name}: {exc}") from None
             if not isinstance(data, dict):
                 raise ConfigError(
-                    f"problems.{name}: must be a compare or tune config (a mapping), got {describe(data)}"
+                    f"problems.{name}: must be the path of a compare or tune config, or the config itself (a "
+                    f"mapping), got {describe(data)}"
                 )
+            if "problems" in data:
+                raise ConfigError(f"problems.{name}: is a suite; a suite's problem is a compare or tune config")
             data = {k: v for k, v in data.items() if k not in ("name", "optimizer", "optimizers")}
             data |= {"name": name, "optimizers": {k: v.model_dump(mode="json") for k, v in self.optimizers.items()}}
             if self.seeds is not None:
                 data["seeds"] = self.seeds
-            if "tune" not in data and self.tune is not None:
+            inherits = "tune" not in data and self.tune is not None and data.get("objective") is None
+            if inherits:  # the suite's tuning, for a network (an objective has no validation split to tune on)
                 data["tune"] = self.tune.model_dump(mode="json", exclude_none=True)
-            configs[name] = validate(TuneConfig if "tune" in data else CompareConfig, data, f"problems.{name}")
+            if self.profile.measure == "seconds" and data.get("objective") is not None:
+                raise ConfigError(
+                    f"profile.measure: seconds cannot time problem {name}, an objective (its runs count steps, not "
+                    "seconds); use measure: epochs, which times an objective in steps"
+                )
+            try:
+                configs[name] = validate(TuneConfig if "tune" in data else CompareConfig, data, f"problems.{name}")
+            except ConfigError as exc:
+                where, _, problem = str(exc).partition(": ")
+                if inherits and where.startswith(f"problems.{name}.tune"):  # the suite's tune: section
+                    raise ConfigError(
+                        f"{where.removeprefix(f'problems.{name}.')} (for problem {name}): {problem}"
+                    ) from None
+                raise
         return configs
 
     def to_dict(self) -> dict[str, Any]:
@@ -578,6 +596,13 @@ def parse_config(data: Any, source: str = "config", schema: type[AnyConfig] = Co
     if schema is not SuiteConfig and "problems" in data:
         raise ConfigError(f"{source}: problems: this is a suite config; run it with 'optrun suite {source}'")
     if schema is SuiteConfig and "problems" not in data:
+        if close := difflib.get_close_matches("problems", [str(k) for k in data], n=1, cutoff=0.75):
+            raise ConfigError(f"{source}: {close[0]}: unknown key; did you mean 'problems'?")
+        if "dataset" in data or "objective" in data:  # one problem: a tuning's, a comparison's or a run's
+            command = "tune" if "tune" in data else "compare" if is_compare(data) else "train"
+            raise ConfigError(
+                f"{source}: problems: this is a {command} config; run it with 'optrun {command} {source}'"
+            )
         raise ConfigError(
             f"{source}: problems: is required: a suite names its problems, each a compare or tune config (a path to "
             "its file, or the config itself); see docs/comparing.md, 'Suites'"

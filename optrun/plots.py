@@ -169,10 +169,11 @@ def curves_figure(groups: list[Group], target: float | None = None, title: str =
     return _finish(fig, (loss_ax, acc_ax, zoom_ax), "epoch", title, handles)
 
 
-def run_curves_figure(records: Sequence[Record], title: str = "") -> Figure:
+def run_curves_figure(records: Sequence[Record], title: str = "", end: str = "") -> Figure:
     """One network run (``optrun train``'s): the loss (log scale) and the accuracy against epoch on the training
     split, the validation split where one is held out, and the test split. A run that diverged ends where its
-    values stop being numbers."""
+    values stop being numbers; ``end`` (``diverged in epoch 2``), under the title, says how it ended. The loss is
+    on a log scale where it spans more than a decade."""
     fig = Figure(figsize=(11, 4.4), layout="constrained")
     loss_ax, accuracy_ax = fig.subplots(1, 2)
     epochs = np.array([r.epoch for r in records], dtype=np.float64)
@@ -185,12 +186,16 @@ def run_curves_figure(records: Sequence[Record], title: str = "") -> Figure:
             shown = np.isfinite(values) & (np.abs(values) < _PLOTTABLE) & ((values > 0) if metric == "loss" else True)
             ax.plot(epochs[shown], values[shown], **style.line(int(shown.sum())))
         handles.append(Line2D([], [], **style.handle(), label=split))
-    if any(line.get_xdata().size for line in loss_ax.get_lines()):
+    shown = np.concatenate([line.get_ydata() for line in loss_ax.get_lines()] or [np.ones(1)])
+    log = shown.size > 0 and shown.max() > 10 * shown.min()  # a log scale where the loss spans a decade
+    if log:
         loss_ax.set_yscale("log")
-    loss_ax.set(title="Loss", ylabel="cross-entropy (log scale)")
+    loss_ax.set(title="Loss", ylabel=f"cross-entropy{' (log scale)' if log else ''}")
     accuracy_ax.set(title="Accuracy", ylabel="accuracy")
     accuracy_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    return _finish(fig, [loss_ax, accuracy_ax], "epoch", title, handles)
+    for ax in (loss_ax, accuracy_ax):  # a run that broke in its first epoch still spans an epoch
+        ax.set_xlim(0, max(1.0, float(epochs.max())))
+    return _finish(fig, [loss_ax, accuracy_ax], "epoch", f"{title}\n{end}" if end else title, handles)
 
 
 def _finish(fig: Figure, axes: Sequence[Axes], x: str, title: str, handles: list[Line2D]) -> Figure:
@@ -416,8 +421,8 @@ def profiles_figure(found: Scores, title: str = "") -> Figure:
     steps = np.unique(np.concatenate([[1.0, found.tau_max], ratios[np.isfinite(ratios) & (ratios <= found.tau_max)]]))
     rho = profile(ratios, steps)
     handles = []
-    for rank, s in enumerate(order):
-        style = _Style(rank, len(order))
+    for s in order:  # each label drawn as its problems' curves draw it (by its place in the config), best first
+        style = _Style(s, len(order))
         ax.step(steps, rho[s], where="post", **{**style.handle(), "marker": None})
         jumps = np.unique(np.concatenate([[1.0], ratios[:, s][ratios[:, s] <= found.tau_max]]))  # its own steps
         ax.plot(jumps, profile(ratios[:, s : s + 1], jumps)[0], **{**style.handle(), "linestyle": ""})
@@ -429,10 +434,10 @@ def profiles_figure(found: Scores, title: str = "") -> Figure:
     ax.set_xlabel(f"τ: {unit} to the target within τ × the best label's")
     ax.set_ylabel(f"share of the {n} problem{'s' * (n > 1)}")
     ax.grid(True, alpha=0.3)
+    title = title or f"Performance profiles ({unit} to each problem's target)"
     if unreached := [p for p, row in zip(found.problems, found.times, strict=True) if not np.isfinite(row).any()]:
-        ax.text(0.99, 0.02, f"no label reached the target on: {', '.join(unreached)}", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=9, color="0.3")  # fmt: skip
-    ax.set_title(title or f"Performance profiles ({unit} to each problem's target)")
+        title += f"\nno label reached the target on: {', '.join(unreached)}"
+    ax.set_title(title)
     fig.legend(handles=handles, loc="outside right center", frameon=False)
     return fig
 

@@ -43,7 +43,8 @@ class ProfileSpec(Section):
 def ratios(times: np.ndarray) -> np.ndarray:
     """``r[p, s]``: each label's time (``times[p, s]``, inf where it never reached the target) over the best
     label's on the same problem; 1 for the best, inf for a label that never reached the target or a problem
-    no label reached."""
+    no label reached. A best time of 0 (the target met before training) makes every later time infinitely
+    slower, as the ratio says."""
     times = np.asarray(times, dtype=np.float64)
     best = times.min(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):

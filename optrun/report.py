@@ -225,6 +225,11 @@ def collect(paths: Iterable[str | Path]) -> Collection:
     for raw in paths:  # a folder given twice (or by two names) counts once
         given.setdefault(Path(raw).resolve(), Path(raw))
     for path in given.values():
+        if suite_of(path) == path:
+            raise RunDirError(
+                f"{path}: a suite directory, whose problems are compared each in its own folder; optrun show {path} "
+                f"prints its tables, optrun report {path} --html writes its page again"
+            )
         if tuning_of(path) == path:  # a tuning: its evaluation is its comparison
             if not is_compare_dir(path / "evaluation"):
                 raise RunDirError(
@@ -264,6 +269,22 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def check_unchanged(path: Path, now: Mapping[str, Any], what: str) -> None:
+    """RunDirError where ``now``, the resolved config in the config.yaml of the work at ``path`` (``what``: "the
+    tuning", "the suite"), differs from the one its summary.json says it began with: what it finished would be
+    set beside what it runs now for another problem or protocol. The message names the first key that changed."""
+    began = read_json(path / "summary.json").get("config")
+    if not isinstance(began, dict):
+        return
+    kept, new = flatten(began), flatten(now)
+    if differ := [key for key in dict.fromkeys([*kept, *new]) if kept.get(key) != new.get(key)]:
+        key = differ[0]
+        raise RunDirError(
+            f"{path}: {what} began with {key}: {kept.get(key)}, and its config.yaml now says {new.get(key)}; "
+            "put config.yaml back, or start anew"
+        )
 
 
 def problem_differences(groups: list[Group]) -> list[str]:

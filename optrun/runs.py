@@ -337,7 +337,7 @@ def check_idle(path: Path, what: str) -> None:
 def suite_of(path: Path) -> Path | None:
     """The suite directory (``optrun suite``'s: its summary.json says so) that ``path`` is or lies in (a problem,
     a tuned problem's evaluation, a run of either); None for anything else."""
-    for candidate in (path, *list(path.parents)[:4]):
+    for candidate in (path, *list(path.absolute().parents)[:4]):  # a relative path's folders too
         if read_json(candidate / "summary.json").get("kind") == "suite":
             return candidate
     return None

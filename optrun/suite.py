@@ -11,7 +11,7 @@ workers, into one suite directory ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>/``:
   the label's mean test-accuracy curve reaches the target, as ``optrun compare`` reports it; an objective's
   steps), its ratio to the best label's and its rank (``optrun.profiles``);
 - ``profiles.csv``: per label, its score (the normalised area under its performance profile), its mean rank and
-  the problems on which it reached the target;
+  how many of the problems it reached the target on;
 - ``profiles.png`` and ``.svg``: the performance profiles;
 - ``summary.json``: the same for machines, with the suite's status.
 
@@ -22,6 +22,7 @@ Ctrl-C or SIGTERM stops the problem in flight as compare and tune do (its finish
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 import socket
@@ -35,22 +36,26 @@ import numpy as np
 from optrun import profiles
 from optrun.compare import PlannedRun, compare, has_result, pending
 from optrun.config import CompareConfig, SuiteConfig, TuneConfig, dump_yaml, load_config
-from optrun.parallel import WorkersLost
-from optrun.report import Comparison, build, collect, write_page
+from optrun.parallel import WorkersLost, executor
+from optrun.problems import NETWORK
+from optrun.report import Comparison, build, check_unchanged, collect, write_page
 from optrun.runs import (
     RunDirError,
     RunInterrupted,
     RunOutcome,
     check_idle,
     create_run_dir,
+    exception_line,
     existing_dir,
     machine,
     read_json,
+    signal_name,
     versions,
     write_json,
 )
+from optrun.schema import ConfigError
 from optrun.train import prepare
-from optrun.tune import PlannedTrial, TrialResult, read_trials, tune
+from optrun.tune import EVALUATION, PlannedTrial, TrialResult, read_trials, tune, tuning_data
 from optrun.tune import plan as plan_trials
 
 TIMES = "times.csv"
@@ -97,15 +102,15 @@ class Scores:
     seconds: np.ndarray
     final: np.ndarray  # the final test accuracy's mean (nan where none)
 
-    @property
+    @functools.cached_property
     def ratios(self) -> np.ndarray:
         return profiles.ratios(self.times)
 
-    @property
+    @functools.cached_property
     def ranks(self) -> np.ndarray:
         return profiles.ranks(self.times)
 
-    @property
+    @functools.cached_property
     def scores(self) -> np.ndarray:
         return profiles.scores(self.ratios, self.tau_max)
 
@@ -115,8 +120,8 @@ class Scores:
 
     def order(self) -> list[int]:
         """The labels best first: by score, then mean rank, then the config's order."""
-        mean_rank = self.ranks.mean(axis=0)
-        return sorted(range(len(self.labels)), key=lambda s: (-self.scores[s], mean_rank[s], s))
+        score, mean_rank = self.scores.round(12), self.ranks.mean(axis=0).round(12)  # equal sums in any order
+        return sorted(range(len(self.labels)), key=lambda s: (-score[s], mean_rank[s], s))
 
 
 def _figure(row: Any, name: str) -> float:
@@ -124,16 +129,17 @@ def _figure(row: Any, name: str) -> float:
     return math.inf if value is None else float(value)
 
 
-def scores(config: SuiteConfig, comparisons: Mapping[str, Comparison]) -> Scores:
-    """The suite's figures from each problem's comparison (a label with no row, or no time, never reached)."""
+def scores(config: SuiteConfig, comparisons: Mapping[str, Comparison | None]) -> Scores:
+    """The suite's figures from each problem's comparison (a label with no row, or no time, never reached; a
+    problem with no comparison, a tuning whose every setting broke, was reached by none)."""
     labels, problems = list(config.optimizers), list(comparisons)
     shape = (len(problems), len(labels))
     epochs, seconds, final = np.full(shape, math.inf), np.full(shape, math.inf), np.full(shape, math.nan)
     targets: list[float | None] = []
     for p, name in enumerate(problems):
         comparison = comparisons[name]
-        targets.append(comparison.target)
-        rows = {row.label: row for row in comparison.rows}
+        targets.append(comparison and comparison.target)
+        rows = {row.label: row for row in comparison.rows} if comparison else {}
         for s, label in enumerate(labels):
             if (row := rows.get(label)) is None:
                 continue
@@ -151,12 +157,20 @@ def scores(config: SuiteConfig, comparisons: Mapping[str, Comparison]) -> Scores
 class SuiteOutcome:
     path: Path
     scores: Scores
-    comparisons: dict[str, Comparison]
+    comparisons: dict[str, Comparison | None]
+
+    @property
+    def all_failed(self) -> bool:
+        """Whether no run of any problem completed (every one diverged or failed, or every setting broke)."""
+        return not any(g.completed for c in self.comparisons.values() if c is not None for g in c.groups)
 
 
-def _summary(path: Path, config: SuiteConfig, status: str, reason: str = "", extra: Mapping[str, Any] = ()) -> None:
-    summary = {"kind": "suite", "name": config.name, "status": status, "reason": reason, **dict(extra)}
-    write_json(path / "summary.json", summary)
+def _summary(path: Path, config: SuiteConfig, status: str, reason: str | Mapping[str, Any] = "") -> None:
+    """Write the suite's summary.json: its status and why (``reason``), or the figures it holds; it keeps the
+    config the suite began with, which a resume checks."""
+    extra = reason if isinstance(reason, Mapping) else {"reason": reason}
+    summary = {"kind": "suite", "name": config.name, "status": status, "reason": "", **extra}
+    write_json(path / "summary.json", summary | {"config": config.to_dict()})
 
 
 def suite_to_resume(suite_dir: str | Path) -> Path:
@@ -183,51 +197,92 @@ def suite(
     """Run every problem of the suite (``jobs`` local processes, or the Dask cluster at ``scheduler``), then
     score the labels across them.
 
-    Every problem's first run is built (its data loaded) before any directory is made, so that a problem that
-    cannot run leaves nothing behind. A problem's directory is made with its config.yaml, then run as an
-    interrupted comparison (tuning) would be resumed: ``compare``'s (``tune``'s) own resume runs everything it
-    lacks. Ctrl-C or SIGTERM: RunInterrupted naming the suite and ``optrun suite --resume``.
+    The cluster is reached and every problem's first run (a tuning's first trial) built, its data loaded,
+    before any directory is made, so that a suite that cannot run leaves nothing behind. A problem's directory
+    is made with its config.yaml, then run as an interrupted comparison (tuning) would be resumed:
+    ``compare``'s (``tune``'s) own resume runs everything it lacks. Ctrl-C or SIGTERM: RunInterrupted naming
+    the suite and ``optrun suite --resume``; any other stop leaves the suite 'failed', and resumable.
+    ``resume_dir``: an unfinished suite run with its own config.yaml, which must be the one it began with.
     """
     if resume_dir is None:
-        for problem in config.configs.values():  # a problem that cannot be built: nothing written
-            label = next(iter(problem.optimizers))
-            prepare(problem.run_config(label, problem.seed_list[0]))
+        _preflight(config, scheduler)
         path = create_run_dir(runs_dir, config.name)
         (path / "config.yaml").write_text(dump_yaml(config.to_dict()), encoding="utf-8")
     else:
         path = suite_to_resume(resume_dir)
-    _summary(path, config, "running", extra={"pid": os.getpid(), "host": socket.gethostname()})
-    names = list(config.configs)
-    for k, (name, problem) in enumerate(config.configs.items()):
-        where = path / name
-        if _completed(where):
-            continue
-        if on_problem is not None:
-            on_problem(name)
-        where.mkdir(exist_ok=True)
-        if not (where / "config.yaml").is_file():
-            (where / "config.yaml").write_text(dump_yaml(problem.to_dict()), encoding="utf-8")
-        told = (lambda planned, result, name=name: on_task(name, planned, result)) if on_task else None
-        try:
-            if isinstance(problem, TuneConfig):
-                tune(problem, path, jobs, scheduler, told, told, resume_dir=where)
-            else:
-                compare(problem, path, jobs, scheduler, told, resume_dir=where)
-        except RunInterrupted as exc:
-            progress = f"in problem {name} ({k + 1} of {len(names)}: {exc.progress})"
-            _summary(path, config, "interrupted", f"interrupted by {exc.signal} {progress}")
-            raise RunInterrupted(path, exc.signal, progress, resume_command=f"suite --resume {path}") from None
-        except WorkersLost as exc:
-            _summary(path, config, "failed", str(exc))
-            raise WorkersLost(
-                f"{exc}; the suite's other problems are kept. Resume with: optrun suite --resume {path}"
-            ) from None
-    comparisons = {name: _comparison(path / name, problem) for name, problem in config.configs.items()}
-    found = scores(config, comparisons)
-    write(found, path)
-    _summary(path, config, "completed", extra=_figures_summary(found) | {"versions": versions(), "machine": machine()})
+        check_unchanged(path, config.to_dict(), "the suite")
+    _summary(path, config, "running", {"pid": os.getpid(), "host": socket.gethostname()})
+    try:
+        for k, (name, problem) in enumerate(config.configs.items()):
+            _run_problem(path, name, problem, k, len(config.configs), jobs, scheduler, on_task, on_problem)
+        comparisons = {name: _comparison(path / name, problem) for name, problem in config.configs.items()}
+        found = scores(config, comparisons)
+        write(found, path)
+    except KeyboardInterrupt as exc:  # between problems, or while the suite's files are written
+        name = signal_name(exc)
+        _summary(path, config, "interrupted", f"interrupted by {name}")
+        raise RunInterrupted(path, name, "between problems", resume_command=f"suite --resume {path}") from None
+    except RunInterrupted as exc:
+        _summary(path, config, "interrupted", f"interrupted by {exc.signal} {exc.progress}")
+        raise
+    except Exception as exc:  # WorkersLost, a disk that fills, a file that cannot be read
+        _summary(path, config, "failed", exception_line(exc))
+        raise
+    _summary(path, config, "completed", _figures_summary(found) | {"versions": versions(), "machine": machine()})
     write_page(path)
     return SuiteOutcome(path, found, comparisons)
+
+
+def _preflight(config: SuiteConfig, scheduler: str | None) -> None:
+    """What would stop the suite, found before it writes anything: a cluster that cannot be reached, a problem
+    whose first run (a tuning's first trial, on its validation split) cannot be built."""
+    if scheduler is not None:
+        with executor(1, scheduler):
+            pass
+    for name, problem in config.configs.items():
+        try:
+            if isinstance(problem, TuneConfig):
+                first = plan_trials(problem)[0]
+                NETWORK.prepare(first.config, tuning_data(first.config))
+            else:
+                prepare(problem.run_config(next(iter(problem.optimizers)), problem.seed_list[0]))
+        except ConfigError as exc:  # its data's files, its split, the memory it needs
+            raise ConfigError(f"problems.{name}: {exc}") from None
+
+
+def _run_problem(
+    path: Path,
+    name: str,
+    problem: CompareConfig | TuneConfig,
+    k: int,
+    n: int,
+    jobs: int,
+    scheduler: str | None,
+    on_task: OnTask | None,
+    on_problem: Callable[[str], None] | None,
+) -> None:
+    """Run (or finish) the ``k``-th of the suite's ``n`` problems in its folder of the suite at ``path``."""
+    where = path / name
+    if _completed(where):
+        return
+    if on_problem is not None:
+        on_problem(name)
+    where.mkdir(exist_ok=True)
+    if not (where / "config.yaml").is_file():
+        (where / "config.yaml").write_text(dump_yaml(problem.to_dict()), encoding="utf-8")
+    told = (lambda planned, result: on_task(name, planned, result)) if on_task else None
+    try:
+        if isinstance(problem, TuneConfig):
+            tune(problem, path, jobs, scheduler, told, told, resume_dir=where)
+        else:
+            compare(problem, path, jobs, scheduler, told, resume_dir=where)
+    except RunInterrupted as exc:  # the suite's, which resumes it
+        progress = f"in problem {name} ({k + 1} of {n}: {exc.progress})"
+        raise RunInterrupted(path, exc.signal, progress, resume_command=f"suite --resume {path}") from None
+    except WorkersLost as exc:
+        raise WorkersLost(
+            f"{exc}; the suite's other problems are kept. Resume with: optrun suite --resume {path}"
+        ) from None
 
 
 @dataclass
@@ -251,8 +306,11 @@ def read_suite(path: Path) -> SuiteRecord:
     return SuiteRecord(path, config, read_json(path / "summary.json").get("status", ""), list(done), found)
 
 
-def _comparison(path: Path, config: CompareConfig) -> Comparison:
-    """A problem's comparison, from its directory (a tuning's: its evaluation), as ``optrun report`` builds it."""
+def _comparison(path: Path, config: CompareConfig) -> Comparison | None:
+    """A problem's comparison, from its directory (a tuning's: its evaluation), as ``optrun report`` builds it;
+    None for a tuning whose every setting broke, which has no evaluation."""
+    if isinstance(config, TuneConfig) and not (path / EVALUATION / "config.yaml").is_file():
+        return None
     return build(collect([path]).groups, config.name, config.target_accuracy)
 
 
@@ -278,6 +336,10 @@ def _cell(x: float) -> str:
     return "" if not math.isfinite(x) else repr(float(x))
 
 
+def _whole(x: float) -> str:
+    return "" if not math.isfinite(x) else str(int(x))
+
+
 def write(found: Scores, path: Path) -> None:
     """times.csv, profiles.csv and profiles.png/svg into the suite directory ``path``."""
     from optrun import plots  # here: matplotlib takes 0.4 s to import
@@ -291,7 +353,7 @@ def write(found: Scores, path: Path) -> None:
         for p, problem in enumerate(found.problems):
             for s, label in enumerate(found.labels):
                 target = found.targets[p]
-                out.writerow([problem, label, "" if target is None else repr(target), _cell(found.epochs[p, s]),
+                out.writerow([problem, label, "" if target is None else repr(target), _whole(found.epochs[p, s]),
                               _cell(found.seconds[p, s]), _cell(ratios[p, s]), repr(float(ranks[p, s])),
                               _cell(found.final[p, s])])  # fmt: skip
     mean_rank = ranks.mean(axis=0)

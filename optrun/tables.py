@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from rich import box
 from rich.markup import escape
 from rich.table import Table
@@ -188,7 +189,9 @@ def tuning_table(config: TuneConfig, choices: Mapping[str, Choice]) -> Table:
         broken = f"[red]{choice.broken}/{len(choice.settings)}[/]" if choice.broken else f"0/{len(choice.settings)}"
         edges = ", ".join(f"{name} ({side})" for name, side in choice.edges.items())
         if len(choice.settings) < tune.budget:  # an unfinished tuning's
-            chosen, score = f"[yellow]not chosen yet: {len(choice.settings)} of {tune.budget} settings tried[/]", "-"
+            seeds = len(config.tuning_seeds)
+            tried = "tried" if seeds == 1 else f"tried on all {seeds} tuning seeds"
+            chosen, score = f"[yellow]not chosen yet: {len(choice.settings)} of {tune.budget} settings {tried}[/]", "-"
         elif setting is not None:
             chosen = escape(values)
         else:
@@ -221,6 +224,8 @@ def suite_tables(name: str, found: Scores) -> list[Table]:
         f"score: the area under the label's performance profile for tau from 1 to {found.tau_max:g}, normalised "
         "(1: the fastest on every problem)\nreached: the problems on which it reached the target"
     )
+    if unreached := [p for p, row in zip(found.problems, found.times, strict=True) if not np.isfinite(row).any()]:
+        caption += f"\n[yellow]no label reached the target on {', '.join(unreached)}: it counts for none[/]"
     scores = Table(title=f"{name}: performance profiles", title_justify="left", caption=caption,
                    caption_justify="left", box=box.SIMPLE_HEAD)  # fmt: skip
     scores.add_column("label", style="bold", no_wrap=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import importlib
-import json
 import logging
 import math
 import os
@@ -44,10 +43,12 @@ from optrun.compare import (
     PlannedRun,
     check_kept,
     conclude,
-    execute,
+    data_of,
     executor_name,
+    forget_data,
     has_result,
     record,
+    run_task,
     stop_comparison,
     stop_signal,
     worker_lost,
@@ -56,7 +57,7 @@ from optrun.config import CompareConfig, Config, TuneConfig, dump_yaml, load_con
 from optrun.data import Dataset
 from optrun.parallel import WorkersLost, executor, in_process
 from optrun.problems import NETWORK
-from optrun.report import flatten, write_page
+from optrun.report import check_unchanged, write_page
 from optrun.runs import (
     RunDirError,
     RunInterrupted,
@@ -129,32 +130,6 @@ class TrialResult:
     signal: str | None = None  # for a trial a signal stopped
 
 
-_DATA: dict[str, Dataset] = {}  # a process's data: the last datasets its trials and runs asked for
-_KEEP = 2  # datasets kept: a seed's, and the next seed's while runs of both are in flight
-
-
-def _files(spec: Any) -> list[tuple[str, int, int]]:
-    """The name, modification time and size of the file a dataset spec names, or of each file in its folder:
-    a file changed since it was loaded is loaded again (a Dask worker outlives a tuning)."""
-    path = getattr(spec, "path", None)
-    if path is None or not (folder := Path(path)).exists():
-        return []
-    files = sorted(folder.iterdir()) if folder.is_dir() else [folder]
-    return [(f.name, (st := f.stat()).st_mtime_ns, st.st_size) for f in files]
-
-
-def data_of(config: Config) -> Dataset:
-    """A network config's data (``NetworkProblem.load``), loaded once per process for every trial and run that
-    shares it (the same dataset, seed, dtype and samples)."""
-    spec, train = config.dataset, config.train
-    key = json.dumps([spec.model_dump(mode="json"), _files(spec), config.seed, config.model.dtype, train.max_samples])
-    if key not in _DATA:
-        while len(_DATA) >= _KEEP:
-            del _DATA[next(iter(_DATA))]  # the oldest
-        _DATA[key] = NETWORK.load(config)
-    return _DATA[key]
-
-
 def tuning_data(config: Config) -> Dataset:
     """The data of a trial: ``data_of``'s, its validation split held out instead of its test split."""
     return data_of(config).for_tuning()
@@ -220,7 +195,7 @@ def read_trials(path: Path, config: TuneConfig, trials: Sequence[PlannedTrial]) 
     RunDirError where config.yaml was edited since the tuning began, or a trial was trained otherwise than the
     config plans it."""
     check_idle(path, "the tuning")
-    _check_unchanged(path, config)
+    check_unchanged(path, config.to_dict(), "the tuning")
     columns = trial_columns(config)
     try:
         with (path / TRIALS).open(newline="", encoding="utf-8") as f:
@@ -393,26 +368,11 @@ def _stopped(path: Path, config: TuneConfig, status: str, reason: str, extra: Ma
     write_json(path / "summary.json", summary | {"config": config.to_dict()})
 
 
-def _check_unchanged(path: Path, config: TuneConfig) -> None:
-    """RunDirError where ``config`` (from the tuning's config.yaml) differs from what the tuning at ``path``
-    began with: its finished trials would be compared with trials of another problem or protocol."""
-    began = read_json(path / "summary.json").get("config")
-    if not isinstance(began, dict):
-        return
-    kept, now = flatten(began), flatten(config.to_dict())
-    if differ := [key for key in dict.fromkeys([*kept, *now]) if kept.get(key) != now.get(key)]:
-        key = differ[0]
-        raise RunDirError(
-            f"{path}: the tuning began with {key}: {kept.get(key)}, and its config.yaml now says {now.get(key)}; "
-            "put config.yaml back, or tune anew"
-        )
-
-
 def task(item: tuple[str, Any]) -> TrialResult | Finished:
     """A worker's task: a trial, ``("trial", (config, metric, at))``, or a run of the evaluation, ``("run",
     config)`` (``optrun.compare.execute``)."""
     kind, payload = item
-    return run_trial(payload) if kind == "trial" else execute(payload, data_of)
+    return run_trial(payload) if kind == "trial" else run_task(payload)
 
 
 @dataclass
@@ -561,7 +521,7 @@ def tune(
     keeps its finished trials and runs and runs the rest.
     """
     start = time.perf_counter()
-    _DATA.clear()  # a file may have changed since an earlier tuning in this process loaded it
+    forget_data()  # a file may have changed since an earlier tuning in this process loaded it
     trials = plan(config)
     done = read_trials(Path(resume_dir), config, trials) if resume_dir is not None else {}
     jobs = max(1, min(jobs, len(trials) - len(done) + len(config.optimizers) * len(config.seed_list)))

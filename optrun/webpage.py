@@ -1,12 +1,13 @@
 """``report.html``: a compare, tune or suite directory as one self-contained page to send to a colleague.
 
 The page holds everything it shows: the styles and a small script inline, the figures as inline SVG (their
-element ids prefixed per figure, so that two figures' clip paths and markers never collide), no request to the
-network or to another file, so it reads the same opened straight from the file system. It tells what was run
-(the config, optrun's and numpy's versions, the machine), the tables the terminal prints (``optrun.tables``,
-turned into HTML tables that sort by any column on a click), the pictures, and every run that diverged or
-failed with its reason. It reads at a laptop's width and at a phone's: tables scroll sideways in their box,
-figures scale to the width.
+element ids prefixed per figure, so that two figures' clip paths and markers never collide; a picture drawn
+as PNG alone inline as data). It makes no request to the network or to another file, so it reads the same
+opened straight from the file system. It tells what was run (the config, optrun's and numpy's versions, the
+machine), the tables the terminal prints (``optrun.tables``, turned into HTML tables that sort by any column
+on a click), the pictures, and every run that diverged or failed with its reason. It reads at a laptop's
+width and at a phone's: tables scroll sideways in their box, figures scale to the width down to 60% of their
+drawn size, below which they scroll too.
 
 ``write_page(path)`` builds it from what the directory holds on disk, as ``optrun report`` does: ``optrun
 compare``, ``tune`` and ``suite`` write it as they finish, and ``optrun report DIR --html`` rebuilds it.
@@ -14,6 +15,7 @@ compare``, ``tune`` and ``suite`` write it as they finish, and ``optrun report D
 
 from __future__ import annotations
 
+import base64
 import html
 import itertools
 import re
@@ -54,7 +56,10 @@ def table_html(table: Table) -> str:
     """A table of ``optrun.tables`` as an HTML table (a click on a header sorts by that column), with its title
     and caption."""
     title = f"<h3>{_markup(table.title)}</h3>" if table.title else ""
-    head = "".join(f'<th scope="col" aria-sort="none">{_markup(c.header)}</th>' for c in table.columns)
+    head = "".join(
+        f'<th scope="col" aria-sort="none"{" class=num" if c.justify == "right" else ""}>{_markup(c.header)}</th>'
+        for c in table.columns
+    )
     columns = [list(c.cells) for c in table.columns]
     right = [c.justify == "right" for c in table.columns]
     rows = []
@@ -75,7 +80,8 @@ _SVG_START = re.compile(r"^.*?(<svg\b)", re.S)
 
 def svg_html(path: Path, prefix: str, alt: str) -> str:
     """The SVG file at ``path`` inline: its XML prolog dropped, every id prefixed with ``prefix`` (and every
-    reference to one), its size left to the page's styles; a note where the file is missing."""
+    reference to one), its width the page's, down to 60% of its drawn width (a phone then scrolls it sideways);
+    a note where the file is missing."""
     try:
         svg = path.read_text(encoding="utf-8")
     except OSError:
@@ -84,15 +90,20 @@ def svg_html(path: Path, prefix: str, alt: str) -> str:
     svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', svg)
     svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", svg)
     svg = re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', svg)
-    svg = re.sub(r'(<svg\b[^>]*?)\s(width|height)="[^"]*"', r"\1", svg, count=2)
-    return f'<figure role="img" aria-label="{_escape(alt)}">{svg}</figure>'
+    tag = re.search(r"<svg\b[^>]*>", svg)
+    width = re.search(r'\swidth="([\d.]+)pt"', tag.group(0)) if tag else None
+    if tag is not None:  # its size is the page's to set
+        svg = svg[: tag.start()] + re.sub(r'\s(?:width|height)="[^"]*"', "", tag.group(0)) + svg[tag.end() :]
+    # never narrower than 60% of its drawn size (pt: 4/3 px): on a phone a wide figure scrolls, and stays legible
+    least = f' style="min-width: {round(float(width.group(1)) * 4 / 3 * 0.6)}px"' if width else ""
+    return f'<figure role="img" aria-label="{_escape(alt)}"><div{least}>{svg}</div></figure>'
 
 
 _STYLE = """
 :root { color-scheme: light; --fg: #1d2127; --muted: #5b6470; --line: #d9dde3; --head: #f3f5f8; --accent: #1f5fbf; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); }
-header, main { max-width: 1180px; margin: 0 auto; padding: 0 16px; }
+header, main { max-width: 1440px; margin: 0 auto; padding: 0 16px; }
 header { padding-top: 20px; border-bottom: 1px solid var(--line); }
 h1 { font-size: 1.6em; margin: 0 0 4px; word-break: break-word; }
 h2 { font-size: 1.25em; margin: 28px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
@@ -100,7 +111,9 @@ h3 { font-size: 1.05em; margin: 18px 0 6px; }
 .meta { color: var(--muted); margin: 0 0 14px; }
 .scroll { overflow-x: auto; border: 1px solid var(--line); border-radius: 6px; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th, td { padding: 5px 9px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+table { font-size: 0.93em; }
+th.num { text-align: right; }
 th { background: var(--head); cursor: pointer; user-select: none; white-space: nowrap; position: sticky; top: 0; }
 th:hover { color: var(--accent); }
 th[aria-sort="ascending"]::after { content: " \\25B2"; font-size: 0.7em; }
@@ -109,14 +122,14 @@ td.num { text-align: right; white-space: nowrap; }
 tbody tr:hover { background: #f8f9fb; }
 .caption { color: var(--muted); font-size: 0.88em; white-space: pre-line; margin: 6px 0 0; }
 figure { margin: 10px 0; overflow-x: auto; }
-figure svg { width: 100%; min-width: 560px; height: auto; display: block; }
+figure svg, figure img { width: 100%; height: auto; display: block; }
 details { margin: 8px 0; }
 summary { cursor: pointer; color: var(--accent); }
 pre { background: var(--head); padding: 10px; overflow-x: auto; font-size: 0.85em; border-radius: 6px; }
 .bad { color: #b42318; } .good { color: #067647; } .warn { color: #9a6700; } .strong { font-weight: 600; }
 .dim { color: var(--muted); }
 ul.broken li { margin: 2px 0; word-break: break-word; }
-footer { max-width: 1180px; margin: 30px auto; padding: 0 16px; color: var(--muted); font-size: 0.85em; }
+footer { max-width: 1440px; margin: 30px auto; padding: 0 16px; color: var(--muted); font-size: 0.85em; }
 @media (max-width: 600px) {
   body { font-size: 14px; }
   th, td { padding: 4px 6px; }
@@ -128,7 +141,7 @@ _SCRIPT = """
 document.querySelectorAll("table.sortable").forEach(function (table) {
   var heads = table.tHead.rows[0].cells;
   function key(cell) {
-    var text = cell.textContent.trim();
+    var text = cell.textContent.trim().replace(/^\\[/, "");  // an interval sorts by its low end
     var match = text.match(/^[-+\\u2212]?\\d[\\d.,]*(e[-+]?\\d+)?/i);
     return match ? parseFloat(match[0].replace("\\u2212", "-").replace(/,/g, "")) : text.toLowerCase();
   }
@@ -221,8 +234,10 @@ def comparison_sections(
     pictures = sorted(path.glob("*.svg"))
     for svg in pictures:
         out.append(svg_html(svg, f"{prefix}-{svg.stem}", f"{comparison.title}: {svg.stem}"))
-    for png in sorted(set(path.glob("*.png")) - {p.with_suffix(".png") for p in pictures}):
-        out.append(f"<p class=dim>{_escape(png.name)}: beside this page, as a PNG.</p>")
+    for png in sorted(set(path.glob("*.png")) - {p.with_suffix(".png") for p in pictures}):  # drawn as PNG alone
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        out.append(f'<figure><img alt="{_escape(f"{comparison.title}: {png.stem}")}" '
+                   f'src="data:image/png;base64,{data}"></figure>')  # fmt: skip
     out.append(f"<{heading}>Diverged and failed runs</{heading}>{_broken_runs(comparison, base)}")
     return out
 

@@ -5,6 +5,7 @@ and resume, and one-line errors."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -83,7 +84,10 @@ def test_a_problem_is_a_config_file_or_inline_and_takes_the_suites_labels_seeds_
         ({"problems": {"a.csv": PROBLEM}}, "must not end in"),
         ({"profile": {"measure": "steps"}}, "profile.measure"),
         ({"profile": {"tau_max": 1}}, "profile.tau_max: must be > 1"),
-        ({"seeds": 2, "tune": {"seeds": [1], "space": {"learning_rate": {"log": [0.01, 1]}}}}, "tune.seeds: seed 1"),
+        (
+            {"seeds": 2, "tune": {"seeds": [1], "space": {"learning_rate": {"log": [0.01, 1]}}}},
+            "tune.seeds (for problem digits): seed 1",
+        ),
         ({"optimizers": {"adam": {"beta1": 2}}}, "optimizers.adam.beta1"),
     ],
 )
@@ -99,7 +103,14 @@ def test_other_commands_name_the_suite_command_and_suite_refuses_other_configs(t
     for command in ("compare", "train", "tune"):
         result = invoke(command, suite)
         assert result.exit_code == 2 and f"run it with 'optrun suite {suite}'" in result.output, result.output
-    result = invoke("suite", write(tmp_path, {**PROBLEM, "seeds": 2}, "compare.yaml"))
+    compare = write(tmp_path, {**PROBLEM, "seeds": 2}, "compare.yaml")
+    result = invoke("suite", compare)
+    assert (
+        result.exit_code == 2 and f"this is a compare config; run it with 'optrun compare {compare}'" in result.output
+    )
+    result = invoke("suite", write(tmp_path, {"problms": {"a": PROBLEM}}, "typo.yaml"))
+    assert result.exit_code == 2 and "problms: unknown key; did you mean 'problems'?" in result.output
+    result = invoke("suite", write(tmp_path, {"name": "x"}, "empty.yaml"))
     assert result.exit_code == 2 and "problems: is required" in result.output
 
 
@@ -134,7 +145,8 @@ def test_a_suite_runs_each_problem_as_compare_would_and_scores_their_times_to_ta
 
 
 def test_an_interrupted_suite_keeps_its_finished_problems_and_resume_finishes_it(tmp_path) -> None:
-    data = {**SUITE, "problems": {"first": PROBLEM, "second": {**PROBLEM, "train": {"epochs": 60}}}}
+    # the second problem's runs take a second or more each: the signal comes while the last ones train
+    data = {**SUITE, "problems": {"first": PROBLEM, "second": {**PROBLEM, "train": {"epochs": 250}}}}
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "optrun", "suite", str(write(tmp_path, data)), "--runs-dir", str(runs), "-j", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -142,6 +154,7 @@ def test_an_interrupted_suite_keeps_its_finished_problems_and_resume_finishes_it
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(runs.glob("*/second/*/seed-*/metrics.csv")):
         time.sleep(0.05)
+    assert list(runs.glob("*/second/*/seed-*/metrics.csv")), "no run of the second problem finished in time"
     os.killpg(process.pid, signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143, err
@@ -219,3 +232,54 @@ def test_a_dask_cluster_runs_a_suite_exactly_as_this_process(tmp_path, monkeypat
     assert rows_without(remote.path / "times.csv", "seconds_to_target") == rows_without(
         local.path / "times.csv", "seconds_to_target"
     )
+
+
+def test_a_tuned_problem_whose_every_setting_breaks_is_reached_by_no_label(tmp_path) -> None:
+    broken = {**PROBLEM, "train": {"epochs": 2, "max_samples": 300, "divergence_factor": 1.5},
+              "tune": {"budget": 3, "space": {"learning_rate": {"log": [1e6, 1e8]}}}}  # fmt: skip
+    data = {**SUITE, "optimizers": {"sgd": None}, "problems": {"fine": PROBLEM, "broken": broken}}
+    result = invoke("suite", write(tmp_path, data), "--runs-dir", tmp_path / "runs", "-q")
+    assert result.exit_code == 0, result.output
+    suite_dir = Path(result.output.strip())
+    times = {r["problem"]: r for r in csv_dicts(suite_dir / "times.csv")}
+    assert times["broken"]["epochs_to_target"] == times["broken"]["target"] == "" and times["broken"]["rank"] == "1.0"
+    assert "No run diverged" in (suite_dir / "fine" / "report.html").read_text()
+    assert invoke("show", suite_dir).exit_code == 0 and (suite_dir / "report.html").is_file()
+
+
+def test_resume_refuses_a_suite_whose_config_changed_since_it_began(tmp_path) -> None:
+    data = {**SUITE, "problems": {"first": PROBLEM}}
+    result = invoke("suite", write(tmp_path, data), "--runs-dir", tmp_path / "runs", "-q")
+    suite_dir = Path(result.output.strip())
+    summary = json.loads((suite_dir / "summary.json").read_text())
+    (suite_dir / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))  # as if stopped
+    config = yaml.safe_load((suite_dir / "config.yaml").read_text())
+    config["optimizers"]["lion"] = {"name": "lion"}  # a label added: it never ran on the finished problem
+    (suite_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    refused = invoke("suite", "--resume", suite_dir)
+    assert refused.exit_code == 2 and "the suite began with optimizers.lion.name: None" in refused.output, (
+        refused.output
+    )
+    assert "put config.yaml back" in refused.output and len(refused.output.splitlines()) == 1
+
+
+def test_the_suites_tuning_skips_objectives_and_seconds_cannot_time_them() -> None:
+    objective = {"objective": {"name": "rosenbrock"}, "train": {"steps": 50}}
+    tuned = {**SUITE, "tune": {"budget": 3, "space": {"learning_rate": {"log": [0.001, 0.1]}}}}
+    config = parse_config({**tuned, "problems": {"net": PROBLEM, "rosenbrock": objective}}, "s", SuiteConfig)
+    assert isinstance(config.configs["net"], TuneConfig) and not isinstance(config.configs["rosenbrock"], TuneConfig)
+    with pytest.raises(ConfigError, match=r"profile\.measure: seconds cannot time problem rosenbrock"):
+        parse_config(
+            {**SUITE, "profile": {"measure": "seconds"}, "problems": {"rosenbrock": objective}}, "s", SuiteConfig
+        )
+    clash = {**tuned, "tune": {**tuned["tune"], "seeds": [1]}, "problems": {"net": PROBLEM}}
+    with pytest.raises(ConfigError, match=r"^s: tune.seeds \(for problem net\): seed 1 is also an evaluation seed"):
+        parse_config(clash, "s", SuiteConfig)
+
+
+def test_an_unreachable_cluster_writes_nothing(tmp_path) -> None:
+    pytest.importorskip("distributed")
+    result = invoke("suite", write(tmp_path, SUITE), "--runs-dir", tmp_path / "runs",
+                    "--dask-scheduler", "tcp://127.0.0.1:9")  # fmt: skip
+    assert result.exit_code == 2 and "Dask scheduler" in result.output, result.output
+    assert not (tmp_path / "runs").exists()

@@ -427,7 +427,7 @@ def test_resume_refuses_a_config_edited_since_the_tuning_began(tmp_path, key, va
     (cut / "config.yaml").write_text(yaml.safe_dump(config))
     result = invoke("tune", "--resume", cut)
     assert result.exit_code == 2 and f"the tuning began with {says}" in result.output, result.output
-    assert "put config.yaml back, or tune anew" in result.output and trials_without_timing(cut) == kept
+    assert "put config.yaml back, or start anew" in result.output and trials_without_timing(cut) == kept
 
 
 def test_ctrl_c_on_parallel_trials_keeps_the_finished_ones_and_resume_finishes(tmp_path) -> None:

@@ -451,7 +451,9 @@ class NetworkProblem(Problem):
         """One run's loss and accuracy on each of its splits (``plots.run_curves_figure``)."""
         from optrun import plots
 
-        return {"curves": plots.run_curves_figure(comparison.groups[0].runs[0].records, comparison.title)}
+        run = comparison.groups[0].runs[0]
+        end = "" if run.status == "completed" else f"{run.status} in epoch {run.records[-1].epoch + 1}"
+        return {"curves": plots.run_curves_figure(run.records, comparison.title, end)}
 
 
 def _interval_text(low: float | None, high: float | None) -> str:
