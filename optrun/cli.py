@@ -490,9 +490,9 @@ class _TaskBar:
     def __init__(self, console: Console, total: int, jobs: int | None, lines: bool = True) -> None:
         self.console, self.jobs, self.lines = console, jobs, lines
         self.left = total  # of the work at hand (a suite's problem), for the count running
-        columns = (
-            TextColumn("tasks"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[state]} ·"),
-            TimeElapsedColumn(), TextColumn("elapsed ·"), TimeRemainingColumn(), TextColumn("left"),
+        columns = (  # the counts and times first: on a narrow terminal the bar gives way
+            TextColumn("tasks"), MofNCompleteColumn(), TextColumn("{task.fields[state]} ·"), TimeElapsedColumn(),
+            TextColumn("·"), TimeRemainingColumn(), TextColumn("left"), BarColumn(bar_width=None),
         )  # fmt: skip
         self.bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
         self.task = self.bar.add_task("tasks", total=total, state="")
@@ -501,7 +501,7 @@ class _TaskBar:
 
     def _show(self) -> None:
         running = "" if self.jobs is None else f"{min(self.jobs, self.left)} running, "
-        broken = f"[red]{self.failed} diverged or failed[/]" if self.failed else "0 diverged or failed"
+        broken = f"[red]{self.failed} failed[/]" if self.failed else "0 failed"  # diverged, or failed
         self.bar.update(self.task, state=f"{running}{broken}")
 
     def print(self, line: str) -> None:
@@ -669,6 +669,8 @@ def suite_command(
     config = configs.load_config(config_path, overrides, configs.SuiteConfig)
     if smoke:
         config = configs.smoke(config)
+    if resume_dir is not None:  # before its problems' own files are read
+        reports.check_unchanged(Path(resume_dir), config.to_dict(), "the suite")
     console = _console()
     where = {name: Path(resume_dir) / name if resume_dir else None for name in config.configs}
     left = {name: tasks(c) - (tasks_done(c, where[name]) if where[name] else 0) for name, c in config.configs.items()}
@@ -759,7 +761,7 @@ def _rebuild_page(paths: tuple[str, ...], out: str | None, target_accuracy: floa
     if len(paths) != 1 or out or target_accuracy is not None:
         raise UserError("--html rebuilds the report.html of one directory in place; give one, without --out or "
                         "--target-accuracy")  # fmt: skip
-    path = existing_dir(paths[0], "compare, tune or suite directory")
+    path = Path(paths[0]) if reports.report_sources(Path(paths[0])) else existing_dir(paths[0], "directory")
     pages = (suite_of(path) == path or tuning_of(path) == path or reports.is_compare_dir(path)
              or reports.report_sources(path))  # fmt: skip
     if not pages:

@@ -218,6 +218,21 @@ def _named_by_label(label: Any, spec: Any) -> Any:
     return spec
 
 
+def _specs_named(optimizers: Any) -> None:
+    """``_problem`` for a label left empty (``sgdd:``) that names no optimizer: only an optimizer's name may stand
+    for its spec."""
+    if not isinstance(optimizers, Mapping):
+        return
+    for label, spec in optimizers.items():
+        if spec is None and label not in OPTIMIZERS:
+            close = difflib.get_close_matches(str(label), list(OPTIMIZERS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise _problem(
+                f"optimizers.{label}",
+                f"'{label}' is not an optimizer's name{hint}, so it needs a spec: {{name: OPTIMIZER, ...}}",
+            )
+
+
 def _reference_optimizers() -> dict[str, Any]:
     return {name: OPTIMIZERS[name].Spec(name=name) for name in REFERENCE_OPTIMIZERS}
 
@@ -259,6 +274,13 @@ class CompareConfig(_Experiment):
             for label, spec in data["optimizers"].items():
                 if why := _theory_problem(_named_by_label(label, spec), data.get("objective")):
                     raise _problem(f"optimizers.{label}", why)
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _labels_named(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            _specs_named(data.get("optimizers"))
         return data
 
     @model_validator(mode="before")
@@ -433,6 +455,13 @@ class SuiteConfig(Section):
             return {**data, "optimizers": {k: _named_by_label(k, v) for k, v in data["optimizers"].items()}}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _labels_named(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            _specs_named(data.get("optimizers"))
+        return data
+
     @functools.cached_property
     def configs(self) -> dict[str, CompareConfig | TuneConfig]:
         """Each problem's config as the suite runs it: a TuneConfig where it is tuned. ConfigError names the
@@ -589,7 +618,8 @@ def is_compare(data: Any) -> bool:
 def parse_config(data: Any, source: str = "config", schema: type[AnyConfig] = Config) -> AnyConfig:
     """Validate a config mapping as ``schema``; errors read ``<source>: <dotted.key>: <problem>``."""
     if data is None:
-        raise ConfigError(f"{source}: the config is empty; it needs at least 'dataset' and 'optimizer'")
+        needs = "'problems'" if schema is SuiteConfig else "'dataset' and 'optimizer'"
+        raise ConfigError(f"{source}: the config is empty; it needs at least {needs}")
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values, got {kind}")

@@ -430,7 +430,7 @@ def profiles_figure(found: Scores, title: str = "") -> Figure:
     ax.set_xlim(1.0, found.tau_max)
     ax.set_ylim(-0.02, 1.02)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    unit = {"epochs": "epochs", "seconds": "seconds"}[found.measure]
+    unit = found.unit
     ax.set_xlabel(f"τ: {unit} to the target within τ × the best label's")
     ax.set_ylabel(f"share of the {n} problem{'s' * (n > 1)}")
     ax.grid(True, alpha=0.3)

@@ -27,7 +27,7 @@ import math
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +77,7 @@ def tasks_done(config: CompareConfig | TuneConfig, path: Path) -> int:
         return 0
     if isinstance(config, TuneConfig):
         trials = len(read_trials(path, config, plan_trials(config)))
-        evaluation = path / "evaluation"
-        runs = sum(1 for p in evaluation.glob("*/seed-*/summary.json") if has_result(p.parent))
+        runs = sum(1 for p in (path / EVALUATION).glob("*/seed-*/summary.json") if has_result(p.parent))
         return trials + runs
     return len(config.optimizers) * len(config.seed_list) - len(pending(config, path))
 
@@ -101,6 +100,15 @@ class Scores:
     epochs: np.ndarray  # the same in epochs (steps), and in seconds, for the table
     seconds: np.ndarray
     final: np.ndarray  # the final test accuracy's mean (nan where none)
+    stepped: list[str] = field(default_factory=list)  # the problems timed in steps: objectives
+
+    @property
+    def unit(self) -> str:
+        """What the times count: ``seconds``; ``epochs``, ``steps`` where every problem is an objective, or
+        ``epochs (steps on an objective)`` where some are."""
+        if self.measure == "seconds" or not self.stepped:
+            return self.measure
+        return "steps" if len(self.stepped) == len(self.problems) else "epochs (steps on an objective)"
 
     @functools.cached_property
     def ratios(self) -> np.ndarray:
@@ -136,6 +144,7 @@ def scores(config: SuiteConfig, comparisons: Mapping[str, Comparison | None]) ->
     shape = (len(problems), len(labels))
     epochs, seconds, final = np.full(shape, math.inf), np.full(shape, math.inf), np.full(shape, math.nan)
     targets: list[float | None] = []
+    stepped = [name for name, c in comparisons.items() if c and c.rows and not hasattr(c.rows[0], "epochs_to_target")]
     for p, name in enumerate(problems):
         comparison = comparisons[name]
         targets.append(comparison and comparison.target)
@@ -148,9 +157,8 @@ def scores(config: SuiteConfig, comparisons: Mapping[str, Comparison | None]) ->
             accuracy = getattr(row, "final_test_accuracy_mean", None)
             final[p, s] = math.nan if accuracy is None else accuracy
     times = epochs if config.profile.measure == "epochs" else seconds
-    return Scores(
-        problems, labels, config.profile.measure, config.profile.tau_max, targets, times, epochs, seconds, final
-    )
+    measure, tau_max = config.profile.measure, config.profile.tau_max
+    return Scores(problems, labels, measure, tau_max, targets, times, epochs, seconds, final, stepped)
 
 
 @dataclass
@@ -212,16 +220,18 @@ def suite(
         path = suite_to_resume(resume_dir)
         check_unchanged(path, config.to_dict(), "the suite")
     _summary(path, config, "running", {"pid": os.getpid(), "host": socket.gethostname()})
+    stage = "between problems"
     try:
         for k, (name, problem) in enumerate(config.configs.items()):
             _run_problem(path, name, problem, k, len(config.configs), jobs, scheduler, on_task, on_problem)
+        stage = "while writing the suite's results"
         comparisons = {name: _comparison(path / name, problem) for name, problem in config.configs.items()}
         found = scores(config, comparisons)
         write(found, path)
     except KeyboardInterrupt as exc:  # between problems, or while the suite's files are written
         name = signal_name(exc)
         _summary(path, config, "interrupted", f"interrupted by {name}")
-        raise RunInterrupted(path, name, "between problems", resume_command=f"suite --resume {path}") from None
+        raise RunInterrupted(path, name, stage, resume_command=f"suite --resume {path}") from None
     except RunInterrupted as exc:
         _summary(path, config, "interrupted", f"interrupted by {exc.signal} {exc.progress}")
         raise

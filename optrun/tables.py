@@ -203,9 +203,12 @@ def tuning_table(config: TuneConfig, choices: Mapping[str, Choice]) -> Table:
 def suite_tables(name: str, found: Scores) -> list[Table]:
     """A suite's labels on each problem (time to its target, and rank), and their profile scores, best first."""
     order, unit = found.order(), "epochs" if found.measure == "epochs" else "s"
-    times = Table(title=f"{name}: {found.measure} to each problem's target (rank)", title_justify="left",
-                  caption="-: never reached the target (the mean test-accuracy curve); tied times share their mean "
-                  "rank", caption_justify="left", box=box.SIMPLE_HEAD)  # fmt: skip
+    curve = "the mean test-accuracy curve"
+    if found.stepped:
+        curve += "; on an objective, the mean distance to the minimum"
+    times = Table(title=f"{name}: {found.unit} to each problem's target (rank)", title_justify="left",
+                  caption=f"-: never reached the target ({curve}); tied times share their mean rank",
+                  caption_justify="left", box=box.SIMPLE_HEAD)  # fmt: skip
     times.add_column("problem", style="bold", no_wrap=True)
     times.add_column("target", justify="right", no_wrap=True)
     for s in order:
@@ -225,7 +228,7 @@ def suite_tables(name: str, found: Scores) -> list[Table]:
         "(1: the fastest on every problem)\nreached: the problems on which it reached the target"
     )
     if unreached := [p for p, row in zip(found.problems, found.times, strict=True) if not np.isfinite(row).any()]:
-        caption += f"\n[yellow]no label reached the target on {', '.join(unreached)}: it counts for none[/]"
+        caption += f"\n[yellow]no label reached the target on {', '.join(unreached)}: no label scores there[/]"
     scores = Table(title=f"{name}: performance profiles", title_justify="left", caption=caption,
                    caption_justify="left", box=box.SIMPLE_HEAD)  # fmt: skip
     scores.add_column("label", style="bold", no_wrap=True)

@@ -179,7 +179,7 @@ def _page(title: str, meta: str, sections: Iterable[str]) -> str:
 def _meta(path: Path, kind: str) -> str:
     """The line under the title: the kind, status and date of the work, the versions and the machine."""
     summary = read_json(path / "summary.json")
-    parts = [kind, str(summary.get("status") or "status unknown")]
+    parts = [kind, *([str(summary["status"])] if summary.get("status") else [])]
     if match := re.search(r"(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})", path.name):
         y, m, d, hh, mm, _ = match.groups()
         parts.append(f"started {y}-{m}-{d} {hh}:{mm}")
@@ -195,6 +195,9 @@ def _meta(path: Path, kind: str) -> str:
 
 
 def _config(path: Path) -> str:
+    if sources := reports.report_sources(path):  # optrun report's folder: what it was made from
+        items = "".join(f"<li>{_escape(s)}</li>" for s in sources)
+        return f"<p>The runs of these directories, each compared as its own config says:</p><ul>{items}</ul>"
     try:
         text = (path / "config.yaml").read_text(encoding="utf-8")
     except OSError:
@@ -203,7 +206,7 @@ def _config(path: Path) -> str:
 
 
 def _broken_runs(comparison: reports.Comparison, base: Path) -> str:
-    """Every run that diverged or failed, with its reason (and its traceback's file, where there is one)."""
+    """Every run that diverged or failed, with its reason and its folder."""
     items = []
     for group in comparison.groups:
         for run in group.runs:
@@ -217,7 +220,7 @@ def _broken_runs(comparison: reports.Comparison, base: Path) -> str:
     return f'<ul class="broken">{"".join(items)}</ul>'
 
 
-def comparison_sections(
+def _comparison_sections(
     path: Path, base: Path, prefix: str, heading: str = "h2", sources: list[str] | None = None
 ) -> list[str]:
     """A compare directory's table, pictures and broken runs (``base``: the folder paths are shown from); of a
@@ -227,7 +230,9 @@ def comparison_sections(
     collection = reports.collect(sources or [path])
     if not collection.groups:
         return [f"<p class=warn>{_escape(str(path))}: no run has a result yet.</p>"]
-    target = read_json(path / "summary.json").get("target_accuracy") if sources else collection.target
+    summary = read_json(path / "summary.json")
+    given = sources and summary.get("target_rule") == "set explicitly"  # else derived again, as it was
+    target = summary.get("target_accuracy") if given else collection.target
     comparison = reports.build(collection.groups, collection.name, target)
     out = [table_html(comparison_table(comparison, collection.unfinished))]
     out += [f'<p class="warn">{_markup(unfinished_notice(gap))}</p>' for gap in collection.unfinished]
@@ -252,7 +257,7 @@ def _tuning_sections(path: Path, base: Path, prefix: str) -> list[str]:
                         "tuned hyperparameter"))  # fmt: skip
     if reports.is_compare_dir(path / EVALUATION) and reports.compare_run_dirs(path / EVALUATION):
         out.append("<h3>Evaluation on fresh seeds (test split)</h3>")
-        out += comparison_sections(path / EVALUATION, base, f"{prefix}-eval", "h3")
+        out += _comparison_sections(path / EVALUATION, base, f"{prefix}-eval", "h3")
     return out
 
 
@@ -277,7 +282,7 @@ def _suite_sections(path: Path) -> list[str]:
         if tuning_of(where) == where:
             out += _tuning_sections(where, path, f"p{k}")
         else:
-            out += comparison_sections(where, path, f"p{k}", "h3")
+            out += _comparison_sections(where, path, f"p{k}", "h3")
     return out
 
 
@@ -287,11 +292,11 @@ def page(path: Path) -> str:
     if suite_of(path) == path:
         kind, sections = "suite", _suite_sections(path)
     elif sources := reports.report_sources(path):
-        kind, sections = "report", ["<h2>Results</h2>", *comparison_sections(path, Path.cwd(), "r", sources=sources)]
+        kind, sections = "report", ["<h2>Results</h2>", *_comparison_sections(path, Path.cwd(), "r", sources=sources)]
     elif tuning_of(path) == path:
         kind, sections = "tuning", ["<h2>Results</h2>", *_tuning_sections(path, path, "t")]
     else:
-        kind, sections = "comparison", ["<h2>Results</h2>", *comparison_sections(path, path, "c")]
+        kind, sections = "comparison", ["<h2>Results</h2>", *_comparison_sections(path, path, "c")]
     return _page(name, _meta(path, kind), [*sections, "<h2>What was run</h2>", _config(path)])
 
 

@@ -89,6 +89,7 @@ def test_a_problem_is_a_config_file_or_inline_and_takes_the_suites_labels_seeds_
             "tune.seeds (for problem digits): seed 1",
         ),
         ({"optimizers": {"adam": {"beta1": 2}}}, "optimizers.adam.beta1"),
+        ({"optimizers": {"sgdd": None}}, "optimizers.sgdd: 'sgdd' is not an optimizer's name (did you mean 'sgd'?)"),
     ],
 )
 def test_a_bad_suite_is_one_line_exit_2_and_writes_nothing(tmp_path, change: dict, says: str) -> None:

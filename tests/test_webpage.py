@@ -108,6 +108,19 @@ def test_report_html_rebuilds_the_page_and_refuses_what_has_none(suite_dir: Path
         assert result.exit_code == 2 and says in result.output and len(result.output.splitlines()) == 1, result.output
 
 
+def test_a_report_folder_gets_a_page_of_its_sources_at_their_target(suite_dir: Path, tmp_path) -> None:
+    sources = [suite_dir / "digits", suite_dir / "tuned" / "evaluation"]
+    result = invoke("report", *sources, "--out", tmp_path / "both", "-q")
+    assert result.exit_code == 0, result.output
+    text, page = parsed(tmp_path / "both" / "report.html")
+    assert all(f"<li>{source}</li>" in text for source in sources)  # what it was made from
+    assert "95% of the best mean final test accuracy" in text and "set explicitly" not in text
+    assert "status unknown" not in text and page.tables == 1
+    (tmp_path / "both" / "report.html").unlink()
+    again = invoke("report", tmp_path / "both", "--html", "-q")
+    assert again.exit_code == 0 and (tmp_path / "both" / "report.html").is_file(), again.output
+
+
 def _chromium(*args: str) -> subprocess.CompletedProcess:
     command = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)

@@ -452,7 +452,7 @@ class NetworkProblem(Problem):
         from optrun import plots
 
         run = comparison.groups[0].runs[0]
-        end = "" if run.status == "completed" else f"{run.status} in epoch {run.records[-1].epoch + 1}"
+        end = "" if run.status == "completed" else f"{run.status}: {run.summary.get('reason') or 'no reason recorded'}"
         return {"curves": plots.run_curves_figure(run.records, comparison.title, end)}
 
 
