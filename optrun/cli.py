@@ -672,6 +672,10 @@ def suite_command(
     if resume_dir is not None:  # before its problems' own files are read
         reports.check_unchanged(Path(resume_dir), config.to_dict(), "the suite")
     console = _console()
+    for name, own in config.replaced.items():
+        if not quiet:
+            console.print(f"note: problem {name}'s own optimizers ({', '.join(own)}) give way to the suite's "
+                          f"({', '.join(config.optimizers)})", style="yellow", markup=False)  # fmt: skip
     where = {name: Path(resume_dir) / name if resume_dir else None for name in config.configs}
     left = {name: tasks(c) - (tasks_done(c, where[name]) if where[name] else 0) for name, c in config.configs.items()}
     jobs = None if dask_scheduler else jobs or available_cores()

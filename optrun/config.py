@@ -467,19 +467,8 @@ class SuiteConfig(Section):
         """Each problem's config as the suite runs it: a TuneConfig where it is tuned. ConfigError names the
         problem's key (``problems.<name>.<key>: ...``)."""
         configs: dict[str, CompareConfig | TuneConfig] = {}
-        for name, given in self.problems.items():
-            try:
-                data = _read_config(given, ()) if isinstance(given, str) else given
-            except ConfigError as exc:
-                raise ConfigError(f"problems.{name}: {exc}") from None
-            if not isinstance(data, dict):
-                raise ConfigError(
-                    f"problems.{name}: must be the path of a compare or tune config, or the config itself (a "
-                    f"mapping), got {describe(data)}"
-                )
-            if "problems" in data:
-                raise ConfigError(f"problems.{name}: is a suite; a suite's problem is a compare or tune config")
-            data = {k: v for k, v in data.items() if k not in ("name", "optimizer", "optimizers")}
+        for name in self.problems:
+            data = {k: v for k, v in self._given(name).items() if k not in ("name", "optimizer", "optimizers")}
             data |= {"name": name, "optimizers": {k: v.model_dump(mode="json") for k, v in self.optimizers.items()}}
             if self.seeds is not None:
                 data["seeds"] = self.seeds
@@ -501,6 +490,35 @@ class SuiteConfig(Section):
                     ) from None
                 raise
         return configs
+
+    def _given(self, name: str) -> dict[str, Any]:
+        """Problem ``name`` as the suite gives it: its file read, or its config; ConfigError otherwise."""
+        given = self.problems[name]
+        try:
+            data = _read_config(given, ()) if isinstance(given, str) else given
+        except ConfigError as exc:
+            raise ConfigError(f"problems.{name}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"problems.{name}: must be the path of a compare or tune config, or the config itself (a "
+                f"mapping), got {describe(data)}"
+            )
+        if "problems" in data:
+            raise ConfigError(f"problems.{name}: is a suite; a suite's problem is a compare or tune config")
+        return data
+
+    @functools.cached_property
+    def replaced(self) -> dict[str, list[str]]:
+        """The problems whose own config names other labels (``optimizers:``, or one ``optimizer:``) than the
+        suite's, which replace them: by problem, its own labels."""
+        out = {}
+        for name in self.problems:
+            data = self._given(name)
+            one = data.get("optimizer")
+            own = list(data.get("optimizers") or {}) or ([str(one.get("name"))] if isinstance(one, Mapping) else [])
+            if own and own != list(self.optimizers):
+                out[name] = own
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved suite: every problem's resolved config in place of its file."""

@@ -70,6 +70,7 @@ def test_a_problem_is_a_config_file_or_inline_and_takes_the_suites_labels_seeds_
     assert isinstance(own_tuning, TuneConfig) and own_tuning.tune.budget == 3
     again = parse_config(config.to_dict(), "resolved", SuiteConfig)  # its config.yaml reads back the same
     assert {k: c.to_dict() for k, c in again.configs.items()} == {k: c.to_dict() for k, c in config.configs.items()}
+    assert config.replaced == {"by-path": ["lion"]} and again.replaced == {}  # the file's labels gave way (a note)
     plain = parse_config({k: v for k, v in SUITE.items() if k != "seeds"}, "s", SuiteConfig)
     assert isinstance(plain.configs["digits"], CompareConfig) and plain.configs["digits"].seed_list == [0]
 
