@@ -421,12 +421,16 @@ def profiles_figure(found: Scores, title: str = "") -> Figure:
     steps = np.unique(np.concatenate([[1.0, found.tau_max], ratios[np.isfinite(ratios) & (ratios <= found.tau_max)]]))
     rho = profile(ratios, steps)
     handles = []
-    for s in order:  # each label drawn as its problems' curves draw it (by its place in the config), best first
-        style = _Style(s, len(order))
-        ax.step(steps, rho[s], where="post", **{**style.handle(), "marker": None})
+    for rank, s in enumerate(order):  # best first, so lowest: the widest, as a line under another must be
+        # each label's colour, line style and marker as its problems' curves draw it (its place in the config)
+        look = {
+            **_Style(s, len(order)).handle(),
+            **{k: _Style(rank, len(order)).handle()[k] for k in ("linewidth", "markersize")},
+        }
+        ax.step(steps, rho[s], where="post", **{**look, "marker": None})
         jumps = np.unique(np.concatenate([[1.0], ratios[:, s][ratios[:, s] <= found.tau_max]]))  # its own steps
-        ax.plot(jumps, profile(ratios[:, s : s + 1], jumps)[0], **{**style.handle(), "linestyle": ""})
-        handles.append(Line2D([], [], **style.handle(), label=f"{found.labels[s]} (score {found.scores[s]:.3f})"))
+        ax.plot(jumps, profile(ratios[:, s : s + 1], jumps)[0], **{**look, "linestyle": ""})
+        handles.append(Line2D([], [], **look, label=f"{found.labels[s]} (score {found.scores[s]:.3f})"))
     ax.set_xlim(1.0, found.tau_max)
     ax.set_ylim(-0.02, 1.02)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
