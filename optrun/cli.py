@@ -121,6 +121,24 @@ runs_dir_option = click.option(
     "--runs-dir", default="runs", metavar="DIR", show_default=True, help="Folder in which to create the run directory."
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print only the path of the directory written.")
+jobs_option = click.option(
+    "--jobs", "-j", type=click.IntRange(min=1), metavar="N", help="Worker processes [default: the number of cores]."
+)
+dask_option = click.option(
+    "--dask-scheduler", metavar="ADDRESS", help="Run on the Dask cluster at ADDRESS, e.g. tcp://host:8786."
+)
+
+
+def _workers(jobs: int | None, dask_scheduler: str | None) -> int | None:
+    """The local worker processes of ``--jobs`` (default: the number of cores), None on a Dask cluster; UserError
+    where both are given."""
+    if dask_scheduler is None:
+        return jobs or available_cores()
+    if jobs is not None:
+        raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
+    return None
+
+
 smoke_option = click.option(
     "--smoke", is_flag=True, help="One epoch on at most 256 samples (one seed): a quick check that a config runs."
 )
@@ -400,10 +418,8 @@ def _split_labels(only: tuple[str, ...]) -> list[str]:
 @click.option(
     "--only", multiple=True, metavar="LABEL", help="Compare only these labels (repeatable or comma-separated)."
 )
-@click.option(
-    "--jobs", "-j", type=click.IntRange(min=1), metavar="N", help="Worker processes [default: the number of cores]."
-)
-@click.option("--dask-scheduler", metavar="ADDRESS", help="Run on the Dask cluster at ADDRESS, e.g. tcp://host:8786.")
+@jobs_option
+@dask_option
 @runs_dir_option
 @smoke_option
 @quiet_option
@@ -433,8 +449,7 @@ def compare_command(
     Exits 0 when at least one run completed, 3 when every run diverged or failed, 2 for a bad config,
     130 (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP) when interrupted.
     """
-    if jobs is not None and dask_scheduler is not None:
-        raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
+    jobs = _workers(jobs, dask_scheduler)
     _config_or_resume(config_path, resume_dir, "compare", "COMPARE_DIR")
     if resume_dir is not None and (overrides or seeds or only or smoke):
         raise UserError(
@@ -457,7 +472,7 @@ def compare_command(
     n_runs = len(pending(config, resume_dir))
     width = max(map(len, config.optimizers))
     with _compare_progress(console, n_runs, width, quiet) as on_run, _naming(config_path):
-        outcome = compare(config, runs_dir, jobs or available_cores(), dask_scheduler, on_run, resume_dir)
+        outcome = compare(config, runs_dir, jobs or 1, dask_scheduler, on_run, resume_dir)
     if quiet:
         _say(outcome.path)
     else:
@@ -555,10 +570,8 @@ def _tell_task(
 @click.argument("config_path", metavar="CONFIG", required=False)
 @set_option
 @click.option("--resume", "resume_dir", metavar="TUNE_DIR", help="Finish an interrupted tuning: run what is missing.")
-@click.option(
-    "--jobs", "-j", type=click.IntRange(min=1), metavar="N", help="Worker processes [default: the number of cores]."
-)
-@click.option("--dask-scheduler", metavar="ADDRESS", help="Run on the Dask cluster at ADDRESS, e.g. tcp://host:8786.")
+@jobs_option
+@dask_option
 @runs_dir_option
 @click.option(
     "--smoke", is_flag=True, help="Two random settings per label, one epoch on at most 256 samples, one seed each."
@@ -588,8 +601,7 @@ def tune_command(
     Exits 0 when at least one evaluation run completed, 3 when none did, 2 for a bad config,
     130 (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP) when interrupted.
     """
-    if jobs is not None and dask_scheduler is not None:
-        raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
+    jobs = _workers(jobs, dask_scheduler)
     _config_or_resume(config_path, resume_dir, "tune", "TUNE_DIR")
     if resume_dir is not None and (overrides or smoke):
         raise UserError("--resume finishes a tuning as it was configured; --set and --smoke do not apply")
@@ -604,7 +616,6 @@ def tune_command(
     if config.optimizer is not None and not quiet:
         console.print(f"note: {config_path} has one 'optimizer:'; tune ignores it", style="yellow")
     left = tasks(config) - (tasks_done(config, Path(resume_dir)) if resume_dir else 0)
-    jobs = None if dask_scheduler else jobs or available_cores()
     width, budget, metric = max(map(len, config.optimizers)), config.tune.budget, config.tune.metric
     with _naming(config_path), _task_bar(console, left, jobs, quiet) as bar:
         told = partial(_tell_task, bar, width, budget, metric)
@@ -624,10 +635,8 @@ def tune_command(
 @click.argument("config_path", metavar="SUITE", required=False)
 @set_option
 @click.option("--resume", "resume_dir", metavar="SUITE_DIR", help="Finish an interrupted suite: run what is missing.")
-@click.option(
-    "--jobs", "-j", type=click.IntRange(min=1), metavar="N", help="Worker processes [default: the number of cores]."
-)
-@click.option("--dask-scheduler", metavar="ADDRESS", help="Run on the Dask cluster at ADDRESS, e.g. tcp://host:8786.")
+@jobs_option
+@dask_option
 @runs_dir_option
 @click.option(
     "--smoke", is_flag=True, help="Every problem for one epoch on at most 256 samples, one seed (tuned: two settings)."
@@ -659,8 +668,7 @@ def suite_command(
     Exits 0 when the suite completed, 3 when no run of any problem completed, 2 for a bad config, 130
     (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP) when interrupted.
     """
-    if jobs is not None and dask_scheduler is not None:
-        raise UserError("--jobs and --dask-scheduler exclude each other: a Dask cluster has its own workers")
+    jobs = _workers(jobs, dask_scheduler)
     _config_or_resume(config_path, resume_dir, "suite", "SUITE_DIR")
     if resume_dir is not None and (overrides or smoke):
         raise UserError("--resume finishes a suite as it was configured; --set and --smoke do not apply")
@@ -678,7 +686,6 @@ def suite_command(
                           f"({', '.join(config.optimizers)})", style="yellow", markup=False)  # fmt: skip
     where = {name: Path(resume_dir) / name if resume_dir else None for name in config.configs}
     left = {name: tasks(c) - (tasks_done(c, where[name]) if where[name] else 0) for name, c in config.configs.items()}
-    jobs = None if dask_scheduler else jobs or available_cores()
     width = max(map(len, config.optimizers))
     with _naming(config_path), _task_bar(console, sum(left.values()), jobs, quiet, lines=False) as bar:
 

@@ -1,7 +1,7 @@
 """A Ctrl-C while the ``optrun`` command is still importing its libraries (the first half second) ends it with
 one line and exit 130, as a Ctrl-C later does, instead of a traceback from the middle of an import; numpy's
 OpenBLAS starts with one thread in the command, before numpy is imported; and a command that will run worker
-processes (``compare``, ``tune``, not on one job or a Dask cluster) starts their fork server at once, which
+processes (``compare``, ``tune``, ``suite``, not on one job or a Dask cluster) starts their fork server at once, which
 then imports optrun while the command does (half a second sooner to the first run).
 
 Imported first by the package, it acts only in the ``optrun`` command (``optrun ...`` or ``python -m optrun
@@ -55,7 +55,9 @@ if (
     signal.signal(signal.SIGINT, _stop)
 
 
-TASKS = {"compare": "optrun.compare", "tune": "optrun.tune"}  # the module of each command's tasks
+# The module of each command's tasks: a suite's problems run compare's and tune's, and optrun.tune imports
+# optrun.compare.
+TASKS = {"compare": "optrun.compare", "tune": "optrun.tune", "suite": "optrun.tune"}
 
 
 def _workers_to_come(argv: list[str]) -> str | None:
